@@ -1,0 +1,43 @@
+"""Chooses the compiled or the pure-Python backend, once, and exports what the rest imports.
+
+The compiled backend is the default. If it cannot be imported (a source install without a
+compiler, an unsupported platform) the pure twin is used and one warning says so.
+``PTYD_PURE=1`` forces the pure backend. Everything else in ptyd imports the hot path and the
+emulator from here, never from ``_fast``/``_vt``/``_fast_py`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+
+IS_PURE_FORCED = os.environ.get("PTYD_PURE", "") not in ("", "0")
+
+
+def _load_compiled() -> tuple[ModuleType, type] | None:
+    try:
+        from . import _fast
+        from ._vt import VtEmulator
+    except ImportError as exc:
+        warnings.warn(
+            f"ptyd: compiled backend unavailable ({exc}); using the pure-Python backend",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return _fast, VtEmulator
+
+
+def _load_pure() -> tuple[ModuleType, type]:
+    from . import _fast_py
+    from .emulator import PyteEmulator
+
+    return _fast_py, PyteEmulator
+
+
+_compiled = None if IS_PURE_FORCED else _load_compiled()
+fast, Emulator = _compiled if _compiled is not None else _load_pure()
+BACKEND = "pure" if _compiled is None else "compiled"
+
+__all__ = ["BACKEND", "Emulator", "fast"]
