@@ -1,0 +1,172 @@
+"""Emulator behaviour on both backends: corpora, per-family units, snapshots, hostile input."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptyd.emulator import EmulatorProtocol, PyteEmulator, sanitize_title
+from tests.emulator_corpus import (
+    XTERM_UNCOVERED,
+    pyte_case,
+    pyte_cases,
+    xterm_case,
+    xterm_cases,
+)
+
+BACKENDS = {"pure": PyteEmulator}
+
+
+@pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
+def emu_class(request: pytest.FixtureRequest) -> type:
+    return BACKENDS[request.param]
+
+
+def make(emu_class: type, data: bytes = b"", cols: int = 80, rows: int = 24) -> EmulatorProtocol:
+    emu = emu_class(cols, rows)
+    emu.feed(data)
+    return emu
+
+
+def lines(emu: EmulatorProtocol) -> list[str]:
+    return emu.snapshot_text().split("\n")
+
+
+def cursor(emu: EmulatorProtocol) -> tuple[int, int]:
+    c = emu.snapshot_json()["cursor"]
+    return c["x"], c["y"]
+
+
+@pytest.mark.parametrize("name", xterm_cases())
+def test_xterm_corpus(emu_class: type, name: str) -> None:
+    data, expected = xterm_case(name)
+    emu = make(emu_class, data, 80, 25)
+    if name in XTERM_UNCOVERED:
+        assert lines(emu) != expected, f"{name} now passes: remove it from XTERM_UNCOVERED"
+    else:
+        assert lines(emu) == expected
+
+
+@pytest.mark.parametrize("name", pyte_cases())
+def test_pyte_captured(emu_class: type, name: str) -> None:
+    data, expected = pyte_case(name)
+    assert lines(make(emu_class, data)) == expected
+
+
+def test_protocol(emu_class: type) -> None:
+    assert isinstance(emu_class(80, 24), EmulatorProtocol)
+
+
+def test_pending_wrap_at_right_margin(emu_class: type) -> None:
+    emu = make(emu_class, b"x" * 10, cols=10, rows=3)
+    assert cursor(emu) == (9, 0)
+    emu.feed(b"\bA")  # BS from the pending-wrap state lands on column 8, as in xterm
+    assert lines(emu)[0] == "xxxxxxxxAx"
+    emu.feed(b"\rB")
+    assert lines(emu)[0] == "BxxxxxxxAx"
+    emu.feed(b"\x1b[10GCD")
+    assert lines(emu)[:2] == ["BxxxxxxxAC", "D"]
+
+
+def test_wide_char_at_margin_wraps_whole(emu_class: type) -> None:
+    emu = make(emu_class, "abcd中".encode(), cols=5, rows=2)
+    assert lines(emu) == ["abcd", "中"]
+    assert cursor(emu) == (2, 1)
+
+
+def test_combining_attaches_to_previous_cell(emu_class: type) -> None:
+    emu = make(emu_class, "e\u0301x".encode(), cols=5, rows=1)
+    assert lines(emu) == ["e\u0301x"]
+    assert cursor(emu) == (2, 0)
+
+
+def test_utf8_split_across_reads(emu_class: type) -> None:
+    emu = emu_class(10, 1)
+    for byte in "é中".encode():
+        emu.feed(bytes([byte]))
+    assert lines(emu) == ["é中"]
+
+
+def test_invalid_utf8_becomes_replacement(emu_class: type) -> None:
+    assert lines(make(emu_class, b"a\xffb\xc3(", cols=10, rows=1)) == ["a\ufffdb\ufffd("]
+
+
+def test_alt_screen_keeps_primary(emu_class: type) -> None:
+    emu = make(emu_class, b"primary\x1b[?1049halt", cols=10, rows=2)
+    assert lines(emu) == ["       alt", ""]
+    assert emu.snapshot_json()["alternate_screen"] is True
+    emu.feed(b"\x1b[?1049l")
+    assert lines(emu) == ["primary", ""]
+    assert cursor(emu) == (7, 0)
+
+
+def test_scroll_region_with_origin_mode(emu_class: type) -> None:
+    emu = make(emu_class, b"\x1b[2;3r\x1b[?6h\x1b[1;1HA\x1b[5;1HB\nC", cols=4, rows=4)
+    assert lines(emu) == ["", "B", " C", ""]
+
+
+def test_replies(emu_class: type) -> None:
+    emu = make(emu_class, b"\x1b[3;5H\x1b[6n\x1b[5n\x1b[c\x1b[>c\x1b[?6n")
+    assert emu.take_replies() == b"\x1b[3;5R\x1b[0n\x1b[?62;22c\x1b[>1;10;0c\x1b[?3;5R"
+    assert emu.take_replies() == b""
+
+
+def test_title_sanitized_and_capped(emu_class: type) -> None:
+    emu = make(emu_class, b"\x1b]2;a\x01b\x1b\\")
+    assert emu.title == "ab"
+    emu.feed(b"\x1b]0;" + b"t" * 1000 + b"\x07")
+    assert emu.title == "t" * 256
+    emu.feed(b"\x1b]2;" + b"x" * 100_000 + b"\x07")
+    assert emu.title == "t" * 256  # over-long strings are discarded whole
+    assert sanitize_title(b"\x9b\xc2\x9bok") == "\ufffdok"
+
+
+@pytest.mark.parametrize(
+    "seq", [b"\x1b[1;2C", b"\x1b[?6n", b"\x1b[1;2;3;4;5;6;7;8;9X", b"\x1b[99999999999999@"]
+)
+def test_sequences_that_crash_pyte(emu_class: type, seq: bytes) -> None:
+    emu = make(emu_class, b"ab" + seq + b"cd")
+    assert "cd" in lines(emu)[0]
+
+
+def test_sgr_colon_and_truecolor(emu_class: type) -> None:
+    emu = make(emu_class, b"\x1b[38:2::1:2:3;48;5;200;1mX\x1b[4:0;38;2;9;8;7mY", cols=4, rows=1)
+    assert emu.snapshot_json()["lines"][0] == [
+        ["X", {"fg": "#010203", "bg": 200, "bold": True}],
+        ["Y", {"fg": "#090807", "bg": 200, "bold": True}],
+    ]
+
+
+def test_dec_graphics_in_utf8(emu_class: type) -> None:
+    assert lines(make(emu_class, b"\x1b(0lqk\x1b(Bq", cols=5, rows=1)) == ["┌─┐q"]
+
+
+def test_scrollback(emu_class: type) -> None:
+    emu = emu_class(5, 2, scrollback=3)
+    emu.feed(b"1\r\n2\r\n3\r\n4\r\n5\r\n6")
+    assert emu.snapshot_text(scrollback=10) == "2\n3\n4\n5\n6"
+    assert emu.snapshot_json(scrollback=1)["scrollback"] == [[["4", {}]]]
+
+
+def test_resize_clamps_cursor(emu_class: type) -> None:
+    emu = make(emu_class, b"abc\r\ndef\x1b[2;3H", cols=10, rows=3)
+    emu.resize(2, 2)
+    assert (emu.cols, emu.rows) == (2, 2)
+    assert cursor(emu) == (1, 1)
+    assert lines(emu) == ["ab", "de"]
+    emu.feed(b"\x1b[6n")
+    assert emu.take_replies() == b"\x1b[2;2R"
+
+
+def test_ansi_round_trip(emu_class: type) -> None:
+    emu = make(
+        emu_class,
+        b"\x1b]2;T\x07\x1b[1;31mred\x1b[0m \x1b[44mbg\x1b[2;5r\x1b[?2004h"
+        b"\x1b[?1000h\x1b[?1006h\x1b[?1049h\x1b[5;3Halt\x1b[4 q\x1b[?25l",
+        cols=20,
+        rows=6,
+    )
+    copy = make(emu_class, emu.snapshot_ansi(), cols=20, rows=6)
+    assert copy.snapshot_json(scrollback=0) == emu.snapshot_json(scrollback=0)
+    copy.feed(b"\x1b[?1049l")
+    emu.feed(b"\x1b[?1049l")
+    assert copy.snapshot_json() == emu.snapshot_json()
