@@ -470,13 +470,13 @@ class PyteEmulator:
             self._full_reset()
 
     def snapshot_text(self, scrollback: int = 0) -> str:
-        return render_text(self.state(), scrollback)
+        return render_text(self.state(scrollback), scrollback)
 
     def snapshot_ansi(self) -> bytes:
-        return render_ansi(self.state())
+        return render_ansi(self.state(0))
 
     def snapshot_json(self, scrollback: int = 0) -> dict[str, Any]:
-        return render_json(self.state(), scrollback)
+        return render_json(self.state(scrollback), scrollback)
 
     # -- state --------------------------------------------------------------------------------
     def _blank_row(self, bg: int = 0) -> list[Cell]:
@@ -522,9 +522,14 @@ class PyteEmulator:
         self.strbuf: list[str] = []
         self.overflow = False
 
-    def state(self) -> ScreenState:
-        """A copy of the current state in the backend-neutral form the snapshots render."""
+    def state(self, scrollback: int = -1) -> ScreenState:
+        """A copy of the current state in the backend-neutral form the snapshots render.
+
+        ``scrollback`` limits how many history lines are copied (-1: all).
+        """
         saved = self.saved[0]
+        count = len(self.scrollback) if scrollback < 0 else min(scrollback, len(self.scrollback))
+        history = list(self.scrollback)[len(self.scrollback) - count :] if count else []
         return ScreenState(
             cols=self._cols,
             rows=self._rows,
@@ -542,7 +547,7 @@ class PyteEmulator:
             primary_cursor=saved[:5] if saved else (0, 0, 0, 0, 0),
             scroll_top=self.top,
             scroll_bottom=self.bottom,
-            scrollback=[list(r) for r in self.scrollback],
+            scrollback=[list(r) for r in history],
         )
 
     # -- parser (vt100.net's DEC state machine over decoded code points) -----------------------
@@ -717,7 +722,7 @@ class PyteEmulator:
             return
         body = "".join(self.strbuf)
         number, _, rest = body.partition(";")
-        if not number.isdigit() or len(number) > 5:
+        if not (number.isascii() and number.isdigit()) or len(number) > 5:
             return
         code = int(number)
         if code in (0, 1, 2):
@@ -873,7 +878,7 @@ class PyteEmulator:
         if self.modes["insert"]:
             self._split(row, x)
             row[x:] = ([(" ", 0, 0, 0)] * width + row[x:])[: cols - x]
-            self._split(row, cols - 1)
+            _clip_right(row)
         self._split(row, x)
         if width == 2:
             self._split(row, x + 1)
@@ -1082,7 +1087,7 @@ class PyteEmulator:
         n = min(self._param(0, 1), cols - x)
         self._split(row, x)
         row[x:] = ([(" ", 0, self.bg, 0)] * n + row[x:])[: cols - x]
-        self._split(row, cols - 1)
+        _clip_right(row)
 
     def _delete_chars(self) -> None:
         self.pending = False
@@ -1202,6 +1207,13 @@ class PyteEmulator:
             None if s is None else (min(s[0], cols - 1), min(s[1], rows - 1), *s[2:])
             for s in self.saved
         ]
+
+
+def _clip_right(row: list[Cell]) -> None:
+    """After a shift right, a wide character's left half may not stay in the last column."""
+    text = row[-1][0]
+    if text and char_width(text[0]) == 2:
+        row[-1] = (" ", 0, 0, 0)
 
 
 _SGR_SET = {

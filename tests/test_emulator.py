@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from ptyd._vt import VtEmulator
 
 from ptyd.emulator import EmulatorProtocol, PyteEmulator, sanitize_title
 from tests.emulator_corpus import (
@@ -13,7 +14,7 @@ from tests.emulator_corpus import (
     xterm_cases,
 )
 
-BACKENDS = {"pure": PyteEmulator}
+BACKENDS: dict[str, type] = {"compiled": VtEmulator, "pure": PyteEmulator}
 
 
 @pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
