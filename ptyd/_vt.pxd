@@ -45,9 +45,17 @@ ctypedef struct Cell:
     uint32_t bg
     uint16_t flags
 
-ctypedef struct Line:               # one scrollback line, trailing blank cells not stored
+ctypedef struct Row:                # one screen line
     Cell* cells
+    int used                        # cells [used, ncols) are blank with background `fill`
+    uint32_t fill                   # (lazy blanking: scrolling and erasing write no cells)
+    bint wrapped                    # the line continues on the next one (autowrap)
+
+ctypedef struct Line:               # one scrollback line, trailing blank cells not stored
+    void* data                      # see `packing`
     int len
+    int packing                     # 0: Cell[len]; 1 or 4: one uint8/uint32 code point per
+    Cell attrs                      # cell, all cells with the attributes of `attrs`
 
 ctypedef struct Saved:              # DECSC state
     int x, y
@@ -65,10 +73,8 @@ ctypedef struct Mark:               # OSC 133 shell-integration mark
 
 cdef class VtEmulator:
     cdef int ncols, nrows
-    cdef Cell** grid                # active screen, one malloc'd row per line
-    cdef Cell** other               # the inactive (primary or alternate) screen
-    cdef uint8_t* wrapped
-    cdef uint8_t* other_wrapped
+    cdef Row* grid                  # active screen
+    cdef Row* other                 # the inactive (primary or alternate) screen
     cdef uint8_t* tabs
     cdef bint alt
     cdef int x, y
@@ -110,13 +116,15 @@ cdef class VtEmulator:
     cdef Line* sb
     cdef int sb_limit, sb_cap, sb_len, sb_head
 
-    # The C-level entry point for other Cython code: no GIL, never fails.
-    cdef Cell** alloc_screen(self, int cols, int rows) except NULL
-    cdef void free_screen(self, Cell** screen, int rows) noexcept
+    # The C-level entry point for other Cython code: no GIL, never fails, returns 0.
+    cdef int feed_c(self, const unsigned char* data, Py_ssize_t n) noexcept nogil
+    # Internal steps (declared here because every cdef method of the type must be).
+    cdef Row* alloc_screen(self, int cols, int rows) except NULL
+    cdef void free_screen(self, Row* screen, int rows) noexcept
+    cdef inline Cell* touch(self, int y, int n) noexcept nogil
     cdef list row_cells(self, const Cell* cells, int n)
     cdef void full_reset(self) noexcept nogil
     cdef void swap_screens(self) noexcept nogil
-    cdef int feed_c(self, const unsigned char* data, Py_ssize_t n) noexcept nogil
     cdef void process(self, uint32_t cp) noexcept nogil
     cdef void param_char(self, uint32_t cp) noexcept nogil
     cdef void osc_put(self, uint32_t cp) noexcept nogil
@@ -152,8 +160,9 @@ cdef class VtEmulator:
     cdef void clear_tabs(self, int mode) noexcept nogil
     cdef void set_margins(self) noexcept nogil
     cdef void index(self) noexcept nogil
-    cdef void push_scrollback(self, const Cell* cells) noexcept nogil
+    cdef void push_scrollback(self, int y) noexcept nogil
     cdef void clear_scrollback(self) noexcept nogil
+    cdef void clear_row(self, Row* row, uint32_t bg) noexcept nogil
     cdef void scroll_up(self, int top, int bottom, int n) noexcept nogil
     cdef void scroll_down(self, int top, int bottom, int n) noexcept nogil
     cdef void delete_lines(self, int n) noexcept nogil

@@ -104,14 +104,16 @@ for _i in range(32):
 
 
 cdef inline void blank_cells(Cell* cells, int n, uint32_t bg) noexcept nogil:
+    cdef Cell blank
     cdef int i
+    blank.ch = 32
+    blank.comb[0] = 0
+    blank.comb[1] = 0
+    blank.fg = 0
+    blank.bg = bg
+    blank.flags = 0
     for i in range(n):
-        cells[i].ch = 32
-        cells[i].comb[0] = 0
-        cells[i].comb[1] = 0
-        cells[i].fg = 0
-        cells[i].bg = bg
-        cells[i].flags = 0
+        cells[i] = blank
 
 
 cdef inline bint is_trimmable(const Cell* c) noexcept nogil:
@@ -153,10 +155,8 @@ cdef class VtEmulator:
         self.sb_limit = max(0, scrollback)
         self.grid = self.alloc_screen(self.ncols, self.nrows)
         self.other = self.alloc_screen(self.ncols, self.nrows)
-        self.wrapped = <uint8_t*>calloc(self.nrows, 1)
-        self.other_wrapped = <uint8_t*>calloc(self.nrows, 1)
         self.tabs = <uint8_t*>calloc(self.ncols, 1)
-        if self.wrapped == NULL or self.other_wrapped == NULL or self.tabs == NULL:
+        if self.tabs == NULL:
             raise MemoryError()
         self.full_reset()
         self.pstate = ST_GROUND
@@ -167,34 +167,39 @@ cdef class VtEmulator:
     def __dealloc__(self):
         self.free_screen(self.grid, self.nrows)
         self.free_screen(self.other, self.nrows)
-        free(self.wrapped)
-        free(self.other_wrapped)
         free(self.tabs)
         cdef int i
         if self.sb != NULL:
             for i in range(self.sb_len):
-                free(self.sb[(self.sb_head + i) % self.sb_cap].cells)
+                free(self.sb[(self.sb_head + i) % self.sb_cap].data)
             free(self.sb)
 
-    cdef Cell** alloc_screen(self, int cols, int rows) except NULL:
-        cdef Cell** screen = <Cell**>calloc(rows, sizeof(Cell*))
+    cdef Row* alloc_screen(self, int cols, int rows) except NULL:
+        cdef Row* screen = <Row*>calloc(rows, sizeof(Row))
         cdef int y
         if screen == NULL:
             raise MemoryError()
         for y in range(rows):
-            screen[y] = <Cell*>malloc(cols * sizeof(Cell))
-            if screen[y] == NULL:
+            screen[y].cells = <Cell*>malloc(cols * sizeof(Cell))
+            if screen[y].cells == NULL:
                 self.free_screen(screen, rows)
                 raise MemoryError()
-            blank_cells(screen[y], cols, 0)
         return screen
 
-    cdef void free_screen(self, Cell** screen, int rows) noexcept:
+    cdef void free_screen(self, Row* screen, int rows) noexcept:
         cdef int y
         if screen != NULL:
             for y in range(rows):
-                free(screen[y])
+                free(screen[y].cells)
             free(screen)
+
+    cdef inline Cell* touch(self, int y, int n) noexcept nogil:
+        """Row y with at least its first n cells materialised (see Row.used)."""
+        cdef Row* row = &self.grid[y]
+        if row.used < n:
+            blank_cells(&row.cells[row.used], n - row.used, row.fill)
+            row.used = n
+        return row.cells
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -277,16 +282,26 @@ cdef class VtEmulator:
         """A copy of the current state in the backend-neutral form the snapshots render."""
         cdef int y, i, first
         cdef Line* line
-        lines = [self.row_cells(self.grid[y], self.ncols) for y in range(self.nrows)]
+        lines = [self.row_cells(self.touch(y, self.ncols), self.ncols) for y in range(self.nrows)]
         primary = None
         if self.alt:
-            primary = [self.row_cells(self.other[y], self.ncols) for y in range(self.nrows)]
+            self.swap_screens()
+            primary = [self.row_cells(self.touch(y, self.ncols), self.ncols)
+                       for y in range(self.nrows)]
+            self.swap_screens()
         count = self.sb_len if scrollback < 0 else min(scrollback, self.sb_len)
         history = []
         first = self.sb_len - count
         for i in range(first, self.sb_len):
             line = &self.sb[(self.sb_head + i) % self.sb_cap]
-            history.append(self.row_cells(line.cells, line.len))
+            attrs = (line.attrs.fg, line.attrs.bg, line.attrs.flags)
+            if line.packing == 1:
+                history.append([(chr(c), *attrs) for c in (<uint8_t*>line.data)[:line.len]])
+            elif line.packing == 4:
+                history.append([(chr(c) if c else "", *attrs)
+                                for c in (<uint32_t*>line.data)[:line.len]])
+            else:
+                history.append(self.row_cells(<Cell*>line.data, line.len))
         cdef Saved* s = &self.saved[0]
         modes = {
             "insert": self.m_insert, "lnm": self.m_lnm, "cursor_keys": self.m_cursor_keys,
@@ -299,7 +314,7 @@ cdef class VtEmulator:
         }
         return ScreenState(
             cols=self.ncols, rows=self.nrows, lines=lines,
-            wrapped=[bool(self.wrapped[y]) for y in range(self.nrows)],
+            wrapped=[bool(self.grid[y].wrapped) for y in range(self.nrows)],
             cursor_x=self.x, cursor_y=self.y, pending_wrap=self.pending,
             cursor_visible=self.cursor_visible, cursor_shape=self.cursor_shape,
             title=self.title, modes=modes, alternate_screen=self.alt, primary_lines=primary,
@@ -310,13 +325,13 @@ cdef class VtEmulator:
     # -- state -------------------------------------------------------------------------------
     cdef void full_reset(self) noexcept nogil:
         cdef int y, x
-        for y in range(self.nrows):
-            blank_cells(self.grid[y], self.ncols, 0)
-            blank_cells(self.other[y], self.ncols, 0)
-            self.wrapped[y] = 0
-            self.other_wrapped[y] = 0
         if self.alt:
             self.swap_screens()
+        self.bg = 0
+        self.erase_rows(0, self.nrows)
+        self.swap_screens()
+        self.erase_rows(0, self.nrows)
+        self.swap_screens()
         self.alt = False
         self.x = self.y = 0
         self.pending = False
@@ -338,12 +353,9 @@ cdef class VtEmulator:
         self.last_char = 0
 
     cdef void swap_screens(self) noexcept nogil:
-        cdef Cell** g = self.grid
-        cdef uint8_t* w = self.wrapped
+        cdef Row* g = self.grid
         self.grid = self.other
         self.other = g
-        self.wrapped = self.other_wrapped
-        self.other_wrapped = w
 
     # -- byte loop ------------------------------------------------------------------------------
     cdef int feed_c(self, const unsigned char* data, Py_ssize_t n) noexcept nogil:
@@ -830,7 +842,13 @@ cdef class VtEmulator:
         """A run of printable ASCII: whole-row writes unless a charset or IRM needs care."""
         cdef Py_ssize_t i = 0, k, m
         cdef Cell* row
-        cdef int x, cols = self.ncols
+        cdef Cell tmpl
+        cdef int x, used, cols = self.ncols
+        tmpl.comb[0] = 0
+        tmpl.comb[1] = 0
+        tmpl.fg = self.fg
+        tmpl.bg = self.bg
+        tmpl.flags = self.flags
         if self.m_insert or self.charsets[self.gl] == 48:
             for i in range(n):
                 self.put_char(data[i])
@@ -839,21 +857,20 @@ cdef class VtEmulator:
             if self.pending:
                 self.wrap()
             x = self.x
-            row = self.grid[self.y]
             k = min(n - i, <Py_ssize_t>(cols - x))
-            if row[x].ch == 0 and x > 0:
+            used = self.grid[self.y].used
+            row = self.touch(self.y, x)
+            if x < used and row[x].ch == 0 and x > 0:
                 blank_cells(&row[x - 1], 1, 0)
-            if x + k < cols and row[x + k].ch == 0:
+            if x + k < used and row[x + k].ch == 0:
                 blank_cells(&row[x + k], 1, 0)
             for m in range(k):
-                row[x + m].ch = data[i + m]
-                row[x + m].comb[0] = 0
-                row[x + m].comb[1] = 0
-                row[x + m].fg = self.fg
-                row[x + m].bg = self.bg
-                row[x + m].flags = self.flags
+                tmpl.ch = data[i + m]
+                row[x + m] = tmpl
             i += k
             x += <int>k
+            if x > used:
+                self.grid[self.y].used = x
             if x >= cols:
                 self.x = cols - 1
                 self.pending = self.m_autowrap
@@ -885,7 +902,7 @@ cdef class VtEmulator:
             else:
                 self.x = cols - 2
         x = self.x
-        row = self.grid[self.y]
+        row = self.touch(self.y, cols if self.m_insert else min(x + 3, cols))
         if self.m_insert:
             self.split(row, x)
             memmove(&row[x + width], &row[x], (cols - x - width) * sizeof(Cell))
@@ -926,7 +943,7 @@ cdef class VtEmulator:
             blank_cells(&row[self.ncols - 1], 1, 0)
 
     cdef void wrap(self) noexcept nogil:
-        self.wrapped[self.y] = 1
+        self.grid[self.y].wrapped = True
         self.pending = False
         self.x = 0
         self.index()
@@ -934,11 +951,13 @@ cdef class VtEmulator:
     cdef void combine(self, uint32_t cp) noexcept nogil:
         cdef int x = self.x if self.pending else self.x - 1
         cdef Cell* c
+        cdef Cell* row
         if x < 0:
             return
-        if self.grid[self.y][x].ch == 0 and x > 0:
+        row = self.touch(self.y, x + 1)
+        if row[x].ch == 0 and x > 0:
             x -= 1
-        c = &self.grid[self.y][x]
+        c = &row[x]
         if c.ch == 0:
             return
         if c.comb[0] == 0:
@@ -1017,12 +1036,20 @@ cdef class VtEmulator:
         elif self.y < self.nrows - 1:
             self.y += 1
 
-    cdef void push_scrollback(self, const Cell* cells) noexcept nogil:
-        """Keep a line scrolled off the primary screen: trimmed copy into the ring."""
-        cdef int n = trimmed_len(cells, self.ncols), cap
+    cdef void push_scrollback(self, int y) noexcept nogil:
+        """Keep row y, scrolled off the primary screen: a trimmed, packed when uniform, copy."""
+        cdef Row* row = &self.grid[y]
+        cdef const Cell* cells
+        cdef int n, cap, i, packing = 1
+        cdef uint32_t fg, bg, ch
+        cdef uint16_t flags
         cdef Line* line
         cdef Line* grown
-        cdef Cell* copy = NULL
+        cdef void* copy = NULL
+        if row.fill != 0:
+            self.touch(y, self.ncols)
+        cells = row.cells
+        n = trimmed_len(cells, row.used)
         if self.sb_len == self.sb_cap and self.sb_cap < self.sb_limit:
             # Grow the ring (only ever while it has not wrapped, so sb_head is 0).
             cap = min(max(self.sb_cap * 2, 64), self.sb_limit)
@@ -1032,71 +1059,91 @@ cdef class VtEmulator:
             self.sb = grown
             self.sb_cap = cap
         if n:
-            copy = <Cell*>malloc(n * sizeof(Cell))
+            fg = cells[0].fg
+            bg = cells[0].bg
+            flags = cells[0].flags
+            for i in range(n):
+                if cells[i].comb[0] != 0 or cells[i].fg != fg or cells[i].bg != bg \
+                        or cells[i].flags != flags:
+                    packing = 0
+                    break
+                if cells[i].ch >= 0x80 or cells[i].ch == 0:
+                    packing = 4
+            copy = malloc((<size_t>n) * (packing if packing else sizeof(Cell)))
             if copy == NULL:
                 return
-            memcpy(copy, cells, n * sizeof(Cell))
+            if packing == 1:
+                for i in range(n):
+                    (<uint8_t*>copy)[i] = <uint8_t>cells[i].ch
+            elif packing == 4:
+                for i in range(n):
+                    (<uint32_t*>copy)[i] = cells[i].ch
+            else:
+                memcpy(copy, cells, n * sizeof(Cell))
         if self.sb_len == self.sb_cap:
             line = &self.sb[self.sb_head]
-            free(line.cells)
+            free(line.data)
             self.sb_head = (self.sb_head + 1) % self.sb_cap
         else:
             line = &self.sb[(self.sb_head + self.sb_len) % self.sb_cap]
             self.sb_len += 1
-        line.cells = copy
+        line.data = copy
         line.len = n
+        line.packing = packing if n else 0
+        if n:
+            line.attrs = cells[0]
 
     cdef void clear_scrollback(self) noexcept nogil:
         cdef int i
         for i in range(self.sb_len):
-            free(self.sb[(self.sb_head + i) % self.sb_cap].cells)
+            free(self.sb[(self.sb_head + i) % self.sb_cap].data)
         self.sb_len = 0
         self.sb_head = 0
 
+    cdef void clear_row(self, Row* row, uint32_t bg) noexcept nogil:
+        row.used = 0
+        row.fill = bg
+        row.wrapped = False
+
     cdef void scroll_up(self, int top, int bottom, int n) noexcept nogil:
         cdef bint keep = top == 0 and not self.alt and self.sb_limit > 0
-        cdef Cell* row
+        cdef Row row
         cdef int i
         n = min(n, bottom - top + 1)
         for i in range(n):
-            row = self.grid[top]
             if keep:
-                self.push_scrollback(row)
-            memmove(&self.grid[top], &self.grid[top + 1], (bottom - top) * sizeof(Cell*))
-            memmove(&self.wrapped[top], &self.wrapped[top + 1], bottom - top)
-            blank_cells(row, self.ncols, self.bg)
+                self.push_scrollback(top)
+            row = self.grid[top]
+            memmove(&self.grid[top], &self.grid[top + 1], (bottom - top) * sizeof(Row))
+            self.clear_row(&row, self.bg)
             self.grid[bottom] = row
-            self.wrapped[bottom] = 0
 
     cdef void scroll_down(self, int top, int bottom, int n) noexcept nogil:
-        cdef Cell* row
+        cdef Row row
         cdef int i
         n = min(n, bottom - top + 1)
         for i in range(n):
             row = self.grid[bottom]
-            memmove(&self.grid[top + 1], &self.grid[top], (bottom - top) * sizeof(Cell*))
-            memmove(&self.wrapped[top + 1], &self.wrapped[top], bottom - top)
-            blank_cells(row, self.ncols, self.bg)
+            memmove(&self.grid[top + 1], &self.grid[top], (bottom - top) * sizeof(Row))
+            self.clear_row(&row, self.bg)
             self.grid[top] = row
-            self.wrapped[top] = 0
 
     cdef void delete_lines(self, int n) noexcept nogil:
-        cdef Cell* row
+        cdef Row row
         cdef int i
         n = min(n, self.bottom - self.y + 1)
         for i in range(n):
             row = self.grid[self.y]
             memmove(&self.grid[self.y], &self.grid[self.y + 1],
-                    (self.bottom - self.y) * sizeof(Cell*))
-            memmove(&self.wrapped[self.y], &self.wrapped[self.y + 1], self.bottom - self.y)
-            blank_cells(row, self.ncols, self.bg)
+                    (self.bottom - self.y) * sizeof(Row))
+            self.clear_row(&row, self.bg)
             self.grid[self.bottom] = row
-            self.wrapped[self.bottom] = 0
 
     cdef void erase_cells(self, int y, int start, int stop) noexcept nogil:
-        cdef Cell* row = self.grid[y]
+        cdef Cell* row
         if start >= stop:
             return
+        row = self.touch(y, self.ncols)
         if start > 0:
             self.split(row, start)
         if stop < self.ncols:
@@ -1106,14 +1153,13 @@ cdef class VtEmulator:
     cdef void erase_rows(self, int start, int stop) noexcept nogil:
         cdef int y
         for y in range(start, stop):
-            blank_cells(self.grid[y], self.ncols, self.bg)
-            self.wrapped[y] = 0
+            self.clear_row(&self.grid[y], self.bg)
 
     cdef void erase_line(self, int mode) noexcept nogil:
         self.pending = False
         if mode == 0:
             self.erase_cells(self.y, self.x, self.ncols)
-            self.wrapped[self.y] = 0
+            self.grid[self.y].wrapped = False
         elif mode == 1:
             self.erase_cells(self.y, 0, self.x + 1)
         elif mode == 2:
@@ -1123,7 +1169,7 @@ cdef class VtEmulator:
         self.pending = False
         if mode == 0:
             self.erase_cells(self.y, self.x, self.ncols)
-            self.wrapped[self.y] = 0
+            self.grid[self.y].wrapped = False
             self.erase_rows(self.y + 1, self.nrows)
         elif mode == 1:
             self.erase_rows(0, self.y)
@@ -1135,7 +1181,7 @@ cdef class VtEmulator:
 
     cdef void insert_chars(self, int n) noexcept nogil:
         self.pending = False
-        cdef Cell* row = self.grid[self.y]
+        cdef Cell* row = self.touch(self.y, self.ncols)
         cdef int x = self.x, cols = self.ncols
         n = min(n, cols - x)
         self.split(row, x)
@@ -1145,7 +1191,7 @@ cdef class VtEmulator:
 
     cdef void delete_chars(self, int n) noexcept nogil:
         self.pending = False
-        cdef Cell* row = self.grid[self.y]
+        cdef Cell* row = self.touch(self.y, self.ncols)
         cdef int x = self.x, cols = self.ncols
         n = min(n, cols - x)
         self.split(row, x)
@@ -1156,13 +1202,14 @@ cdef class VtEmulator:
 
     cdef void decaln(self) noexcept nogil:
         cdef int y, x
+        cdef Cell* row
         self.top = 0
         self.bottom = self.nrows - 1
         for y in range(self.nrows):
-            blank_cells(self.grid[y], self.ncols, 0)
+            self.clear_row(&self.grid[y], 0)
+            row = self.touch(y, self.ncols)
             for x in range(self.ncols):
-                self.grid[y][x].ch = 69
-            self.wrapped[y] = 0
+                row[x].ch = 69
         self.goto(0, 0)
 
     # -- SGR -----------------------------------------------------------------------------------
@@ -1246,13 +1293,10 @@ cdef class VtEmulator:
 
     # -- resize ----------------------------------------------------------------------------------
     cdef int resize_c(self, int cols, int rows) except -1:
-        cdef Cell** screens[2]
-        cdef uint8_t* wraps[2]
-        cdef Cell** fresh
-        cdef uint8_t* fresh_wrapped
+        cdef Row* fresh
         cdef uint8_t* fresh_tabs
-        cdef int s, y, excess, drop, used, cursor_y, copy
-        cdef Cell* old
+        cdef int s, y, excess, drop, used, cursor_y
+        cdef Row* old
         if cols == self.ncols and rows == self.nrows:
             return 0
         fresh_tabs = <uint8_t*>malloc(cols)
@@ -1262,17 +1306,11 @@ cdef class VtEmulator:
             fresh_tabs[y] = self.tabs[y] if y < self.ncols else y % 8 == 0
         free(self.tabs)
         self.tabs = fresh_tabs
-        screens[0] = self.grid
-        screens[1] = self.other
-        wraps[0] = self.wrapped
-        wraps[1] = self.other_wrapped
         for s in range(2):
-            fresh = <Cell**>calloc(rows, sizeof(Cell*))
-            fresh_wrapped = <uint8_t*>calloc(rows, 1)
-            if fresh == NULL or fresh_wrapped == NULL:
-                free(fresh)
-                free(fresh_wrapped)
-                raise MemoryError()
+            # s == 0: the active screen; the screens are swapped between the two passes.
+            fresh = self.alloc_screen(cols, rows)
+            for y in range(self.nrows):
+                self.touch(y, self.ncols)
             used = self.nrows
             drop = 0
             cursor_y = self.y if s == 0 else 0
@@ -1280,37 +1318,26 @@ cdef class VtEmulator:
                 # Drop blank rows below the cursor first, then push top rows out, as xterm.
                 excess = self.nrows - rows
                 while excess and used - 1 > cursor_y and \
-                        trimmed_len(screens[s][used - 1], self.ncols) == 0:
+                        trimmed_len(self.grid[used - 1].cells, self.ncols) == 0:
                     used -= 1
                     excess -= 1
                 drop = excess
                 for y in range(drop):
                     if (s == 0) != self.alt and self.sb_limit > 0:
-                        self.push_scrollback(screens[s][y])
+                        self.push_scrollback(y)
             if s == 0:
                 self.y = max(self.y - drop, 0)
             for y in range(rows):
-                fresh[y] = <Cell*>malloc(cols * sizeof(Cell))
-                if fresh[y] == NULL:
-                    self.free_screen(fresh, rows)
-                    free(fresh_wrapped)
-                    raise MemoryError()
-                blank_cells(fresh[y], cols, 0)
                 if drop + y < used:
-                    old = screens[s][drop + y]
-                    copy = min(cols, self.ncols)
-                    memcpy(fresh[y], old, copy * sizeof(Cell))
-                    if cols < self.ncols and old[cols].ch == 0:
-                        blank_cells(&fresh[y][cols - 1], 1, 0)
-                    fresh_wrapped[y] = wraps[s][drop + y]
-            self.free_screen(screens[s], self.nrows)
-            free(wraps[s])
-            screens[s] = fresh
-            wraps[s] = fresh_wrapped
-        self.grid = screens[0]
-        self.other = screens[1]
-        self.wrapped = wraps[0]
-        self.other_wrapped = wraps[1]
+                    old = &self.grid[drop + y]
+                    fresh[y].used = min(cols, self.ncols)
+                    memcpy(fresh[y].cells, old.cells, fresh[y].used * sizeof(Cell))
+                    if cols < self.ncols and old.cells[cols].ch == 0:
+                        blank_cells(&fresh[y].cells[cols - 1], 1, 0)
+                    fresh[y].wrapped = old.wrapped
+            self.free_screen(self.grid, self.nrows)
+            self.grid = fresh
+            self.swap_screens()
         self.ncols = cols
         self.nrows = rows
         self.top = 0
