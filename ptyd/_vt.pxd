@@ -24,6 +24,8 @@ cdef enum:
     MAX_REPLIES = 4096
     MAX_MARKS = 256
     MAX_DIMENSION = 1000
+    COMB_CAP = 4096                 # distinct combining-mark sequences per emulator
+    COMB_SLOTS = 8192               # its hash index (power of two)
 
 # Parser states: vt100.net's DEC parser (DCS, SOS, PM and APC share one ignored STRING state).
 cdef enum:
@@ -38,12 +40,12 @@ cdef enum:
     ST_STRING = 8
     N_STATES = 9
 
-ctypedef struct Cell:
+ctypedef struct Cell:                # 16 bytes: a run of cells is written with few stores
     uint32_t ch                     # base code point; 0 = right half of a wide character
-    uint32_t comb[MAX_COMBINING]    # combining marks, 0 = none
     uint32_t fg
     uint32_t bg
     uint16_t flags
+    uint16_t comb                   # combining marks: index into VtEmulator.comb_marks, 0 = none
 
 ctypedef struct Row:                # one screen line
     Cell* cells
@@ -112,6 +114,10 @@ cdef class VtEmulator:
     cdef int icon_len
     cdef Mark marks[MAX_MARKS]
     cdef int nmarks, marks_head
+    # interned combining-mark sequences (up to MAX_COMBINING marks each), never freed
+    cdef uint32_t (*comb_marks)[MAX_COMBINING]
+    cdef uint16_t* comb_slots
+    cdef int comb_len
     # scrollback ring
     cdef Line* sb
     cdef int sb_limit, sb_cap, sb_len, sb_head
@@ -150,6 +156,7 @@ cdef class VtEmulator:
     cdef void clip_right(self, Cell* row) noexcept nogil
     cdef void wrap(self) noexcept nogil
     cdef void combine(self, uint32_t cp) noexcept nogil
+    cdef uint16_t intern_marks(self, uint32_t first, uint32_t second) noexcept nogil
     cdef void repeat(self, int n) noexcept nogil
     cdef void goto(self, int x, int y) noexcept nogil
     cdef void move_up(self, int n) noexcept nogil

@@ -2,7 +2,7 @@
 """Compiled terminal emulator engine (the default backend; semantics as ptyd.emulator)."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 
@@ -107,8 +107,7 @@ cdef inline void blank_cells(Cell* cells, int n, uint32_t bg) noexcept nogil:
     cdef Cell blank
     cdef int i
     blank.ch = 32
-    blank.comb[0] = 0
-    blank.comb[1] = 0
+    blank.comb = 0
     blank.fg = 0
     blank.bg = bg
     blank.flags = 0
@@ -117,7 +116,7 @@ cdef inline void blank_cells(Cell* cells, int n, uint32_t bg) noexcept nogil:
 
 
 cdef inline bint is_trimmable(const Cell* c) noexcept nogil:
-    return ((c.ch == 32 and c.comb[0] == 0) or c.ch == 0) and c.fg == 0 and c.bg == 0 \
+    return ((c.ch == 32 and c.comb == 0) or c.ch == 0) and c.fg == 0 and c.bg == 0 \
         and c.flags == 0
 
 
@@ -173,6 +172,8 @@ cdef class VtEmulator:
             for i in range(self.sb_len):
                 free(self.sb[(self.sb_head + i) % self.sb_cap].data)
             free(self.sb)
+        free(self.comb_slots)
+        free(self.comb_marks)
 
     cdef Row* alloc_screen(self, int cols, int rows) except NULL:
         cdef Row* screen = <Row*>calloc(rows, sizeof(Row))
@@ -271,10 +272,10 @@ cdef class VtEmulator:
                 text = ""
             else:
                 text = chr(c.ch)
-                if c.comb[0]:
-                    text += chr(c.comb[0])
-                    if c.comb[1]:
-                        text += chr(c.comb[1])
+                if c.comb:
+                    text += chr(self.comb_marks[c.comb][0])
+                    if self.comb_marks[c.comb][1]:
+                        text += chr(self.comb_marks[c.comb][1])
             out.append((text, c.fg, c.bg, c.flags))
         return out
 
@@ -844,8 +845,7 @@ cdef class VtEmulator:
         cdef Cell* row
         cdef Cell tmpl
         cdef int x, used, cols = self.ncols
-        tmpl.comb[0] = 0
-        tmpl.comb[1] = 0
+        tmpl.comb = 0
         tmpl.fg = self.fg
         tmpl.bg = self.bg
         tmpl.flags = self.flags
@@ -923,8 +923,7 @@ cdef class VtEmulator:
 
     cdef inline void set_cell(self, Cell* c, uint32_t cp) noexcept nogil:
         c.ch = cp
-        c.comb[0] = 0
-        c.comb[1] = 0
+        c.comb = 0
         c.fg = self.fg
         c.bg = self.bg
         c.flags = self.flags
@@ -960,10 +959,42 @@ cdef class VtEmulator:
         c = &row[x]
         if c.ch == 0:
             return
-        if c.comb[0] == 0:
-            c.comb[0] = cp
-        elif c.comb[1] == 0:
-            c.comb[1] = cp
+        if c.comb == 0:
+            c.comb = self.intern_marks(cp, 0)
+        elif self.comb_marks[c.comb][1] == 0:
+            c.comb = self.intern_marks(self.comb_marks[c.comb][0], cp) or c.comb
+
+    cdef uint16_t intern_marks(self, uint32_t first, uint32_t second) noexcept nogil:
+        """The index of a combining-mark sequence, added if new; 0 when the table is full."""
+        cdef uint32_t h
+        cdef uint16_t i
+        if self.comb_slots == NULL:
+            self.comb_slots = <uint16_t*>calloc(COMB_SLOTS, sizeof(uint16_t))
+            self.comb_marks = <uint32_t (*)[MAX_COMBINING]>malloc(
+                COMB_CAP * MAX_COMBINING * sizeof(uint32_t))
+            if self.comb_slots == NULL or self.comb_marks == NULL:
+                free(self.comb_slots)
+                free(self.comb_marks)
+                self.comb_slots = NULL
+                self.comb_marks = NULL
+                return 0
+            self.comb_len = 1
+        h = (first * 2654435761u ^ second * 40503u) & (COMB_SLOTS - 1)
+        while True:
+            i = self.comb_slots[h]
+            if i == 0:
+                break
+            if self.comb_marks[i][0] == first and self.comb_marks[i][1] == second:
+                return i
+            h = (h + 1) & (COMB_SLOTS - 1)
+        if self.comb_len == COMB_CAP:
+            return 0
+        i = <uint16_t>self.comb_len
+        self.comb_len += 1
+        self.comb_marks[i][0] = first
+        self.comb_marks[i][1] = second
+        self.comb_slots[h] = i
+        return i
 
     cdef void repeat(self, int n) noexcept nogil:
         cdef int i
@@ -1040,9 +1071,11 @@ cdef class VtEmulator:
         """Keep row y, scrolled off the primary screen: a trimmed, packed when uniform, copy."""
         cdef Row* row = &self.grid[y]
         cdef const Cell* cells
-        cdef int n, cap, i, packing = 1
-        cdef uint32_t fg, bg, ch
-        cdef uint16_t flags
+        cdef int n, cap, i, packing = 0
+        cdef uint32_t ch
+        cdef uint64_t w0, w1, v0, v1, diff = 0
+        cdef bint wide = False
+        cdef uint8_t ascii[MAX_DIMENSION]
         cdef Line* line
         cdef Line* grown
         cdef void* copy = NULL
@@ -1059,22 +1092,22 @@ cdef class VtEmulator:
             self.sb = grown
             self.sb_cap = cap
         if n:
-            fg = cells[0].fg
-            bg = cells[0].bg
-            flags = cells[0].flags
+            # One branch-free pass: are all cells ASCII with the first cell's attributes?
+            memcpy(&w0, &cells[0], 8)
+            memcpy(&w1, (<const char*>&cells[0]) + 8, 8)
             for i in range(n):
-                if cells[i].comb[0] != 0 or cells[i].fg != fg or cells[i].bg != bg \
-                        or cells[i].flags != flags:
-                    packing = 0
-                    break
-                if cells[i].ch >= 0x80 or cells[i].ch == 0:
-                    packing = 4
+                memcpy(&v0, &cells[i], 8)
+                memcpy(&v1, (<const char*>&cells[i]) + 8, 8)
+                diff |= ((v0 ^ w0) >> 32) | (v1 ^ w1)
+                ch = cells[i].ch
+                wide |= (ch - 1u) >= 0x7Fu
+                ascii[i] = <uint8_t>ch
+            packing = 0 if diff or cells[0].comb else (4 if wide else 1)
             copy = malloc((<size_t>n) * (packing if packing else sizeof(Cell)))
             if copy == NULL:
                 return
             if packing == 1:
-                for i in range(n):
-                    (<uint8_t*>copy)[i] = <uint8_t>cells[i].ch
+                memcpy(copy, ascii, n)
             elif packing == 4:
                 for i in range(n):
                     (<uint32_t*>copy)[i] = cells[i].ch
