@@ -276,8 +276,9 @@ def render_ansi(state: ScreenState) -> bytes:
     x, y = state.cursor_x, state.cursor_y
     if state.pending_wrap:
         # Rewrite the last cell so that the target ends in the same pending-wrap state.
-        cell = state.lines[y][x]
-        out.append(f"\x1b[{y + 1};{x + 1}H{_sgr(*cell[1:])}{cell[0] or ' '}")
+        start = x - 1 if x and state.lines[y][x][0] == "" else x
+        cell = state.lines[y][start]
+        out.append(f"\x1b[{y + 1};{start + 1}H{_sgr(*cell[1:])}{cell[0] or ' '}")
     else:
         out.append(f"\x1b[{y + 1};{x + 1}H")
     fg, bg, flags = modes["attrs"]
@@ -426,7 +427,7 @@ class PyteEmulator:
         self._replies = bytearray()
         self._title = ""
         self.icon_name = ""
-        self.marks: deque[tuple[str, int, int]] = deque(maxlen=MAX_MARKS)
+        self._marks: deque[tuple[str, int, int]] = deque(maxlen=MAX_MARKS)
         self._utf8 = __import__("codecs").getincrementaldecoder("utf-8")("replace")
         self._reset_parser()
         self._full_reset()
@@ -452,6 +453,11 @@ class PyteEmulator:
             self._utf8.reset()
             return
         self._feed_text(text)
+
+    @property
+    def marks(self) -> list[tuple[str, int, int]]:
+        """OSC 133 marks as (kind, x, y), oldest first, at most MAX_MARKS."""
+        return list(self._marks)
 
     @property
     def screen(self) -> ScreenView:
@@ -732,7 +738,7 @@ class PyteEmulator:
             if code != 2:
                 self.icon_name = value
         elif code == 133 and rest:
-            self.marks.append((rest[0], self.x, self.y))
+            self._marks.append((rest[0], self.x, self.y))
 
     def _param(self, index: int, default: int) -> int:
         """The index-th parameter, with ``default`` for a missing or zero value."""

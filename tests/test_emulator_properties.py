@@ -1,0 +1,107 @@
+"""Property tests: compiled vs pure, chunking invariance, ANSI round trip, hostile input."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ptyd._vt import VtEmulator
+
+from ptyd.emulator import PyteEmulator
+from tests.emulator_streams import SIZES, STREAM, chunked
+
+BACKENDS: dict[str, type] = {"compiled": VtEmulator, "pure": PyteEmulator}
+EXAMPLES = int(os.environ.get("PTYD_EMULATOR_EXAMPLES", "300"))
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def full_state(emu: object) -> tuple[object, ...]:
+    """Everything both backends must agree on, in the shared snapshot form."""
+    state = emu.state()  # type: ignore[attr-defined]
+    return (state, emu.take_replies(), emu.title, emu.icon_name, emu.marks)  # type: ignore[attr-defined]
+
+
+@SETTINGS
+@given(size=SIZES, data=STREAM, scrollback=st.integers(0, 3))
+def test_compiled_matches_pure(size: tuple[int, int], data: bytes, scrollback: int) -> None:
+    compiled = VtEmulator(*size, scrollback=scrollback)
+    pure = PyteEmulator(*size, scrollback=scrollback)
+    compiled.feed(data)
+    pure.feed(data)
+    assert full_state(compiled) == full_state(pure)
+
+
+@SETTINGS
+@given(size=SIZES, data=STREAM, new_size=SIZES, more=STREAM)
+def test_resize_matches(
+    size: tuple[int, int], data: bytes, new_size: tuple[int, int], more: bytes
+) -> None:
+    emus = [cls(*size, scrollback=5) for cls in BACKENDS.values()]
+    for emu in emus:
+        emu.feed(data)
+        emu.resize(*new_size)
+        emu.feed(more)
+    assert full_state(emus[0]) == full_state(emus[1])
+
+
+@SETTINGS
+@given(data=st.data(), stream=STREAM, size=SIZES)
+def test_chunking_invariance(data: st.DataObject, stream: bytes, size: tuple[int, int]) -> None:
+    for cls in BACKENDS.values():
+        whole = cls(*size, scrollback=3)
+        whole.feed(stream)
+        parts = cls(*size, scrollback=3)
+        for chunk in data.draw(chunked(stream)):
+            parts.feed(chunk)
+        assert full_state(parts) == full_state(whole)
+
+
+@SETTINGS
+@given(stream=STREAM, size=SIZES)
+def test_ansi_round_trip(stream: bytes, size: tuple[int, int]) -> None:
+    for cls in BACKENDS.values():
+        emu = cls(*size, scrollback=0)
+        emu.feed(stream)
+        copy = cls(*size, scrollback=0)
+        copy.feed(emu.snapshot_ansi())
+        assert copy.snapshot_json() == emu.snapshot_json()
+        assert copy.state().pending_wrap == emu.state().pending_wrap
+
+
+@SETTINGS
+@given(data=st.binary(max_size=400), size=SIZES)
+def test_arbitrary_bytes_never_raise(data: bytes, size: tuple[int, int]) -> None:
+    compiled = VtEmulator(*size, scrollback=2)
+    pure = PyteEmulator(*size, scrollback=2)
+    compiled.feed(data)
+    pure.feed(data)
+    assert full_state(compiled) == full_state(pure)
+
+
+def test_hostile_input_is_bounded() -> None:
+    """Huge parameters, endless strings and marks: fast, and memory stays within the caps."""
+    emu = VtEmulator(80, 24, scrollback=100)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bombs = [
+        b"\x1b[" + b"9" * 100_000 + b"b",
+        b"x\x1b[65535b" * 50,
+        b"\x1b]2;" + b"A" * 1_000_000,
+        b"\x1bP" + b"q" * 1_000_000 + b"\x1b\\",
+        b"\x1b[" + b"1;" * 100_000 + b"m",
+        b"e" + "\u0301\u0302\u0303".encode() * 100_000,
+        "".join(
+            chr(0x300 + (i % 0x70)) + chr(0x300 + (i // 0x70 % 0x70)) + "a" for i in range(20_000)
+        ).encode(),
+        b"\x1b[?1049h\x1b[2J" * 1000,
+        os.urandom(1_000_000),
+    ]
+    for bomb in bombs:
+        emu.feed(bomb)
+    emu.take_replies()
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 64 * 1024
+    assert len(emu.title) <= 256
