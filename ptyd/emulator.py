@@ -329,6 +329,7 @@ class CellView(NamedTuple):
     blink: bool
 
 
+_PYTE_DECCKM = 1 << 5  # pyte stores private mode n as n << 5 and has no DECCKM constant
 _PYTE_NAMES = ("black", "red", "green", "brown", "blue", "magenta", "cyan", "white")
 
 
@@ -382,7 +383,7 @@ class ScreenView:
             pyte.modes.IRM: state.modes["insert"],
             pyte.modes.LNM: state.modes["lnm"],
             pyte.modes.DECSCNM: state.modes["reverse_video"],
-            pyte.modes.DECAPP: state.modes["cursor_keys"],
+            _PYTE_DECCKM: state.modes["cursor_keys"],
         }
         self.mode = {mode for mode, on in flags.items() if on}
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pyte
 import pytest
-from ptyd._vt import VtEmulator
 
+from ptyd._vt import VtEmulator
 from ptyd.emulator import EmulatorProtocol, PyteEmulator, sanitize_title
 from tests.emulator_corpus import (
     XTERM_UNCOVERED,
@@ -171,3 +172,17 @@ def test_ansi_round_trip(emu_class: type) -> None:
     copy.feed(b"\x1b[?1049l")
     emu.feed(b"\x1b[?1049l")
     assert copy.snapshot_json() == emu.snapshot_json()
+
+
+def test_pyte_compatible_view(emu_class: type) -> None:
+    emu = make(emu_class, "\x1b[1;31mab\x1b[0m中\x1b[?1h\x1b]2;t\x07".encode(), cols=6, rows=2)
+    screen = emu.screen  # type: ignore[attr-defined]
+    reference = pyte.Screen(6, 2)
+    pyte.ByteStream(reference).feed("\x1b[1;31mab\x1b[0m中".encode())
+    assert screen.display == reference.display
+    assert (screen.cursor.x, screen.cursor.y) == (reference.cursor.x, reference.cursor.y)
+    assert screen.buffer[0][0] == tuple(reference.buffer[0][0])
+    assert screen.buffer[0][2].data == "中"
+    assert (screen.columns, screen.lines, screen.title) == (6, 2, "t")
+    assert pyte.modes.DECAWM in screen.mode
+    assert 1 << 5 in screen.mode
