@@ -268,19 +268,25 @@ def render_ansi(state: ScreenState) -> bytes:
         out += _paint(state.primary_lines, state.cols)
         x, y, fg, bg, flags = state.primary_cursor
         out.append(f"\x1b[{y + 1};{x + 1}H{_sgr(fg, bg, flags)}")
-        out.append("\x1b[?1049h\x1b[H\x1b[2J")
+        # 1049 saved the primary cursor and its attributes; the alternate screen is cleared
+        # with default ones.
+        out.append("\x1b[?1049h\x1b[0m\x1b[H\x1b[2J")
     out += _paint(state.lines, state.cols)
     modes = state.modes
     if state.scroll_top or state.scroll_bottom != state.rows - 1:
         out.append(f"\x1b[{state.scroll_top + 1};{state.scroll_bottom + 1}r")
     x, y = state.cursor_x, state.cursor_y
+    # DECOM homes the cursor and makes rows relative to the margins: set it before placing.
+    row = y - state.scroll_top if modes["origin"] else y
+    if modes["origin"]:
+        out.append("\x1b[?6h")
     if state.pending_wrap:
         # Rewrite the last cell so that the target ends in the same pending-wrap state.
         start = x - 1 if x and state.lines[y][x][0] == "" else x
         cell = state.lines[y][start]
-        out.append(f"\x1b[{y + 1};{start + 1}H{_sgr(*cell[1:])}{cell[0] or ' '}")
+        out.append(f"\x1b[{row + 1};{start + 1}H{_sgr(*cell[1:])}{cell[0] or ' '}")
     else:
-        out.append(f"\x1b[{y + 1};{x + 1}H")
+        out.append(f"\x1b[{row + 1};{x + 1}H")
     fg, bg, flags = modes["attrs"]
     out.append(_sgr(fg, bg, flags))
     flagged = {
@@ -294,9 +300,6 @@ def render_ansi(state: ScreenState) -> bytes:
         "keypad": "\x1b=",
     }
     out += [seq for name, seq in flagged.items() if modes[name]]
-    if modes["origin"]:
-        # DECOM homes the cursor, so it must precede the final positioning; re-place it after.
-        out.append(f"\x1b[?6h\x1b[{y - state.scroll_top + 1};{x + 1}H")
     if not modes["autowrap"]:
         out.append("\x1b[?7l")
     if modes["mouse"]:
