@@ -12,6 +12,7 @@ XTERM = CORPUS / "xtermjs-escape-sequence-files"
 PYTE = CORPUS / "pyte-captured"
 ALACRITTY = CORPUS / "alacritty-ref"
 VTEBENCH = CORPUS / "vtebench" / "benchmarks"
+VT100 = CORPUS / "vt100-rust"
 
 # xterm files outside the supported set, each with the reason.
 XTERM_UNCOVERED = {
@@ -45,3 +46,52 @@ def pyte_case(name: str) -> tuple[bytes, list[str]]:
     data = (PYTE / f"{name}.input").read_bytes()
     expected = json.loads((PYTE / f"{name}.output").read_text())
     return data, [line.rstrip() for line in expected]
+
+
+# Alacritty recordings whose expected screen follows Alacritty where it departs from xterm.
+ALACRITTY_UNCOVERED = {
+    "decaln_reset": "DECALN homes the cursor (VT510, xterm); Alacritty leaves it in place",
+    "deccolm_reset": "DECCOLM is ignored, as xterm does by default (allowColumns off); "
+    "Alacritty clears the screen",
+    "erase_in_line": "EL clears a pending wrap and erases the last column (xterm, t0055-EL); "
+    "Alacritty keeps the wrap pending",
+    "saved_cursor_alt": "DECRC does not restore a pending wrap (xterm, t0060-DECSC); Alacritty "
+    "restores it",
+    "wrapline_alt_toggle": "DECRC does not restore a pending wrap (xterm, t0060-DECSC); "
+    "Alacritty restores it",
+}
+
+
+def alacritty_cases() -> list[str]:
+    return sorted(p.name for p in ALACRITTY.iterdir() if (p / "screen.txt").exists())
+
+
+def alacritty_case(name: str) -> tuple[bytes, int, int, int, list[str]]:
+    """Recording, columns, rows, history size and the screen (U+00A0 shown as a space).
+
+    Alacritty draws DEC graphics 0x5f as a space; xterm and ptyd store U+00A0 there.
+    """
+    test = ALACRITTY / name
+    size = json.loads((test / "size.json").read_text())
+    config = test / "config.json"
+    history = json.loads(config.read_text()).get("history_size", 0) if config.exists() else 0
+    rows = size["screen_lines"]
+    expected = (test / "screen.txt").read_text("utf-8").split("\n")[:rows]
+    expected += [""] * (rows - len(expected))
+    data = (test / "alacritty.recording").read_bytes()
+    return data, size["columns"], rows, history, expected
+
+
+def vt100_steps() -> list[tuple[str, int]]:
+    fixtures = VT100 / "fixtures"
+    return [
+        (group.stem, int(step.stem))
+        for group in sorted(fixtures.glob("*.in"))
+        for step in sorted((fixtures / group.stem).glob("*.json"), key=lambda p: int(p.stem))
+    ]
+
+
+def vt100_input(group: str, step: int) -> bytes:
+    """Steps 1..step of a vt100-rust fixture group, concatenated."""
+    folder = VT100 / "fixtures" / group
+    return b"".join((folder / f"{n}.typescript").read_bytes() for n in range(1, step + 1))
