@@ -1,0 +1,127 @@
+"""Emulator feed throughput, compiled and pure side by side (pytest-benchmark).
+
+Run: PYTHONPATH=. python -m pytest benchmarks/bench_emulator.py --benchmark-only \
+         --benchmark-columns=min,median,rounds -p no:randomly
+Each result carries ``MB/s`` (from the fastest round) in its extra info; docs/emulator.md has
+the table. Inputs are fed in 64 KiB chunks, as the daemon reads them from the PTY.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ptyd._vt import VtEmulator
+from ptyd.emulator import PyteEmulator
+from tests.emulator_corpus import PYTE, VTEBENCH
+
+CHUNK = 65536
+COLS, ROWS = 80, 24
+BACKENDS: dict[str, type] = {"compiled": VtEmulator, "pure": PyteEmulator}
+# The pure backend is about 300 times slower: it gets a slice of each workload.
+SIZE = {"compiled": 4 << 20, "pure": 64 << 10}
+
+
+def _ascii(n: int) -> bytes:
+    return b"".join(b"%06d " % i + b"abcdefghij" * 7 + b"xyz\r\n" for i in range(n))
+
+
+def _sgr(n: int) -> bytes:
+    return b"".join(
+        b"\x1b[1;3%dm%06d\x1b[0m \x1b[38;5;%dmcoloured\x1b[0m " % (i % 8, i, i % 256)
+        + b"plain text " * 4
+        + b"\x1b[48;2;10;20;%dmtruecolour\x1b[m\r\n" % (i % 256)
+        for i in range(n)
+    )
+
+
+def _redraw(n: int) -> bytes:
+    frames = []
+    for frame in range(n):
+        rows = [b"\x1b[H\x1b[1;7m  PID USER      CPU%  MEM%  COMMAND\x1b[K\x1b[m"]
+        for row in range(2, ROWS + 1):
+            rows.append(
+                b"\x1b[%d;1H%5d root   \x1b[32m%5.1f\x1b[m %5.1f  process-%d\x1b[K"
+                % (row, 1000 + row, (frame * row) % 100 / 1.0, row / 3, frame)
+            )
+        frames.append(b"".join(rows))
+    return b"".join(frames)
+
+
+def _unicode(n: int) -> bytes:
+    line = "日本語のテキスト ünïcödé e\u0301a\u0308 中文字符 한국어 ".encode()
+    return (line + b"\r\n") * n
+
+
+def _region(n: int) -> bytes:
+    head = b"\x1b[?1049h\x1b[2;23r\x1b[23;1H"
+    return head + b"".join(b"line %d of a scrolling region\r\n" % i for i in range(n))
+
+
+def _captured(_: int) -> bytes:
+    files = [VTEBENCH / "medium_cells" / "vim_session", VTEBENCH / "unicode" / "symbols"]
+    files += sorted(PYTE.glob("*.input"))
+    return b"".join(Path(f).read_bytes() for f in files)
+
+
+WORKLOADS: dict[str, Callable[[int], bytes]] = {
+    "ascii_lines": _ascii,
+    "sgr_lines": _sgr,
+    "redraw_top": _redraw,
+    "unicode_wide_combining": _unicode,
+    "region_scroll": _region,
+    "captured_corpus": _captured,
+}
+
+
+def workload(name: str, backend: str) -> bytes:
+    data = WORKLOADS[name](1)
+    unit = len(data) or 1
+    data = WORKLOADS[name](max(1, SIZE[backend] // unit)) if name != "captured_corpus" else data
+    while len(data) < SIZE[backend]:
+        data += data
+    return data[: SIZE[backend]]
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_feed_throughput(benchmark: pytest.FixtureRequest, name: str, backend: str) -> None:
+    data = workload(name, backend)
+    chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+    cls = BACKENDS[backend]
+
+    def setup() -> tuple[tuple[object], dict[str, object]]:
+        return (cls(COLS, ROWS, 10_000),), {}
+
+    def feed(emu: VtEmulator) -> None:
+        for chunk in chunks:
+            emu.feed(chunk)
+
+    benchmark.pedantic(feed, setup=setup, rounds=5 if backend == "compiled" else 2)
+    benchmark.extra_info["MB/s"] = round(len(data) / benchmark.stats.stats.min / 1e6, 2)
+
+
+def _rss_kib() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_scrollback_memory(benchmark: pytest.FixtureRequest, backend: str) -> None:
+    """Resident memory of an 80x24 emulator after 10,000 full lines went to scrollback."""
+    data = _ascii(10_000 + ROWS)
+    cls = BACKENDS[backend]
+    kept: list[object] = []
+
+    def fill() -> None:
+        emu = cls(COLS, ROWS, 10_000)
+        emu.feed(data)
+        kept.append(emu)
+
+    before = _rss_kib()
+    benchmark.pedantic(fill, rounds=1)
+    benchmark.extra_info["KiB"] = _rss_kib() - before
+    assert len(kept[0].snapshot_text(10_000).split("\n")) == 10_000 + ROWS
