@@ -382,10 +382,13 @@ cdef class VtEmulator:
                     self.u_lower = 0x80
                     self.u_upper = 0xBF
                 elif 0xE0 <= b <= 0xEF:
+                    # ED A0-BF (a surrogate) is invalid, but it is consumed whole and
+                    # replaced byte by byte, as CPython's decoder does: the pure backend
+                    # decodes with it, and both must agree at every chunk boundary.
                     self.u_need = 2
                     self.u_cp = b & 0x0F
                     self.u_lower = 0xA0 if b == 0xE0 else 0x80
-                    self.u_upper = 0x9F if b == 0xED else 0xBF
+                    self.u_upper = 0xBF
                 elif 0xF0 <= b <= 0xF4:
                     self.u_need = 3
                     self.u_cp = b & 0x07
@@ -399,10 +402,17 @@ cdef class VtEmulator:
                 self.u_upper = 0xBF
                 self.u_need -= 1
                 if self.u_need == 0:
-                    self.process(self.u_cp)
+                    if 0xD800 <= self.u_cp <= 0xDFFF:
+                        self.process(0xFFFD)
+                        self.process(0xFFFD)
+                        self.process(0xFFFD)
+                    else:
+                        self.process(self.u_cp)
             else:
                 # Maximal-subpart replacement, as Python's decoder: one U+FFFD, then the
                 # offending byte is decoded afresh.
+                if self.u_need == 1 and 0x360 <= self.u_cp <= 0x37F:
+                    self.process(0xFFFD)  # ED A0-BF: one replacement per byte
                 self.u_need = 0
                 self.process(0xFFFD)
                 i -= 1
@@ -904,7 +914,7 @@ cdef class VtEmulator:
         x = self.x
         row = self.touch(self.y, cols if self.m_insert else min(x + 3, cols))
         if self.m_insert:
-            self.split(row, x)
+            self.split_middle(row, x)
             memmove(&row[x + width], &row[x], (cols - x - width) * sizeof(Cell))
             blank_cells(&row[x], width, 0)
             self.clip_right(row)
@@ -934,6 +944,11 @@ cdef class VtEmulator:
             blank_cells(&row[x - 1], 2, 0)
         elif x + 1 < self.ncols and row[x + 1].ch == 0:
             blank_cells(&row[x + 1], 1, 0)
+
+    cdef void split_middle(self, Cell* row, int x) noexcept nogil:
+        """Before a shift right at x: a wide character cut in its middle is blanked whole."""
+        if row[x].ch == 0 and x > 0:
+            blank_cells(&row[x - 1], 2, 0)
 
     cdef void clip_right(self, Cell* row) noexcept nogil:
         """After a shift right, a wide character's left half may not stay in the last column."""
@@ -1217,7 +1232,7 @@ cdef class VtEmulator:
         cdef Cell* row = self.touch(self.y, self.ncols)
         cdef int x = self.x, cols = self.ncols
         n = min(n, cols - x)
-        self.split(row, x)
+        self.split_middle(row, x)
         memmove(&row[x + n], &row[x], (cols - x - n) * sizeof(Cell))
         blank_cells(&row[x], n, self.bg)
         self.clip_right(row)

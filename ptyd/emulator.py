@@ -886,7 +886,7 @@ class PyteEmulator:
                 self.x = cols - 2
         x, row = self.x, self.grid[self.y]
         if self.modes["insert"]:
-            self._split(row, x)
+            self._split_middle(row, x)
             row[x:] = ([(" ", 0, 0, 0)] * width + row[x:])[: cols - x]
             _clip_right(row)
         self._split(row, x)
@@ -909,6 +909,11 @@ class PyteEmulator:
             row[x] = (" ", 0, 0, 0)
         elif x + 1 < self._cols and row[x + 1][0] == "":
             row[x + 1] = (" ", 0, 0, 0)
+
+    def _split_middle(self, row: list[Cell], x: int) -> None:
+        """Before a shift right at x: a wide character cut in its middle is blanked whole."""
+        if row[x][0] == "" and x > 0:
+            row[x - 1] = row[x] = (" ", 0, 0, 0)
 
     def _wrap(self) -> None:
         self.wrapped[self.y] = True
@@ -1095,7 +1100,7 @@ class PyteEmulator:
         self.pending = False
         row, x, cols = self.grid[self.y], self.x, self._cols
         n = min(self._param(0, 1), cols - x)
-        self._split(row, x)
+        self._split_middle(row, x)
         row[x:] = ([(" ", 0, self.bg, 0)] * n + row[x:])[: cols - x]
         _clip_right(row)
 
