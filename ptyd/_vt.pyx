@@ -231,6 +231,20 @@ cdef class VtEmulator:
         return out
 
     @property
+    def memory_usage(self):
+        """Bytes held in C allocations: both screens, scrollback, combining-mark table."""
+        cdef size_t total = 2 * <size_t>self.nrows * (sizeof(Row) + self.ncols * sizeof(Cell))
+        cdef int i
+        cdef Line* line
+        total += self.ncols + <size_t>self.sb_cap * sizeof(Line)
+        for i in range(self.sb_len):
+            line = &self.sb[(self.sb_head + i) % self.sb_cap]
+            total += <size_t>line.len * (line.packing if line.packing else sizeof(Cell))
+        if self.comb_slots != NULL:
+            total += COMB_SLOTS * sizeof(uint16_t) + COMB_CAP * MAX_COMBINING * sizeof(uint32_t)
+        return total
+
+    @property
     def screen(self):
         """The current screen through pyte's API."""
         return ScreenView(self.state())

@@ -14,6 +14,7 @@ of the ``ATTR_*`` constants.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -427,7 +428,7 @@ class PyteEmulator:
         self._cols = clamp_dimension(cols)
         self._rows = clamp_dimension(rows)
         self._scrollback_limit = max(0, int(scrollback))
-        self.scrollback: deque[tuple[Cell, ...]] = deque(maxlen=self._scrollback_limit)
+        self.scrollback: deque[PackedRow] = deque(maxlen=self._scrollback_limit)
         self._replies = bytearray()
         self._title = ""
         self.icon_name = ""
@@ -539,7 +540,14 @@ class PyteEmulator:
         """
         saved = self.saved[0]
         count = len(self.scrollback) if scrollback < 0 else min(scrollback, len(self.scrollback))
-        history = list(self.scrollback)[len(self.scrollback) - count :] if count else []
+        history = (
+            [
+                _unpack(row)
+                for row in itertools.islice(self.scrollback, len(self.scrollback) - count, None)
+            ]
+            if count
+            else []
+        )
         return ScreenState(
             cols=self._cols,
             rows=self._rows,
@@ -557,7 +565,7 @@ class PyteEmulator:
             primary_cursor=saved[:5] if saved else (0, 0, 0, 0, 0),
             scroll_top=self.top,
             scroll_bottom=self.bottom,
-            scrollback=[list(r) for r in history],
+            scrollback=history,
         )
 
     # -- parser (vt100.net's DEC state machine over decoded code points) -----------------------
@@ -1022,7 +1030,7 @@ class PyteEmulator:
             row = grid.pop(top)
             del wrapped[top]
             if keep:
-                self.scrollback.append(tuple(_trim(row)))
+                self.scrollback.append(_pack(row))
             grid.insert(bottom, self._blank_row(self.bg))
             wrapped.insert(bottom, False)
 
@@ -1199,7 +1207,7 @@ class PyteEmulator:
                     excess -= 1
                 drop = excess
                 if is_active != self.alt and self._scrollback_limit:
-                    self.scrollback.extend(tuple(_trim(row)) for row in grid[:drop])
+                    self.scrollback.extend(_pack(row) for row in grid[:drop])
                 del grid[:drop]
                 del wrapped[:drop]
             if is_active:
@@ -1222,6 +1230,27 @@ class PyteEmulator:
             None if s is None else (min(s[0], cols - 1), min(s[1], rows - 1), *s[2:])
             for s in self.saved
         ]
+
+
+PackedRow = tuple[str, int, int, int] | tuple[Cell, ...]
+
+
+def _pack(row: list[Cell]) -> PackedRow:
+    """A scrollback line: trimmed, and one string when its cells are uniform narrow characters.
+
+    Memory then follows the text kept (a few bytes per character), as in the compiled engine.
+    """
+    cells = _trim(row)
+    if cells and all(len(c[0]) == 1 and c[1:] == cells[0][1:] for c in cells):
+        return ("".join(c[0] for c in cells), *cells[0][1:])
+    return tuple(cells)
+
+
+def _unpack(packed: PackedRow) -> list[Cell]:
+    if packed and isinstance(packed[0], str):
+        text, fg, bg, flags = packed
+        return [(ch, fg, bg, flags) for ch in text]
+    return list(packed)
 
 
 def _clip_right(row: list[Cell]) -> None:
