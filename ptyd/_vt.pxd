@@ -152,7 +152,7 @@ cdef class VtEmulator:
     cdef void put_ascii(self, const unsigned char* data, Py_ssize_t n) noexcept nogil
     cdef void put_char(self, uint32_t cp) noexcept nogil
     cdef inline void set_cell(self, Cell* c, uint32_t cp) noexcept nogil
-    cdef void split(self, Cell* row, int x) noexcept nogil
+    cdef inline void split(self, Cell* row, int x) noexcept nogil
     cdef void split_middle(self, Cell* row, int x) noexcept nogil
     cdef void clip_right(self, Cell* row) noexcept nogil
     cdef void wrap(self) noexcept nogil

@@ -145,6 +145,29 @@ cdef int32_t color_from(const int32_t* sub, int n, bint colon) noexcept nogil:
     return -1
 
 
+cdef inline Py_ssize_t decode_utf8(const unsigned char* p, Py_ssize_t n,
+                                   uint32_t* cp) noexcept nogil:
+    """Length of the valid UTF-8 character at p (its code point in cp), 0 if not complete."""
+    cdef unsigned char b = p[0]
+    if b <= 0xDF:
+        if n >= 2 and (p[1] & 0xC0) == 0x80:
+            cp[0] = ((b & 0x1F) << 6) | (p[1] & 0x3F)
+            return 2
+    elif b <= 0xEF:
+        if n >= 3 and (p[1] & 0xC0) == 0x80 and (p[2] & 0xC0) == 0x80 \
+                and (b != 0xE0 or p[1] >= 0xA0) and (b != 0xED or p[1] < 0xA0):
+            cp[0] = ((b & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F)
+            return 3
+    elif b <= 0xF4:
+        if n >= 4 and (p[1] & 0xC0) == 0x80 and (p[2] & 0xC0) == 0x80 \
+                and (p[3] & 0xC0) == 0x80 and (b != 0xF0 or p[1] >= 0x90) \
+                and (b != 0xF4 or p[1] < 0x90):
+            cp[0] = ((b & 0x07) << 18) | ((p[1] & 0x3F) << 12) | ((p[2] & 0x3F) << 6) \
+                | (p[3] & 0x3F)
+            return 4
+    return 0
+
+
 cdef class VtEmulator:
     """Compiled emulator: same behaviour as ``PyteEmulator``, C state, GIL released in feed."""
 
@@ -377,6 +400,7 @@ cdef class VtEmulator:
         """Feed n bytes; callable from Cython without the GIL. Returns 0."""
         cdef Py_ssize_t i = 0, j
         cdef unsigned char b
+        cdef uint32_t cp
         while i < n:
             b = data[i]
             if b >= 0x20 and b < 0x7F and self.u_need == 0 and self.pstate == ST_GROUND:
@@ -386,6 +410,14 @@ cdef class VtEmulator:
                 self.put_ascii(data + i, j - i)
                 i = j
                 continue
+            if b >= 0xC2 and self.u_need == 0 and self.pstate == ST_GROUND:
+                # A complete, valid character: print it without the byte-wise decoder.
+                j = decode_utf8(data + i, n - i, &cp)
+                if j:
+                    if cp >= 0xA0:
+                        self.put_char(cp)
+                    i += j
+                    continue
             i += 1
             if self.u_need == 0:
                 if b < 0x80:
@@ -952,7 +984,7 @@ cdef class VtEmulator:
         c.bg = self.bg
         c.flags = self.flags
 
-    cdef void split(self, Cell* row, int x) noexcept nogil:
+    cdef inline void split(self, Cell* row, int x) noexcept nogil:
         """Blank the other half of a wide character that a write to column x cuts in two."""
         if row[x].ch == 0 and x > 0:
             blank_cells(&row[x - 1], 2, 0)
