@@ -1,0 +1,416 @@
+"""``ptyd`` command line: argv to commands. The only module that prints for humans.
+
+Global options (-S/--socket, -L, --no-autostart) are accepted before or after the command name.
+Every error is one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import config as config_module
+from . import launcher
+from ._version import __version__
+from .client import Client, SessionInfo
+from .config import Config
+from .errors import AlreadyRunning, ConfigError, PtydError, RequestError
+from .keys import key_bytes
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)[xX](\d+)", text)
+    if not match or not all(1 <= int(part) <= 4096 for part in match.groups()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 80x24")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return name, value
+
+
+def _global_options(parser: argparse.ArgumentParser, *, is_top: bool) -> None:
+    """-S/-L/--no-autostart, on the top parser and on every command (after its name)."""
+    default = None if is_top else argparse.SUPPRESS
+    group = parser.add_argument_group("daemon selection")
+    group.add_argument("-S", "--socket", metavar="PATH", default=default, help="socket path (PTYD_SOCKET)")
+    group.add_argument("-L", dest="socket_name", metavar="NAME", default=default, help="use NAME.sock in the default directory")
+    group.add_argument(
+        "--no-autostart", action="store_true", default=False if is_top else argparse.SUPPRESS,
+        help="never start a daemon (PTYD_NO_AUTOSTART=1)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptyd",
+        description="Terminal sessions that outlive their clients: a PTY session daemon.",
+    )
+    parser.add_argument("--version", action="store_true", help="print version and backend")
+    _global_options(parser, is_top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, **kwargs)
+        _global_options(sub, is_top=False)
+        return sub
+
+    serve = command("serve", "run the daemon in the foreground (for systemd and containers)")
+    serve.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--asyncio", action="store_true", help="use the asyncio loop instead of uvloop")
+    for name, setting in config_module.SETTINGS.items():
+        if name in ("socket", "autostart"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        serve.add_argument(flag, dest=f"set_{name}", metavar=setting.unit.upper(), action="append" if name == "allowed_uids" else "store", help=f"{setting.help} ({setting.env})")
+
+    new = command("new", "start a session (attached unless -d)")
+    new.add_argument("-n", "--name", help="unique session name")
+    new.add_argument("-d", "--detached", action="store_true", help="print the new session's id and return")
+    new.add_argument("--cwd", help="working directory (default: the current one)")
+    new.add_argument("--size", type=_size, help="COLSxROWS (default: this terminal's, else 80x24)")
+    new.add_argument("-e", "--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE", help="set a variable")
+    new.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default: your shell)")
+
+    ls = command("ls", "list sessions")
+    ls.add_argument("--json", action="store_true")
+
+    info = command("info", "show one session")
+    info.add_argument("target", metavar="TARGET")
+    info.add_argument("--json", action="store_true")
+
+    send = command("send", "send text (or keys) to a session")
+    send.add_argument("target", metavar="TARGET")
+    mode = send.add_mutually_exclusive_group()
+    mode.add_argument("--keys", action="store_true", help="read key names: Enter Tab Escape C-c Up F1 ...")
+    mode.add_argument("--stdin", action="store_true", help="send raw bytes from standard input")
+    send.add_argument("text", nargs="*", help="text to send as given (words joined by spaces)")
+
+    snap = command("snapshot", "print the current screen")
+    snap.add_argument("target", metavar="TARGET")
+    snap.add_argument("--format", choices=("text", "ansi", "json"), default="text")
+    snap.add_argument("--scrollback", type=int, default=0, metavar="N", help="include N scrollback lines")
+
+    resize = command("resize", "resize a session")
+    resize.add_argument("target", metavar="TARGET")
+    resize.add_argument("size", type=_size, metavar="COLSxROWS")
+
+    sig = command("signal", "send a signal to a session's foreground process group")
+    sig.add_argument("target", metavar="TARGET")
+    sig.add_argument("signal", metavar="SIGNAL", help="name (HUP, SIGTERM) or number")
+    sig.add_argument("--to", choices=("foreground", "process", "group", "session"), default="foreground")
+
+    kill = command("kill", "hang a session up (SIGHUP, then SIGTERM, then SIGKILL)")
+    kill.add_argument("target", metavar="TARGET")
+    kill.add_argument("--no-wait", action="store_true", help="return without waiting for the exit")
+
+    wait = command("wait", "wait until a session exits; exit with its status")
+    wait.add_argument("target", metavar="TARGET")
+    wait.add_argument("--timeout", type=float, metavar="SECONDS")
+
+    stats = command("stats", "daemon, session and subscriber statistics")
+    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS", help="repeat every SECONDS")
+
+    command("shutdown", "stop the daemon and every session")
+    return parser
+
+
+def _config_from(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    if args.socket_name:
+        overrides["socket"] = config_module.socket_path_for(args.socket_name)
+    if args.socket:
+        overrides["socket"] = Path(args.socket).absolute()
+    if args.no_autostart:
+        overrides["autostart"] = False
+    for name, setting in config_module.SETTINGS.items():
+        raw = getattr(args, f"set_{name}", None)
+        if raw is None:
+            continue
+        text = " ".join(raw) if isinstance(raw, list) else raw
+        try:
+            overrides[name] = setting.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"invalid --{name.replace('_', '-')} {text!r}: {exc}") from None
+    return config_module.load(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from ._backend import BACKEND
+
+        print(f"ptyd {__version__} ({BACKEND} backend)")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        config = _config_from(args)
+        if args.command == "serve":
+            return cmd_serve(config, args)
+        handler = _COMMANDS[args.command]
+        launcher.ensure_daemon(config)
+        with Client(config.socket) as client:
+            return handler(client, args)
+    except KeyboardInterrupt:
+        return 130
+    except (PtydError, OSError) as exc:
+        print(f"ptyd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    from . import server
+
+    ready_fd = int(os.environ.pop("PTYD_READY_FD", "-1"))
+    if args.background and os.fork() > 0:
+        os._exit(0)  # the intermediate exits; the daemon is reparented and has no terminal
+
+    def report(message: bytes) -> None:
+        nonlocal ready_fd
+        if ready_fd >= 0:
+            os.write(ready_fd, message)
+            os.close(ready_fd)
+            ready_fd = -1
+
+    if args.background:
+        _detach_stdio(config.log_file)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        filename=config.log_file,
+        format="%(asctime)s ptyd[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        status = server.run(config, on_ready=lambda: report(launcher.READY), use_uvloop=not args.asyncio)
+    except AlreadyRunning as exc:
+        report(f"already running: {exc}".encode())
+        print(f"ptyd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except PtydError as exc:
+        report(str(exc).encode())
+        raise
+    return status
+
+
+def _detach_stdio(log_file: Path | None) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) if log_file else null
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+
+
+def _target(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def _terminal_size() -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        return size.columns, size.lines
+    except OSError:
+        return 80, 24
+
+
+def cmd_new(client: Client, args: argparse.Namespace) -> int:
+    argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    cols, rows = args.size or _terminal_size()
+    info = client.create(
+        argv or [os.environ.get("SHELL") or "/bin/sh"],
+        name=args.name,
+        cwd=os.path.abspath(args.cwd) if args.cwd else os.getcwd(),
+        env=dict(args.env),
+        cols=cols,
+        rows=rows,
+    )
+    if args.detached:
+        print(info.id)
+        return 0
+    from .attach import attach_terminal
+
+    return attach_terminal(client, info.id, args)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _state(info: SessionInfo) -> str:
+    if info.is_running:
+        return "running"
+    if info.exit_signal is not None:
+        return f"signal {info.exit_signal}"
+    return f"exit {info.exit_code}"
+
+
+def cmd_ls(client: Client, args: argparse.Namespace) -> int:
+    sessions = client.list_sessions()
+    if args.json:
+        print(json.dumps([_as_dict(info) for info in sessions], indent=2))
+        return 0
+    rows = [("ID", "NAME", "COMMAND", "SIZE", "CLIENTS", "STATE", "AGE")]
+    now = time.time()
+    for info in sessions:
+        command = shlex.join(info.argv)
+        rows.append(
+            (
+                str(info.id),
+                info.name or "-",
+                command if len(command) <= 40 else command[:39] + "…",
+                f"{info.cols}x{info.rows}",
+                str(info.clients),
+                _state(info),
+                _age(now - info.created_at),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _as_dict(info: SessionInfo) -> dict[str, Any]:
+    return {name: getattr(info, name) for name in info.__dataclass_fields__}
+
+
+def cmd_info(client: Client, args: argparse.Namespace) -> int:
+    info = client.info(_target(args.target))
+    data = _as_dict(info)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    data["argv"] = shlex.join(info.argv)
+    data["state"] = _state(info)
+    for key, value in data.items():
+        print(f"{key + ':':15} {'-' if value is None else value}")
+    return 0
+
+
+def cmd_send(client: Client, args: argparse.Namespace) -> int:
+    if args.stdin:
+        data = sys.stdin.buffer.read()
+    elif args.keys:
+        data = b"".join(key_bytes(name) for name in args.text)
+    else:
+        words = args.text[1:] if args.text[:1] == ["--"] else args.text
+        data = " ".join(words).encode()
+    client.send(_target(args.target), data)
+    return 0
+
+
+def cmd_snapshot(client: Client, args: argparse.Namespace) -> int:
+    snap = client.snapshot(_target(args.target), args.format, args.scrollback)
+    if args.format == "json":
+        print(json.dumps(snap.data, indent=2))
+    elif args.format == "ansi":
+        sys.stdout.buffer.write(snap.data)
+        sys.stdout.flush()
+    else:
+        print(snap.data)
+    return 0
+
+
+def cmd_resize(client: Client, args: argparse.Namespace) -> int:
+    client.resize(_target(args.target), *args.size)
+    return 0
+
+
+def cmd_signal(client: Client, args: argparse.Namespace) -> int:
+    client.signal(_target(args.target), _target(args.signal), args.to)
+    return 0
+
+
+def cmd_kill(client: Client, args: argparse.Namespace) -> int:
+    target = _target(args.target)
+    client.kill(target)
+    if not args.no_wait:
+        client.wait(target)
+    return 0
+
+
+def cmd_wait(client: Client, args: argparse.Namespace) -> int:
+    try:
+        status = client.wait(_target(args.target), args.timeout)
+    except RequestError as exc:
+        if exc.code == "timeout":
+            print(f"ptyd: {exc}", file=sys.stderr)
+            return 124  # as timeout(1)
+        raise
+    return status.status
+
+
+def cmd_stats(client: Client, args: argparse.Namespace) -> int:
+    while True:
+        stats = client.stats()
+        if args.json:
+            print(json.dumps(stats, indent=2 if not args.watch else None), flush=True)
+        else:
+            print(format_stats(stats), flush=True)
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)  # the client's refresh interval, not daemon synchronisation
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    daemon = stats["daemon"]
+    lines = [
+        f"daemon pid {daemon['pid']}  {daemon['backend']} backend  up {_age(daemon['uptime'])}  "
+        f"sessions {daemon['sessions']}  clients {daemon['clients']}  "
+        f"in {daemon['bytes_in']} B  out {daemon['bytes_out']} B  "
+        f"rss {daemon['rss'] / 2**20:.1f} MiB  fds {daemon['open_fds']}"
+    ]
+    for session in stats["sessions"]:
+        lines.append(
+            f"  session {session['id']} {session['name'] or '-'}: {session['state']}  "
+            f"out {session['bytes_out']} B  {session['read_rate'] / 1024:.1f} KiB/s  "
+            f"subscribers {session['subscribers']}  emulator backlog {session['emulator_backlog']} B"
+            + ("  PAUSED" if session["paused"] else "")
+        )
+    for sub in stats["subscribers"]:
+        lines.append(
+            f"    client {sub['client']} -> session {sub['session']}: {sub['policy']}  "
+            f"{sub['level']}  backlog {sub['backlog']} B  warnings {sub['warnings']}  "
+            f"resyncs {sub['resyncs']}  delivered {sub['bytes_delivered']} B"
+        )
+    return "\n".join(lines)
+
+
+def cmd_shutdown(client: Client, args: argparse.Namespace) -> int:
+    client.shutdown()
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "new": cmd_new,
+    "ls": cmd_ls,
+    "info": cmd_info,
+    "send": cmd_send,
+    "snapshot": cmd_snapshot,
+    "resize": cmd_resize,
+    "signal": cmd_signal,
+    "kill": cmd_kill,
+    "wait": cmd_wait,
+    "stats": cmd_stats,
+    "shutdown": cmd_shutdown,
+}

@@ -1,0 +1,499 @@
+"""The client library: ``AsyncClient`` (asyncio) and ``Client`` (blocking, for scripts and tests).
+
+Both speak the wire protocol of ``ptyd.protocol`` over the daemon's Unix socket, address
+sessions by id or name, raise distinct exceptions for connection, authentication and protocol
+failures, and deliver events in order. With ``reconnect=True`` a dropped connection is
+re-established and every attached session resumed from the last offset received: exactly the
+missing bytes if the daemon still holds them, else a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import config as config_module
+from . import errors, events, protocol
+from ._version import __version__
+from .errors import ConnectionFailed, ProtocolError, RequestError
+from .events import DisconnectedEvent, Event, OutputEvent, SnapshotEvent
+from .socketdir import check_daemon_socket
+
+EVENT_QUEUE_SIZE = 8192  # events held for the application; when full, reading the socket pauses
+_T = TypeVar("_T")
+Target = int | str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the daemon reports about one session."""
+
+    id: int
+    name: str | None
+    argv: list[str]
+    pid: int
+    cwd: str
+    cols: int
+    rows: int
+    created_at: float
+    last_attached: float | None
+    clients: int
+    bytes_out: int
+    title: str
+    state: str
+    exit_code: int | None
+    exit_signal: int | None
+    exited_at: float | None
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> SessionInfo:
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    session: int
+    offset: int  # the stream offset the snapshot was taken at
+    format: str
+    data: Any  # str (text), bytes (ansi) or dict (json)
+
+
+@dataclass(frozen=True, slots=True)
+class Attached:
+    """The answer to attach: a snapshot at ``offset`` (or a resume), then live output."""
+
+    session: SessionInfo
+    offset: int
+    snapshot: Any  # None when resumed or when no snapshot was asked for
+    format: str | None
+    resumed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    code: int | None
+    signal: int | None
+
+    @property
+    def status(self) -> int:
+        """Shell-style: the exit code, or 128 + signal number."""
+        return 128 + self.signal if self.signal is not None else (self.code or 0)
+
+
+def resolve_socket(socket_path: str | os.PathLike[str] | None = None) -> Path:
+    if socket_path is not None:
+        return Path(socket_path)
+    return config_module.load().socket
+
+
+class AsyncClient:
+    """An asyncio connection to a ptyd daemon. Use ``await AsyncClient.connect()``."""
+
+    def __init__(self, socket_path: Path, *, reconnect: bool = False, client_name: str = "") -> None:
+        self.socket_path = socket_path
+        self.reconnect = reconnect
+        self.client_name = client_name or f"ptyd-py/{__version__}"
+        self.features: frozenset[str] = frozenset()
+        self.daemon_info: dict[str, Any] = {}
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._events: asyncio.Queue[Event] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self._read_task: asyncio.Task[None] | None = None
+        self._is_closed = False
+        self._resume_from: dict[int, int] = {}  # attached session -> next offset expected
+        self._attach_options: dict[int, dict[str, Any]] = {}
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(
+        cls,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        reconnect: bool = False,
+        client_name: str = "",
+    ) -> AsyncClient:
+        """Connect and exchange hello. Raises ConnectionFailed, AuthRefused, VersionMismatch."""
+        client = cls(resolve_socket(socket_path), reconnect=reconnect, client_name=client_name)
+        await client._open()
+        return client
+
+    async def _open(self) -> None:
+        check_daemon_socket(self.socket_path)
+        try:
+            reader, writer = await asyncio.open_unix_connection(
+                os.fspath(self.socket_path), limit=2**20
+            )
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ConnectionFailed(
+                f"no ptyd daemon is listening on {self.socket_path} ({exc.strerror})"
+            ) from None
+        except OSError as exc:
+            raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
+        self._reader, self._writer = reader, writer
+        self._read_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
+        result = await self.request(
+            "hello",
+            version=protocol.VERSION_TEXT,
+            features=sorted(protocol.FEATURES),
+            client=self.client_name,
+        )
+        self.features = frozenset(result.get("features", ()))
+        self.daemon_info = result
+
+    async def close(self) -> None:
+        self._is_closed = True
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await self._writer.wait_closed()
+        if self._read_task is not None:
+            self._read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._read_task
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- the wire ----------------------------------------------------------------------------
+
+    async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its response; raise RequestError on an error."""
+        if self._writer is None or self._is_closed:
+            raise ConnectionFailed("not connected")
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            async with self._write_lock:
+                self._writer.write(protocol.encode(protocol.request(request_id, kind, **fields)))
+                await self._writer.drain()
+        except (OSError, ConnectionError) as exc:
+            self._pending.pop(request_id, None)
+            raise ConnectionFailed(f"connection to the daemon lost: {exc}") from None
+        return await future
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)
+        reason = "the daemon closed the connection"
+        try:
+            while True:
+                data = await reader.read(2**20)
+                if not data:
+                    break
+                for message in decoder.feed(data):
+                    if isinstance(message, ProtocolError):
+                        raise message
+                    await self._dispatch(message)
+        except ProtocolError as exc:
+            reason = f"protocol error from the daemon: {exc}"
+        except (OSError, ConnectionError) as exc:
+            reason = f"connection lost: {exc}"
+        await self._connection_lost(reason)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "response":
+            request_id = message.get("id")
+            future = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+            if message.get("ok"):
+                if future is not None and not future.done():
+                    future.set_result(message.get("result") or {})
+                return
+            error = message.get("error") or {}
+            exc = RequestError.from_wire(str(error.get("code")), str(error.get("message")))
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            elif request_id is None:
+                self._fail_all(exc)  # a connection-level refusal (auth, limits, bad frame)
+            return
+        if kind == "event":
+            event = events.from_wire(message)
+            if event is None:
+                return
+            if isinstance(event, OutputEvent | SnapshotEvent) and event.session in self._resume_from:
+                end = event.end if isinstance(event, OutputEvent) else event.offset
+                self._resume_from[event.session] = end
+            await self._events.put(event)
+
+    def _fail_all(self, exc: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._pending.clear()
+
+    async def _connection_lost(self, reason: str) -> None:
+        self._fail_all(ConnectionFailed(reason))
+        if self._writer is not None:
+            self._writer.close()
+        if self.reconnect and not self._is_closed and await self._reconnect():
+            return
+        self._is_closed = True
+        await self._events.put(DisconnectedEvent(reason))
+
+    async def _reconnect(self, attempts: int = 50) -> bool:
+        """Re-establish the connection and resume every attached session."""
+        delay = 0.05
+        for _ in range(attempts):
+            try:
+                await self._open()
+            except ConnectionFailed:
+                await asyncio.sleep(delay)  # retry back-off in the client, not the daemon
+                delay = min(delay * 2, 1.0)
+                continue
+            for session, offset in list(self._resume_from.items()):
+                options = self._attach_options.get(session, {})
+                try:
+                    result = await self.request(
+                        "attach", session=session, from_offset=offset, **options
+                    )
+                except RequestError:
+                    self._resume_from.pop(session, None)
+                    continue
+                if not result.get("resumed") and result.get("snapshot") is not None:
+                    await self._events.put(
+                        SnapshotEvent(session, result["offset"], result["format"], result["snapshot"])
+                    )
+                self._resume_from[session] = result["offset"]
+            return True
+        return False
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def next_event(self, timeout: float | None = None) -> Event:
+        """The next event; raises TimeoutError after ``timeout`` seconds."""
+        return await asyncio.wait_for(self._events.get(), timeout)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """All events in order, ending after a DisconnectedEvent."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, DisconnectedEvent):
+                return
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def create(
+        self,
+        argv: list[str] | None = None,
+        *,
+        name: str | None = None,
+        cwd: str | None = None,
+        env: dict[str, str | None] | None = None,
+        cols: int = 80,
+        rows: int = 24,
+        term: str | None = None,
+    ) -> SessionInfo:
+        """Start a program (default: the daemon user's shell) in a new session."""
+        result = await self.request(
+            "create", argv=argv, name=name, cwd=cwd, env=env or {}, cols=cols, rows=rows, term=term
+        )
+        return SessionInfo.from_wire(result)
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        result = await self.request("list")
+        return [SessionInfo.from_wire(item) for item in result["sessions"]]
+
+    async def info(self, session: Target) -> SessionInfo:
+        return SessionInfo.from_wire(await self.request("info", session=session))
+
+    async def attach(
+        self,
+        session: Target,
+        *,
+        snapshot: str | None = "ansi",
+        policy: str | None = None,
+        from_offset: int | None = None,
+        read_only: bool = False,
+        cols: int | None = None,
+        rows: int | None = None,
+    ) -> Attached:
+        """Subscribe to a session's output: a snapshot at an offset, then every output event
+        from that offset on (or, with ``from_offset`` still in the daemon's replay ring, exactly
+        the bytes from there). ``policy`` is resync, disconnect or block."""
+        options = {"policy": policy, "read_only": read_only, "cols": cols, "rows": rows}
+        result = await self.request(
+            "attach", session=session, snapshot=snapshot, from_offset=from_offset, **options
+        )
+        info = SessionInfo.from_wire(result["session"])
+        self._resume_from[info.id] = result["offset"]
+        self._attach_options[info.id] = {"snapshot": snapshot or "ansi", **options}
+        return Attached(
+            info, result["offset"], result.get("snapshot"), result.get("format"), bool(result.get("resumed"))
+        )
+
+    async def detach(self, session: Target) -> None:
+        result = await self.request("detach", session=session)
+        self._resume_from.pop(result["session"], None)
+        self._attach_options.pop(result["session"], None)
+
+    async def send(self, session: Target, data: bytes | str) -> None:
+        """Write input to the session's program, in order (large input goes in chunks)."""
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        for start in range(0, max(len(payload), 1), protocol.MAX_INPUT_CHUNK):
+            await self.request(
+                "input", session=session, data=payload[start : start + protocol.MAX_INPUT_CHUNK]
+            )
+
+    async def resize(self, session: Target, cols: int, rows: int) -> tuple[int, int]:
+        result = await self.request("resize", session=session, cols=cols, rows=rows)
+        return result["cols"], result["rows"]
+
+    async def signal(self, session: Target, signal: int | str, target: str = "foreground") -> None:
+        """Send a signal (number or name) to the foreground process group, the program
+        (``process``), its process group (``group``) or every process of the session."""
+        await self.request("signal", session=session, signal=signal, target=target)
+
+    async def kill(self, session: Target) -> None:
+        """Hang the session up: SIGHUP, then SIGTERM, then SIGKILL after grace periods."""
+        await self.request("kill", session=session)
+
+    async def snapshot(self, session: Target, format: str = "text", scrollback: int = 0) -> Snapshot:
+        result = await self.request("snapshot", session=session, format=format, scrollback=scrollback)
+        return Snapshot(result["session"], result["offset"], result["format"], result["data"])
+
+    async def wait(self, session: Target, timeout: float | None = None) -> ExitStatus:
+        """Wait until the session's program exits; raises TimeoutExpired after ``timeout``."""
+        result = await self.request("wait", session=session, timeout=timeout)
+        return ExitStatus(result["code"], result["signal"])
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.request("stats")
+
+    async def shutdown(self) -> None:
+        await self.request("shutdown")
+
+
+class Client:
+    """A blocking client: the same operations as AsyncClient, run on a private event loop in a
+    background thread. Events come from ``next_event()`` or by iterating ``events()``."""
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        reconnect: bool = False,
+        client_name: str = "",
+        timeout: float | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ptyd-client", daemon=True)
+        self._thread.start()
+        try:
+            self._async = self._run(
+                AsyncClient.connect(socket_path, reconnect=reconnect, client_name=client_name)
+            )
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _run(self, coroutine: Any, timeout: float | None = None) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(timeout if timeout is not None else self.timeout)
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._async.close())
+        self._stop_loop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def features(self) -> frozenset[str]:
+        return self._async.features
+
+    @property
+    def daemon_info(self) -> dict[str, Any]:
+        return self._async.daemon_info
+
+    def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        return self._run(self._async.request(kind, **fields))
+
+    def next_event(self, timeout: float | None = None) -> Event:
+        """The next event; raises TimeoutError after ``timeout`` seconds."""
+        return self._run(self._async.next_event(timeout))
+
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        while True:
+            event = self.next_event(timeout)
+            yield event
+            if isinstance(event, DisconnectedEvent):
+                return
+
+    def create(self, argv: list[str] | None = None, **options: Any) -> SessionInfo:
+        return self._run(self._async.create(argv, **options))
+
+    def list_sessions(self) -> list[SessionInfo]:
+        return self._run(self._async.list_sessions())
+
+    def info(self, session: Target) -> SessionInfo:
+        return self._run(self._async.info(session))
+
+    def attach(self, session: Target, **options: Any) -> Attached:
+        return self._run(self._async.attach(session, **options))
+
+    def detach(self, session: Target) -> None:
+        self._run(self._async.detach(session))
+
+    def send(self, session: Target, data: bytes | str) -> None:
+        self._run(self._async.send(session, data))
+
+    def resize(self, session: Target, cols: int, rows: int) -> tuple[int, int]:
+        return self._run(self._async.resize(session, cols, rows))
+
+    def signal(self, session: Target, signal: int | str, target: str = "foreground") -> None:
+        self._run(self._async.signal(session, signal, target))
+
+    def kill(self, session: Target) -> None:
+        self._run(self._async.kill(session))
+
+    def snapshot(self, session: Target, format: str = "text", scrollback: int = 0) -> Snapshot:
+        return self._run(self._async.snapshot(session, format, scrollback))
+
+    def wait(self, session: Target, timeout: float | None = None) -> ExitStatus:
+        # The daemon enforces the timeout; the local wait only guards a lost connection.
+        return self._run(self._async.wait(session, timeout), None)
+
+    def stats(self) -> dict[str, Any]:
+        return self._run(self._async.stats())
+
+    def shutdown(self) -> None:
+        self._run(self._async.shutdown())
+
+
+__all__ = [
+    "AsyncClient",
+    "Attached",
+    "Client",
+    "ExitStatus",
+    "SessionInfo",
+    "Snapshot",
+    "errors",
+]

@@ -1,0 +1,226 @@
+"""One frozen Config: defaults, then ``PTYD_*`` environment variables, then command-line flags.
+
+Every setting is validated once, at start, with a message that names the setting. The table in
+``SETTINGS`` is the single source of names, defaults, units and help text (the README lists it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+_SIZE_UNITS = {"": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
+_SIZE_RE = re.compile(r"\s*(\d+)\s*([a-zA-Z]*)\s*")
+
+
+def parse_bytes(text: str) -> int:
+    """Bytes from ``65536``, ``64K``, ``64KiB``, ``1M`` ... (binary units)."""
+    match = _SIZE_RE.fullmatch(text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size in bytes (e.g. 65536, 64K, 1M)")
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def parse_seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{text!r} is not a non-negative number of seconds")
+    return value
+
+
+def parse_uids(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a list of numeric uids") from None
+
+
+def parse_count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text!r} must not be negative")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    parse: Callable[[str], Any]
+    unit: str
+    help: str
+
+
+def default_socket_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/ptyd``, else ``/tmp/ptyd-$UID`` (as tmux does)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        return Path(runtime) / "ptyd"
+    return Path(f"/tmp/ptyd-{os.getuid()}")
+
+
+def socket_path_for(name: str) -> Path:
+    """The socket path of a named daemon (``-L NAME``) in the default directory."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name in (".", ".."):
+        raise ConfigError(f"-L {name!r}: a daemon name is 1-64 letters, digits or _.-")
+    return default_socket_dir() / f"{name}.sock"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon and the client library can be told; immutable once built."""
+
+    socket: Path = field(default_factory=lambda: default_socket_dir() / "default.sock")
+    log_level: str = "info"
+    log_file: Path | None = None
+    allowed_uids: tuple[int, ...] = ()
+    flow_threshold: int = 256 * 1024
+    flow_max_queue_size: int = 1024 * 1024
+    flow_auto_disconnect: bool = False
+    replay_bytes: int = 1024 * 1024
+    scrollback: int = 2000
+    exit_retention: float = 300.0
+    kill_grace: float = 2.0
+    input_limit: int = 4 * 1024 * 1024
+    max_frame: int = 4 * 1024 * 1024
+    max_clients: int = 4096
+    max_unauthenticated: int = 64
+    hello_timeout: float = 10.0
+    size_policy: str = "latest"
+    term: str = "xterm-256color"
+    autostart: bool = True
+
+    def validate(self) -> Config:
+        """Raise ConfigError naming the first invalid setting; return self when all is well."""
+        problems = {
+            "flow_threshold": self.flow_threshold <= 0 and "must be greater than 0",
+            "flow_max_queue_size": (
+                (self.flow_max_queue_size <= 0 and "must be greater than 0")
+                or (
+                    self.flow_threshold >= self.flow_max_queue_size
+                    and f"must be above PTYD_FLOW_THRESHOLD ({self.flow_threshold})"
+                )
+            ),
+            "replay_bytes": self.replay_bytes < 0 and "must not be negative",
+            "input_limit": self.input_limit <= 0 and "must be greater than 0",
+            "max_frame": not 1024 <= self.max_frame <= 1 << 30 and "must be 1 KiB to 1 GiB",
+            "max_clients": self.max_clients <= 0 and "must be greater than 0",
+            "max_unauthenticated": self.max_unauthenticated <= 0 and "must be greater than 0",
+            "hello_timeout": self.hello_timeout <= 0 and "must be greater than 0",
+            "log_level": self.log_level.upper() not in _LOG_LEVELS and "unknown level",
+            "term": not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", self.term) and "invalid name",
+        }
+        for name, problem in problems.items():
+            if problem:
+                raise ConfigError(
+                    f"invalid {SETTINGS[name].env}={getattr(self, name)!r}: {problem}"
+                )
+        if len(os.fsencode(self.socket)) >= 108:
+            raise ConfigError(
+                f"invalid socket path {str(self.socket)!r}: longer than the 107 bytes a Unix "
+                "socket path may have"
+            )
+        return self
+
+    @property
+    def flow_default_policy(self) -> str:
+        return "disconnect" if self.flow_auto_disconnect else "resync"
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes).validate()
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+SETTINGS: dict[str, Setting] = {
+    "socket": Setting("PTYD_SOCKET", Path, "path", "socket path (-S); -L NAME picks NAME.sock"),
+    "log_level": Setting("PTYD_LOG_LEVEL", str.lower, "level", "debug, info, warning, error"),
+    "log_file": Setting("PTYD_LOG_FILE", Path, "path", "daemon log file (default: stderr)"),
+    "allowed_uids": Setting(
+        "PTYD_ALLOWED_UIDS", parse_uids, "uids", "uids allowed besides the daemon's own"
+    ),
+    "flow_threshold": Setting(
+        "PTYD_FLOW_THRESHOLD", parse_bytes, "bytes", "a subscriber's backlog that warns"
+    ),
+    "flow_max_queue_size": Setting(
+        "PTYD_FLOW_MAX_QUEUE_SIZE", parse_bytes, "bytes", "backlog limit: the policy applies"
+    ),
+    "flow_auto_disconnect": Setting(
+        "PTYD_FLOW_AUTO_DISCONNECT", parse_bool, "bool", "default policy disconnect, not resync"
+    ),
+    "replay_bytes": Setting(
+        "PTYD_REPLAY_BYTES", parse_bytes, "bytes", "raw output kept per session for resume"
+    ),
+    "scrollback": Setting("PTYD_SCROLLBACK", parse_count, "lines", "scrollback kept per session"),
+    "exit_retention": Setting(
+        "PTYD_EXIT_RETENTION", parse_seconds, "seconds", "how long exited sessions stay listed"
+    ),
+    "kill_grace": Setting(
+        "PTYD_KILL_GRACE", parse_seconds, "seconds", "wait between SIGHUP, SIGTERM and SIGKILL"
+    ),
+    "input_limit": Setting(
+        "PTYD_INPUT_LIMIT", parse_bytes, "bytes", "input queued per session before errors"
+    ),
+    "max_frame": Setting("PTYD_MAX_FRAME", parse_bytes, "bytes", "largest request frame"),
+    "max_clients": Setting("PTYD_MAX_CLIENTS", parse_count, "count", "connections held at once"),
+    "max_unauthenticated": Setting(
+        "PTYD_MAX_UNAUTHENTICATED", parse_count, "count", "connections not yet past hello"
+    ),
+    "hello_timeout": Setting(
+        "PTYD_HELLO_TIMEOUT", parse_seconds, "seconds", "time a client has to send hello"
+    ),
+    "size_policy": Setting(
+        "PTYD_SIZE_POLICY",
+        _choice("latest", "smallest", "largest", "manual"),
+        "policy",
+        "which attached client's size a session takes",
+    ),
+    "term": Setting("PTYD_TERM", str, "name", "TERM given to new sessions"),
+    "autostart": Setting(
+        "PTYD_NO_AUTOSTART",
+        lambda text: not parse_bool(text),
+        "bool",
+        "if true, commands never start a daemon",
+    ),
+}
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Defaults, then the environment, then explicit overrides (from CLI flags; None = unset)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, setting in SETTINGS.items():
+        raw = environ.get(setting.env)
+        if raw is None or (raw == "" and name != "autostart"):
+            continue
+        try:
+            values[name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"invalid {setting.env}={raw!r}: {exc}") from None
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return Config(**values).validate()

@@ -1,0 +1,486 @@
+"""One client connection: authentication, hello, request dispatch, subscriptions, flow events.
+
+A Connection is an asyncio Protocol (no stream wrappers on the hot path). Each request gets
+exactly one response; long requests (attach, snapshot, wait) run as tasks, at most
+MAX_IN_FLIGHT at once, after which the connection stops reading until one finishes. When the
+bytes queued for the client pass the flow limit, the connection also stops reading requests, so
+a client that asks and never reads cannot grow the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import struct
+from typing import TYPE_CHECKING, Any, cast
+
+from . import errors, protocol
+from ._backend import BACKEND, fast
+from .errors import ProtocolError, RequestError
+from .session import Attachment, Session
+
+if TYPE_CHECKING:
+    from .server import Daemon
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 32
+_PEERCRED = struct.Struct("3i")
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.config = daemon.config
+        self.id = daemon.next_connection_id()
+        self.transport: asyncio.Transport | None = None
+        self.peer_pid = self.peer_uid = -1
+        self.is_authenticated = False  # past a successful hello
+        self.features: frozenset[str] = frozenset()
+        self.client_name = ""
+        self.attachments: dict[int, Attachment] = {}
+        self._decoder = protocol.FrameDecoder(self.config.max_frame)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self._is_closing = False
+        self._reading_paused_by: set[str] = set()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        transport.set_write_buffer_limits(
+            high=self.config.flow_threshold, low=self.config.flow_threshold - 1
+        )
+        sock = transport.get_extra_info("socket")
+        try:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+            self.peer_pid, self.peer_uid, _ = _PEERCRED.unpack(creds)
+        except OSError:
+            pass
+        refusal = self.daemon.admit(self)
+        if refusal is not None:
+            code, message = refusal
+            log.warning("refused connection %d (pid %d, uid %d): %s", self.id, self.peer_pid, self.peer_uid, message)
+            self.write(protocol.error_response(None, code, message))
+            self.close()
+            return
+        self._hello_timer = self.daemon.loop.call_later(
+            self.config.hello_timeout, self._on_hello_timeout
+        )
+        log.info("client %d connected (pid %d, uid %d)", self.id, self.peer_pid, self.peer_uid)
+
+    def data_received(self, data: bytes) -> None:
+        if self._is_closing:
+            return
+        try:
+            messages = self._decoder.feed(data)
+        except ProtocolError as exc:
+            self.write(protocol.error_response(None, exc.code, str(exc)))
+            self.close()
+            return
+        for message in messages:
+            if self._is_closing:
+                return
+            self._handle(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._is_closing = True
+        for timer in (self._hello_timer, self._abort_timer):
+            if timer is not None:
+                timer.cancel()
+        for attachment in list(self.attachments.values()):
+            attachment.session.unsubscribe(attachment)
+        self.attachments.clear()
+        for task in self._tasks:
+            task.cancel()
+        self.daemon.forget(self)
+        if self.is_authenticated:
+            log.info("client %d disconnected", self.id)
+
+    def pause_writing(self) -> None:
+        """The client's backlog passed the threshold: levels are updated by the fan-out."""
+
+    def resume_writing(self) -> None:
+        """The backlog fell below the threshold: re-level subscribers, resync the lagging,
+        release block-policy sessions, read requests again."""
+        self._resume_reading("backlog")
+        for attachment in list(self.attachments.values()):
+            sub = attachment.sub
+            if sub.update_level():
+                self.on_flow_change(attachment)
+            if sub.is_lagging:
+                self._start_resync(attachment)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, message: dict[str, Any]) -> None:
+        self.write_frame(protocol.encode(message))
+
+    def write_frame(self, frame: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(frame)
+        if self.transport.get_write_buffer_size() >= self.config.flow_max_queue_size:
+            self._pause_reading("backlog")
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._reading_paused_by and self.transport is not None:
+            self.transport.pause_reading()
+        self._reading_paused_by.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason not in self._reading_paused_by:
+            return
+        self._reading_paused_by.discard(reason)
+        if not self._reading_paused_by and self.transport is not None and not self._is_closing:
+            self.transport.resume_reading()
+
+    def close(self, *, grace: float | None = None) -> None:
+        """Close after what is queued is written; abort if the client does not read it."""
+        if self._is_closing or self.transport is None:
+            return
+        self._is_closing = True
+        self.transport.close()
+        self._abort_timer = self.daemon.loop.call_later(
+            self.config.hello_timeout if grace is None else grace, self.transport.abort
+        )
+
+    def _on_hello_timeout(self) -> None:
+        if not self.is_authenticated:
+            self.write(
+                protocol.error_response(
+                    None, errors.TIMEOUT, f"no hello within {self.config.hello_timeout} seconds"
+                )
+            )
+            self.close(grace=1.0)
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _handle(self, message: dict[str, Any] | ProtocolError) -> None:
+        if isinstance(message, ProtocolError):
+            self.write(protocol.error_response(None, message.code, str(message)))
+            return
+        request_id = message.get("id") if isinstance(message.get("id"), int) else None
+        try:
+            request = protocol.parse_request(message)
+            if not self.is_authenticated and request.type != "hello":
+                raise RequestError(errors.HELLO_REQUIRED, "the first request must be hello")
+            handler = getattr(self, f"_op_{request.type}")
+            result = handler(request.id, **request.fields)
+        except (ProtocolError, RequestError) as exc:
+            self.write(protocol.error_response(request_id, exc.code, str(exc)))
+            return
+        except Exception as exc:  # a bug must cost one request, never the daemon
+            log.exception("request %r failed", message.get("type"))
+            self.write(protocol.error_response(request_id, errors.INTERNAL, f"internal error: {exc}"))
+            return
+        if asyncio.iscoroutine(result):
+            self._spawn(request.id, result)
+        elif result is not None:
+            self.write(protocol.ok_response(request.id, result))
+
+    def _spawn(self, request_id: int, coroutine: Any) -> None:
+        async def run() -> None:
+            try:
+                result = await coroutine
+            except (ProtocolError, RequestError) as exc:
+                self.write(protocol.error_response(request_id, exc.code, str(exc)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("request %d failed", request_id)
+                self.write(
+                    protocol.error_response(request_id, errors.INTERNAL, f"internal error: {exc}")
+                )
+            else:
+                if result is not None:
+                    self.write(protocol.ok_response(request_id, result))
+
+        task = self.daemon.loop.create_task(run())
+        self._tasks.add(task)
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            self._pause_reading("in-flight")
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if len(self._tasks) < MAX_IN_FLIGHT:
+            self._resume_reading("in-flight")
+
+    # -- operations --------------------------------------------------------------------------
+
+    def _op_hello(self, request_id: int, version: str, features: list[str], client: str) -> dict[str, Any]:
+        if not protocol.is_compatible(version):
+            message = (
+                f"protocol version mismatch: client speaks {version}, daemon speaks "
+                f"{protocol.VERSION_TEXT} (major versions must match)"
+            )
+            self.write(protocol.error_response(request_id, errors.VERSION_MISMATCH, message))
+            self.close(grace=1.0)
+            return None  # type: ignore[return-value]
+        if not self.is_authenticated:
+            self.is_authenticated = True
+            self.daemon.authenticated(self)
+            if self._hello_timer is not None:
+                self._hello_timer.cancel()
+        self.features = protocol.FEATURES & frozenset(features)
+        self.client_name = client[:128]
+        return {
+            "version": protocol.VERSION_TEXT,
+            "features": sorted(self.features),
+            "daemon": self.daemon.version,
+            "backend": BACKEND,
+            "pid": self.daemon.pid,
+        }
+
+    def _op_create(self, request_id: int, **fields: Any) -> dict[str, Any]:
+        return self.daemon.create_session(**fields).info()
+
+    def _op_list(self, request_id: int) -> dict[str, Any]:
+        return {"sessions": [session.info() for session in self.daemon.sessions_in_order()]}
+
+    def _op_info(self, request_id: int, session: int | str) -> dict[str, Any]:
+        return self.daemon.find(session).info()
+
+    async def _op_attach(
+        self,
+        request_id: int,
+        session: int | str,
+        policy: str | None,
+        snapshot: str | None,
+        from_offset: int | None,
+        read_only: bool,
+        cols: int | None,
+        rows: int | None,
+    ) -> None:
+        target = self.daemon.find(session)
+        if target.id in self.attachments:
+            raise RequestError(errors.BAD_REQUEST, f"already attached to session {target.label}")
+        attachment = Attachment(
+            session=target,
+            connection=self,
+            policy=policy or self.config.flow_default_policy,
+            snapshot_format=snapshot or "ansi",
+            is_read_only=read_only,
+            cols=cols,
+            rows=rows,
+        )
+        sub = target.subscribe(attachment, self.config.flow_threshold, self.config.flow_max_queue_size)
+        self.attachments[target.id] = attachment
+        if cols and rows and not read_only and target.is_running:
+            target.apply_size_policy(attachment)
+        result = {"session": target.info(), "offset": target.pump.offset, "snapshot": None}
+        replay = None if from_offset is None else target.pump.ring.since(from_offset)
+        if replay is not None or snapshot is None:
+            # Resume inside the ring, or live only: no snapshot, nothing to wait for.
+            result["offset"] = from_offset if replay is not None else target.pump.offset
+            result["resumed"] = replay is not None
+            self.write(protocol.ok_response(request_id, result))
+            if replay:
+                self.write_frame(fast.encode_output(target.pump.frame_prefix, from_offset, replay))
+            self._go_live(attachment)
+            return None
+        offset = target.pump.offset
+        try:
+            data = await target.shadow.snapshot(snapshot)
+        except asyncio.CancelledError:
+            if attachment.session.attachments.count(attachment) and self._is_closing:
+                raise
+            data = b""  # the session's emulator closed: still a valid attach to an exited session
+        result.update(offset=offset, snapshot=data, format=snapshot, resumed=False)
+        self.write(protocol.ok_response(request_id, result))
+        self._go_live(attachment)
+        return None
+
+    def _go_live(self, attachment: Attachment) -> None:
+        sub = attachment.sub
+        if sub.is_lagging:
+            self._start_resync(attachment)
+            return
+        for frame in sub.take_held():
+            self.write_frame(frame)
+            sub.bytes_delivered += len(frame)
+
+    def _start_resync(self, attachment: Attachment) -> None:
+        """Resync policy: once the socket has drained, send a fresh snapshot and go live."""
+        sub = attachment.sub
+        if attachment.is_resyncing or self.transport is None:
+            return
+        if self.transport.get_write_buffer_size() >= self.config.flow_threshold:
+            return  # resume_writing calls back when it has drained
+        attachment.is_resyncing = True
+        session = attachment.session
+        sub.is_lagging = False  # frames from here on are held until the snapshot is sent
+        sub.is_live = False
+        offset = session.pump.offset
+        future = session.shadow.snapshot(attachment.snapshot_format)
+
+        def send(done: asyncio.Future[Any]) -> None:
+            attachment.is_resyncing = False
+            if done.cancelled() or attachment.session.attachments.count(attachment) == 0:
+                return
+            self.write(
+                protocol.event(
+                    "snapshot",
+                    session=session.id,
+                    offset=offset,
+                    format=attachment.snapshot_format,
+                    data=done.result(),
+                )
+            )
+            self._go_live(attachment)
+            if sub.update_level():
+                self.on_flow_change(attachment)
+
+        future.add_done_callback(send)
+
+    def on_flow_change(self, attachment: Attachment) -> None:
+        """Called by the session when a subscriber's flow level changes."""
+        sub = attachment.sub
+        session = attachment.session
+        level = protocol.FLOW_LEVELS[sub.level]
+        self.write(
+            protocol.event(
+                "flow",
+                session=session.id,
+                level=level,
+                backlog=sub.backlog(),
+                threshold=sub.threshold,
+                limit=sub.limit,
+                policy=attachment.policy,
+            )
+        )
+        log.debug("client %d session %s flow %s", self.id, session.label, level)
+        if sub.level != fast.LIMIT:
+            if attachment.policy == "block":
+                session.unblock(sub)
+            return
+        if attachment.policy == "disconnect":
+            log.warning("client %d fell behind on session %s: disconnecting", self.id, session.label)
+            self.write(
+                protocol.event(
+                    "error",
+                    session=session.id,
+                    code=errors.FLOW_LIMIT,
+                    message=f"output backlog reached {sub.limit} bytes "
+                    "(PTYD_FLOW_MAX_QUEUE_SIZE); disconnecting",
+                )
+            )
+            session.unsubscribe(attachment)
+            self.attachments.pop(session.id, None)
+            self.close()
+        elif attachment.policy == "block":
+            session.block(sub)
+        else:
+            self.write(protocol.event("lagging", session=session.id, offset=session.pump.offset))
+            self._start_resync(attachment)
+
+    def _attachment(self, session: Session) -> Attachment | None:
+        return self.attachments.get(session.id)
+
+    def _op_detach(self, request_id: int, session: int | str) -> dict[str, Any]:
+        target = self.daemon.find(session)
+        attachment = self.attachments.pop(target.id, None)
+        if attachment is None:
+            raise RequestError(errors.NOT_ATTACHED, f"not attached to session {target.label}")
+        target.unsubscribe(attachment)
+        return {"session": target.id}
+
+    def _op_input(self, request_id: int, session: int | str, data: bytes) -> dict[str, Any]:
+        target = self.daemon.find(session)
+        attachment = self._attachment(target)
+        if attachment is not None:
+            if attachment.is_read_only:
+                raise RequestError(errors.READ_ONLY, "this attachment is read-only")
+            if self.config.size_policy == "latest":
+                target.apply_size_policy(attachment)
+        target.send_input(data)
+        self.daemon.bytes_in += len(data)
+        return {}
+
+    def _op_resize(self, request_id: int, session: int | str, cols: int, rows: int) -> dict[str, Any]:
+        target = self.daemon.find(session)
+        attachment = self._attachment(target)
+        if attachment is None or self.config.size_policy == "manual":
+            target.resize(cols, rows)
+            return {"cols": target.cols, "rows": target.rows}
+        if attachment.is_read_only:
+            raise RequestError(errors.READ_ONLY, "this attachment is read-only")
+        attachment.cols, attachment.rows = cols, rows
+        target.apply_size_policy(attachment)
+        return {"cols": target.cols, "rows": target.rows}
+
+    def _op_signal(self, request_id: int, session: int | str, signal: int | str, target: str) -> dict[str, Any]:
+        found = self.daemon.find(session)
+        found.send_signal(parse_signal(signal), target)
+        return {}
+
+    def _op_kill(self, request_id: int, session: int | str) -> dict[str, Any]:
+        target = self.daemon.find(session)
+        if not target.is_running:
+            raise RequestError(errors.SESSION_EXITED, f"session {target.label} has already exited")
+        target.hang_up(self.config.kill_grace)
+        return {}
+
+    async def _op_snapshot(self, request_id: int, session: int | str, format: str, scrollback: int) -> dict[str, Any]:
+        target = self.daemon.find(session)
+        offset = target.pump.offset
+        try:
+            data = await target.shadow.snapshot(format, scrollback)
+        except asyncio.CancelledError:
+            if self._is_closing:
+                raise
+            raise RequestError(errors.SESSION_EXITED, f"session {target.label} is gone") from None
+        return {"session": target.id, "offset": offset, "format": format, "data": data}
+
+    async def _op_wait(self, request_id: int, session: int | str, timeout: float | None) -> dict[str, Any]:
+        target = self.daemon.find(session)
+        try:
+            await asyncio.wait_for(asyncio.shield(target.wait()), timeout)
+        except asyncio.TimeoutError:
+            raise RequestError(
+                errors.TIMEOUT, f"session {target.label} still running after {timeout} seconds"
+            ) from None
+        return {"session": target.id, "code": target.exit_code, "signal": target.exit_signal}
+
+    def _op_stats(self, request_id: int) -> dict[str, Any]:
+        return self.daemon.stats()
+
+    def _op_shutdown(self, request_id: int) -> dict[str, Any]:
+        self.daemon.loop.call_soon(self.daemon.request_shutdown, "shutdown request")
+        return {}
+
+    def subscriber_stats(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "client": self.id,
+                "session": attachment.session.id,
+                "policy": attachment.policy,
+                "read_only": attachment.is_read_only,
+                "backlog": attachment.sub.backlog(),
+                "level": protocol.FLOW_LEVELS[attachment.sub.level],
+                "warnings": attachment.sub.warnings,
+                "resyncs": attachment.sub.resyncs,
+                "bytes_delivered": attachment.sub.bytes_delivered,
+            }
+            for attachment in self.attachments.values()
+        ]
+
+
+def parse_signal(value: int | str) -> int:
+    """A signal number from a number or a name such as HUP, SIGHUP or sighup."""
+    if isinstance(value, int):
+        return value
+    name = value.upper()
+    if name.isdigit():
+        return int(name)
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise RequestError(errors.BAD_REQUEST, f"unknown signal {value!r}") from None

@@ -1,0 +1,126 @@
+"""The exception hierarchy and the stable error codes, shared by the daemon, the client and both
+backends. Codes travel on the wire; messages are for humans and may change."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Stable, machine-readable error codes (the "code" field of an error response or event).
+BAD_FRAME: Final = "bad_frame"  # body is not valid msgpack, or not a map
+FRAME_TOO_LARGE: Final = "frame_too_large"  # length prefix over the limit; connection closed
+BAD_REQUEST: Final = "bad_request"  # a field is missing, of the wrong type or out of range
+UNKNOWN_TYPE: Final = "unknown_type"  # no such request type
+HELLO_REQUIRED: Final = "hello_required"  # a request before the hello exchange
+VERSION_MISMATCH: Final = "version_mismatch"  # different major protocol versions
+AUTH_REFUSED: Final = "auth_refused"  # peer uid not allowed; connection closed
+TOO_MANY_CONNECTIONS: Final = "too_many_connections"
+TIMEOUT: Final = "timeout"
+NO_SUCH_SESSION: Final = "no_such_session"
+NAME_TAKEN: Final = "name_taken"
+SPAWN_FAILED: Final = "spawn_failed"
+SESSION_EXITED: Final = "session_exited"
+INPUT_OVERFLOW: Final = "input_overflow"  # queued input would pass the session's bound
+READ_ONLY: Final = "read_only"  # input or resize from a read-only attachment
+NOT_ATTACHED: Final = "not_attached"
+FLOW_LIMIT: Final = "flow_limit"  # disconnect policy: the client fell too far behind
+SHUTTING_DOWN: Final = "shutting_down"
+INTERNAL: Final = "internal"
+
+ALL_CODES: Final = frozenset(
+    {
+        BAD_FRAME,
+        FRAME_TOO_LARGE,
+        BAD_REQUEST,
+        UNKNOWN_TYPE,
+        HELLO_REQUIRED,
+        VERSION_MISMATCH,
+        AUTH_REFUSED,
+        TOO_MANY_CONNECTIONS,
+        TIMEOUT,
+        NO_SUCH_SESSION,
+        NAME_TAKEN,
+        SPAWN_FAILED,
+        SESSION_EXITED,
+        INPUT_OVERFLOW,
+        READ_ONLY,
+        NOT_ATTACHED,
+        FLOW_LIMIT,
+        SHUTTING_DOWN,
+        INTERNAL,
+    }
+)
+
+
+class PtydError(Exception):
+    """Base of every error ptyd raises on purpose."""
+
+
+class ConfigError(PtydError):
+    """An invalid setting; the message names the setting and the reason."""
+
+
+class SocketPathError(PtydError):
+    """The socket directory or path is unsafe or unusable; the message names the path."""
+
+
+class AlreadyRunning(PtydError):
+    """A daemon is already listening on the socket."""
+
+
+class ConnectionFailed(PtydError):
+    """No daemon could be reached (not running, socket missing, connection lost)."""
+
+
+class DaemonImpostor(ConnectionFailed):
+    """The socket or its directory is owned by someone else; the client refuses to talk to it."""
+
+
+class ProtocolError(PtydError):
+    """The peer broke the wire protocol (bad frame, wrong version, unexpected message)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RequestError(PtydError):
+    """The daemon answered a request with an error response."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @staticmethod
+    def from_wire(code: str, message: str) -> RequestError:
+        """The most specific exception for an error code received from the daemon."""
+        cls = _CODE_CLASSES.get(code, RequestError)
+        return cls(code, message)
+
+
+class AuthRefused(RequestError):
+    """The daemon refused this peer (its uid is not on the allow-list)."""
+
+
+class VersionMismatch(RequestError):
+    """The daemon speaks a different major protocol version."""
+
+
+class SessionNotFound(RequestError):
+    """No session has that id or name."""
+
+
+class SpawnFailed(RequestError):
+    """The session's program could not be started (missing program, bad cwd, ...)."""
+
+
+class TimeoutExpired(RequestError):
+    """A wait ran out of time."""
+
+
+_CODE_CLASSES: dict[str, type[RequestError]] = {
+    AUTH_REFUSED: AuthRefused,
+    VERSION_MISMATCH: VersionMismatch,
+    NO_SUCH_SESSION: SessionNotFound,
+    SPAWN_FAILED: SpawnFailed,
+    TIMEOUT: TimeoutExpired,
+}

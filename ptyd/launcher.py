@@ -1,0 +1,56 @@
+"""Start a daemon in the background when none is listening (as tmux does), and wait until it
+listens. The daemon detaches from the launching terminal: a new session, stdio on /dev/null
+(or the log file), reparented to init by a second fork."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from .config import Config
+from .errors import ConnectionFailed
+from .socketdir import is_listening
+
+READY = b"ready\n"
+
+
+def ensure_daemon(config: Config) -> bool:
+    """Make sure a daemon listens on ``config.socket``; True if this call started it."""
+    if is_listening(config.socket):
+        return False
+    if not config.autostart:
+        raise ConnectionFailed(
+            f"no ptyd daemon is listening on {config.socket} (autostart is off: run `ptyd serve`)"
+        )
+    start_daemon(config)
+    return True
+
+
+def start_daemon(config: Config) -> None:
+    """Launch ``ptyd serve --background`` and wait for its readiness line (or its error)."""
+    ready_r, ready_w = os.pipe()
+    command = [sys.executable, "-m", "ptyd", "serve", "--background", "-S", os.fspath(config.socket)]
+    env = dict(os.environ, PTYD_READY_FD=str(ready_w))
+    try:
+        intermediate = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(ready_w,),
+            start_new_session=True,
+            env=env,
+            close_fds=True,
+        )
+    finally:
+        os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        answer = ready.read()  # EOF once the daemon is ready or has failed
+    intermediate.wait()
+    if answer == READY:
+        return
+    message = answer.decode(errors="replace").strip()
+    if message.startswith("already running"):
+        return  # another client started it first: just as good
+    raise ConnectionFailed(f"could not start a daemon on {config.socket}: {message or 'it exited'}")

@@ -1,0 +1,332 @@
+"""THE wire protocol: version, features, framing, message shapes and limits.
+
+A frame is a 4-byte big-endian unsigned length followed by one msgpack map. Requests carry
+``type`` and ``id`` and get exactly one ``response``; events are unsolicited ``event`` frames that
+name their session. Terminal data always travels as msgpack bin. This is the only module that
+uses msgpack; docs/protocol.md describes every message defined here.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from . import errors
+
+VERSION: Final = (1, 0)
+VERSION_TEXT: Final = f"{VERSION[0]}.{VERSION[1]}"
+# Optional capabilities; a client and a daemon use the intersection of what both announce.
+FEATURES: Final = frozenset({"replay", "flow-control", "stats", "size-policy", "read-only"})
+
+HEADER: Final = struct.Struct(">I")
+DEFAULT_MAX_REQUEST_FRAME: Final = 4 * 1024 * 1024  # daemon side: requests, input chunks
+MAX_RESPONSE_FRAME: Final = 512 * 1024 * 1024  # client side: snapshots with long scrollback
+MAX_INPUT_CHUNK: Final = 256 * 1024  # the client library splits larger input into chunks
+
+SNAPSHOT_FORMATS: Final = ("text", "ansi", "json")
+FLOW_POLICIES: Final = ("resync", "disconnect", "block")
+FLOW_LEVELS: Final = ("normal", "warning", "limit")  # index = level number used by the hot path
+SIGNAL_TARGETS: Final = ("foreground", "process", "group", "session")
+SESSION_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.@:+-]{0,63}")
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One complete frame (length prefix and body) for a message map."""
+    body = msgpack.packb(message, use_bin_type=True)
+    return HEADER.pack(len(body)) + body
+
+
+def output_frame_prefix(session_id: int) -> bytes:
+    """The constant part of every output event of one session, handed once to the hot path.
+
+    The hot path completes a frame as: 4-byte length, this prefix, 0xcf + 8-byte big-endian
+    offset, 0xc6 + 4-byte big-endian data length, data. That is the msgpack map
+    ``{"type": "event", "event": "output", "session": id, "offset": N, "data": bin}``, with the
+    offset and the bin header in their fixed-width forms so the layout never varies.
+    """
+    head = msgpack.packb(
+        {"type": "event", "event": "output", "session": session_id}, use_bin_type=True
+    )
+    # head is a fixmap of 3 entries: make it 5 and append the "offset" key; the hot path
+    # appends the value, then the "data" key and value.
+    assert head[0] == 0x83
+    return b"\x85" + head[1:] + msgpack.packb("offset")
+
+
+OUTPUT_DATA_KEY: Final = msgpack.packb("data")  # appended by the hot path after the offset
+
+
+class FrameDecoder:
+    """Splits a byte stream into decoded message maps, enforcing the frame-size limit on the
+    length prefix (before any body byte is buffered) and msgpack limits inside the body."""
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any] | errors.ProtocolError]:
+        """Decoded messages, in order; a malformed body becomes a ProtocolError in the list
+        (its frame boundary is known, so the stream stays usable). An oversized length prefix
+        raises ProtocolError: the stream cannot be resynchronised after it."""
+        self._buffer += data
+        out: list[dict[str, Any] | errors.ProtocolError] = []
+        while len(self._buffer) >= 4:
+            (length,) = HEADER.unpack_from(self._buffer)
+            if length > self.max_frame:
+                raise errors.ProtocolError(
+                    errors.FRAME_TOO_LARGE,
+                    f"frame of {length} bytes exceeds the limit of {self.max_frame} bytes",
+                )
+            if len(self._buffer) < 4 + length:
+                break
+            body = bytes(self._buffer[4 : 4 + length])
+            del self._buffer[: 4 + length]
+            out.append(decode_body(body))
+        return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame held so far."""
+        return len(self._buffer)
+
+
+def decode_body(body: bytes) -> dict[str, Any] | errors.ProtocolError:
+    """One frame body as a message map, or the reason it is not one."""
+    try:
+        # Container and string sizes default to the body length, so a small frame cannot
+        # declare a huge container; msgpack's fixed parse stack bounds the nesting depth.
+        message = msgpack.unpackb(
+            body, raw=False, use_list=True, strict_map_key=True, max_ext_len=0
+        )
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        return errors.ProtocolError(errors.BAD_FRAME, f"malformed msgpack: {exc}")
+    if not isinstance(message, dict):
+        return errors.ProtocolError(errors.BAD_FRAME, "a frame must hold a msgpack map")
+    return message
+
+
+# ---------------------------------------------------------------------------------------------
+# Message shapes
+
+
+def request(request_id: int, kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "id": request_id, **fields}
+
+
+def ok_response(request_id: int, result: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "response", "id": request_id, "ok": True, "result": result}
+
+
+def error_response(request_id: int | None, code: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "response",
+        "id": request_id,
+        "ok": False,
+        "error": {"code": code, "message": message},
+    }
+
+
+def event(name: str, **fields: Any) -> dict[str, Any]:
+    return {"type": "event", "event": name, **fields}
+
+
+# ---------------------------------------------------------------------------------------------
+# Request schemas: field -> (validator, default). A validator returns the cleaned value or
+# raises ValueError with a reason; REQUIRED marks a field without a default.
+
+REQUIRED: Final = object()
+Validator = Callable[[Any], Any]
+
+
+def _int_range(lo: int, hi: int) -> Validator:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"must be an integer from {lo} to {hi}")
+        return value
+
+    return check
+
+
+def _optional(check: Validator) -> Validator:
+    return lambda value: None if value is None else check(value)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or "\0" in value or len(value) > 4096:
+        raise ValueError("must be a string without NUL, at most 4096 characters")
+    return value
+
+
+def _bytes(value: Any) -> bytes:
+    if not isinstance(value, bytes):
+        raise ValueError("must be msgpack bin")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be a boolean")
+    return value
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e9:
+        raise ValueError("must be a non-negative number")
+    return float(value)
+
+
+def _choice(*choices: str) -> Validator:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    return check
+
+
+def _argv(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or len(value) > 4096:
+        raise ValueError("must be a non-empty list of strings")
+    return [_str(item) for item in value]
+
+
+def _env(value: Any) -> dict[str, str | None]:
+    if not isinstance(value, dict) or len(value) > 4096:
+        raise ValueError("must be a map of names to strings (or nil to unset)")
+    out: dict[str, str | None] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ValueError(f"invalid variable name {key!r}")
+        out[key] = None if item is None else _str(item)
+    return out
+
+
+def _session_name(value: Any) -> str:
+    if not isinstance(value, str) or not SESSION_NAME.fullmatch(value):
+        raise ValueError(
+            "must start with a letter or '_' and hold at most 64 letters, digits or _.@:+-"
+        )
+    return value
+
+
+def _target(value: Any) -> int | str:
+    """A session id (int) or name (str)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value:
+        return int(value) if value.isdigit() else _session_name(value)
+    raise ValueError("must be a session id or name")
+
+
+def _signal(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64:
+        return value
+    if isinstance(value, str) and 1 <= len(value) <= 16:
+        return value
+    raise ValueError("must be a signal number (1-64) or name such as HUP or SIGTERM")
+
+
+def _features(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > 256:
+        raise ValueError("must be a list of feature names")
+    return [item for item in value if isinstance(item, str)]
+
+
+_SIZE = _int_range(1, 4096)
+
+SCHEMAS: Final[dict[str, dict[str, tuple[Validator, Any]]]] = {
+    "hello": {
+        "version": (_str, REQUIRED),
+        "features": (_features, []),
+        "client": (_str, ""),
+    },
+    "create": {
+        "argv": (_optional(_argv), None),
+        "env": (_env, {}),
+        "cwd": (_optional(_str), None),
+        "cols": (_SIZE, 80),
+        "rows": (_SIZE, 24),
+        "name": (_optional(_session_name), None),
+        "term": (_optional(_str), None),
+    },
+    "list": {},
+    "info": {"session": (_target, REQUIRED)},
+    "attach": {
+        "session": (_target, REQUIRED),
+        "policy": (_optional(_choice(*FLOW_POLICIES)), None),
+        "snapshot": (_optional(_choice(*SNAPSHOT_FORMATS)), "ansi"),
+        "from_offset": (_optional(_int_range(0, 2**63 - 1)), None),
+        "read_only": (_bool, False),
+        "cols": (_optional(_SIZE), None),
+        "rows": (_optional(_SIZE), None),
+    },
+    "detach": {"session": (_target, REQUIRED)},
+    "input": {"session": (_target, REQUIRED), "data": (_bytes, REQUIRED)},
+    "resize": {"session": (_target, REQUIRED), "cols": (_SIZE, REQUIRED), "rows": (_SIZE, REQUIRED)},
+    "signal": {
+        "session": (_target, REQUIRED),
+        "signal": (_signal, REQUIRED),
+        "target": (_choice(*SIGNAL_TARGETS), "foreground"),
+    },
+    "kill": {"session": (_target, REQUIRED)},
+    "snapshot": {
+        "session": (_target, REQUIRED),
+        "format": (_choice(*SNAPSHOT_FORMATS), "text"),
+        "scrollback": (_int_range(0, 10_000_000), 0),
+    },
+    "wait": {"session": (_target, REQUIRED), "timeout": (_optional(_number), None)},
+    "stats": {},
+    "shutdown": {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A validated request: its id, type and cleaned fields (defaults filled in)."""
+
+    id: int
+    type: str
+    fields: dict[str, Any]
+
+
+def parse_request(message: dict[str, Any]) -> Request:
+    """Validate a request map against its schema; raise ProtocolError naming the bad field."""
+    request_id = message.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 0:
+        raise errors.ProtocolError(
+            errors.BAD_REQUEST, "a request needs a non-negative integer 'id'"
+        )
+    kind = message.get("type")
+    schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
+    if schema is None:
+        raise errors.ProtocolError(errors.UNKNOWN_TYPE, f"unknown request type {kind!r}")
+    fields: dict[str, Any] = {}
+    for name, (check, default) in schema.items():
+        if name not in message or (message[name] is None and default is not REQUIRED):
+            if default is REQUIRED:
+                raise errors.ProtocolError(
+                    errors.BAD_REQUEST, f"{kind}: missing required field {name!r}"
+                )
+            fields[name] = default
+            continue
+        try:
+            fields[name] = check(message[name])
+        except ValueError as exc:
+            raise errors.ProtocolError(errors.BAD_REQUEST, f"{kind}: field {name!r} {exc}") from None
+    unknown = set(message) - set(schema) - {"id", "type"}
+    if unknown:
+        raise errors.ProtocolError(
+            errors.BAD_REQUEST, f"{kind}: unknown field(s) {', '.join(sorted(map(str, unknown)))}"
+        )
+    return Request(request_id, kind, fields)
+
+
+def is_compatible(version: str) -> bool:
+    """Same major version; minor versions only add optional things (features)."""
+    major, _, minor = version.partition(".")
+    return major.isdigit() and int(major) == VERSION[0] and (minor == "" or minor.isdigit())

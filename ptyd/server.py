@@ -1,0 +1,305 @@
+"""The daemon: listening socket, admission and authentication, the session registry, signals
+and graceful shutdown. Runs on uvloop; every wait is an event (readiness, pidfd, signal,
+future), never a poll or a sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pwd
+import resource
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import uvloop
+
+from . import errors, protocol, spawn
+from ._backend import BACKEND
+from ._version import __version__
+from .config import Config
+from .connection import Connection
+from .errors import RequestError
+from .session import Session
+from .socketdir import Listener
+
+log = logging.getLogger(__name__)
+
+_SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_FLUSH_SECONDS = 2.0  # at shutdown, how long clients get to read their last events
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.version = __version__
+        self.pid = os.getpid()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set in serve
+        self.listener = Listener(config.socket)
+        self.sessions: dict[int, Session] = {}
+        self.names: dict[str, int] = {}
+        self.connections: set[Connection] = set()
+        self.unauthenticated = 0
+        self.started_at = time.time()
+        self.bytes_in = 0
+        self._next_session = 1
+        self._next_connection = 1
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="ptyd-emulator"
+        )
+        self._server: asyncio.AbstractServer | None = None
+        self._stopping: asyncio.Future[str] | None = None
+        self._is_shutting_down = False
+        self._retention: dict[int, asyncio.TimerHandle] = {}
+        self._all_closed: asyncio.Future[None] | None = None  # set during shutdown
+
+    # -- running -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Bind the socket (raises AlreadyRunning / SocketPathError before anything starts)."""
+        self.listener.open()
+
+    async def serve(self, on_ready: Any = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stopping = self.loop.create_future()
+        _raise_fd_limit()
+        for signum in _SHUTDOWN_SIGNALS:
+            self.loop.add_signal_handler(signum, self._on_signal, signum)
+        assert self.listener.sock is not None
+        self._server = await self.loop.create_unix_server(
+            lambda: Connection(self), sock=self.listener.sock, backlog=1024
+        )
+        log.info(
+            "ptyd %s (%s backend) listening on %s, pid %d",
+            self.version, BACKEND, self.config.socket, self.pid,
+        )
+        if on_ready is not None:
+            on_ready()
+        reason = await self._stopping
+        await self._shutdown(reason)
+
+    def request_shutdown(self, reason: str) -> None:
+        if self._stopping is not None and not self._stopping.done():
+            self._stopping.set_result(reason)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._is_shutting_down:
+            log.warning("second signal (%s): exiting at once", name)
+            self._exit_now()
+        self.request_shutdown(name)
+
+    def _exit_now(self) -> None:
+        for session in self.sessions.values():
+            if session.is_running:
+                for member in spawn.session_processes(session.child.pid) or [session.child.pid]:
+                    try:
+                        os.kill(member, signal.SIGKILL)
+                    except OSError:
+                        pass
+        self.listener.close()
+        logging.shutdown()
+        os._exit(1)
+
+    async def _shutdown(self, reason: str) -> None:
+        """Stop accepting, tell every client, hang up every session, reap every child, flush
+        the clients, remove the socket."""
+        self._is_shutting_down = True
+        log.info("shutting down (%s)", reason)
+        assert self._server is not None
+        self._server.close()
+        notice = protocol.encode(protocol.event("shutdown", reason=reason))
+        for connection in list(self.connections):
+            connection.write_frame(notice)
+        running = [session for session in self.sessions.values() if session.is_running]
+        for session in running:
+            session.hang_up(self.config.kill_grace)
+        if running:
+            await asyncio.gather(*(session.wait() for session in running))
+        for connection in list(self.connections):
+            connection.close(grace=_FLUSH_SECONDS)
+        if self.connections:
+            self._all_closed = self.loop.create_future()
+            await asyncio.wait([self._all_closed], timeout=_FLUSH_SECONDS + 0.5)
+        for timer in self._retention.values():
+            timer.cancel()
+        for session in self.sessions.values():
+            session.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.listener.close()
+        log.info("stopped")
+
+    # -- connections -------------------------------------------------------------------------
+
+    def next_connection_id(self) -> int:
+        self._next_connection += 1
+        return self._next_connection - 1
+
+    def admit(self, connection: Connection) -> tuple[str, str] | None:
+        """None to accept, or (code, message) to refuse a new connection."""
+        allowed = {os.getuid(), *self.config.allowed_uids}
+        if connection.peer_uid not in allowed:
+            return errors.AUTH_REFUSED, f"uid {connection.peer_uid} may not use this daemon"
+        if self._is_shutting_down:
+            return errors.SHUTTING_DOWN, "the daemon is shutting down"
+        if len(self.connections) >= self.config.max_clients:
+            return errors.TOO_MANY_CONNECTIONS, f"{self.config.max_clients} clients already connected"
+        if self.unauthenticated >= self.config.max_unauthenticated:
+            return errors.TOO_MANY_CONNECTIONS, "too many connections waiting for hello"
+        self.connections.add(connection)
+        self.unauthenticated += 1
+        return None
+
+    def authenticated(self, connection: Connection) -> None:
+        self.unauthenticated -= 1
+
+    def forget(self, connection: Connection) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            if not connection.is_authenticated:
+                self.unauthenticated -= 1
+        if not self.connections and self._all_closed is not None and not self._all_closed.done():
+            self._all_closed.set_result(None)
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def find(self, target: int | str) -> Session:
+        session_id = target if isinstance(target, int) else self.names.get(target)
+        session = self.sessions.get(session_id) if session_id is not None else None
+        if session is None:
+            raise RequestError(errors.NO_SUCH_SESSION, f"no session {target!r}")
+        return session
+
+    def sessions_in_order(self) -> list[Session]:
+        return [self.sessions[key] for key in sorted(self.sessions)]
+
+    def create_session(
+        self,
+        argv: list[str] | None,
+        env: dict[str, str | None],
+        cwd: str | None,
+        cols: int,
+        rows: int,
+        name: str | None,
+        term: str | None,
+    ) -> Session:
+        if self._is_shutting_down:
+            raise RequestError(errors.SHUTTING_DOWN, "the daemon is shutting down")
+        if name is not None and name in self.names:
+            raise RequestError(errors.NAME_TAKEN, f"a session named {name!r} already exists")
+        base = {key: value for key, value in os.environ.items() if not key.startswith("PTYD_")}
+        full_env = spawn.build_env(base, env, term or self.config.term)
+        argv = argv or [default_shell()]
+        cwd = cwd or full_env.get("HOME") or "/"
+        try:
+            child = spawn.spawn(argv, full_env, cwd, cols, rows)
+        except spawn.SpawnError as exc:
+            raise RequestError(errors.SPAWN_FAILED, str(exc)) from None
+        session_id = self._next_session
+        self._next_session += 1
+        session = Session(
+            session_id, name, argv, cwd, child, cols, rows, self.config, self.loop,
+            self._executor, self._on_session_finished,
+        )
+        self.sessions[session_id] = session
+        if name is not None:
+            self.names[name] = session_id
+        session.start()
+        log.info("session %s started: pid %d, %s", session.label, child.pid, " ".join(argv))
+        return session
+
+    def _on_session_finished(self, session: Session) -> None:
+        if self._is_shutting_down:
+            return
+        self._retention[session.id] = self.loop.call_later(
+            self.config.exit_retention, self._forget_session, session.id
+        )
+
+    def _forget_session(self, session_id: int) -> None:
+        self._retention.pop(session_id, None)
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return
+        if session.name is not None:
+            self.names.pop(session.name, None)
+        for attachment in list(session.attachments):
+            attachment.connection.attachments.pop(session.id, None)
+            session.unsubscribe(attachment)
+        session.close()
+
+    # -- observability -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        subscribers = [row for conn in self.connections for row in conn.subscriber_stats()]
+        sessions = []
+        for session in self.sessions_in_order():
+            age = max(now - session.created_at, 1e-9)
+            sessions.append(
+                {
+                    "id": session.id,
+                    "name": session.name,
+                    "state": "running" if session.is_running else "exited",
+                    "bytes_out": session.pump.offset,
+                    "read_rate": session.pump.offset / age,
+                    "subscribers": len(session.attachments),
+                    "input_backlog": session.input_backlog,
+                    "emulator_backlog": session.shadow.backlog,
+                    "paused": session.is_paused,
+                }
+            )
+        return {
+            "daemon": {
+                "pid": self.pid,
+                "version": self.version,
+                "backend": BACKEND,
+                "uptime": now - self.started_at,
+                "sessions": len(self.sessions),
+                "clients": len(self.connections),
+                "bytes_in": self.bytes_in,
+                "bytes_out": sum(session.pump.offset for session in self.sessions.values()),
+                "rss": _rss_bytes(),
+                "open_fds": len(os.listdir("/proc/self/fd")),
+            },
+            "sessions": sessions,
+            "subscribers": subscribers,
+        }
+
+
+def default_shell() -> str:
+    shell = os.environ.get("SHELL")
+    if shell and os.path.isabs(shell) and os.access(shell, os.X_OK):
+        return shell
+    try:
+        shell = pwd.getpwuid(os.getuid()).pw_shell
+    except KeyError:
+        shell = ""
+    return shell if shell and os.access(shell, os.X_OK) else "/bin/sh"
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _raise_fd_limit() -> None:
+    """Hold as many clients and PTYs as the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run(config: Config, on_ready: Any = None, *, use_uvloop: bool = True) -> int:
+    """Run a daemon in the foreground until it is shut down; return the exit status."""
+    daemon = Daemon(config)
+    daemon.open()
+    try:
+        if use_uvloop:
+            uvloop.run(daemon.serve(on_ready))
+        else:
+            asyncio.run(daemon.serve(on_ready))
+    finally:
+        daemon.listener.close()
+    return 0

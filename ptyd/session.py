@@ -1,0 +1,445 @@
+"""One PTY session: its child, output pump, emulator shadow, subscribers, input and exit.
+
+Everything here runs on the loop thread. Output is forwarded as soon as it is read (the pump),
+the emulator follows on a worker (the shadow). The session ends when its program has exited and
+its PTY has been read to the end, so every byte the program wrote reaches the clients before
+the exit event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import errors, protocol, spawn
+from ._backend import fast
+from .config import Config
+from .errors import RequestError
+from .shadow import BACKLOG_LIMIT, EmulatorShadow
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+log = logging.getLogger(__name__)
+
+READ_BUDGET = 256 * 1024  # most bytes read per readiness callback before yielding to the loop
+EXIT_DRAIN_SECONDS = 0.25  # after the program exits, how long others may keep the PTY open
+_TITLE_MAX = 256
+
+
+def _clean_title(title: str) -> str:
+    return "".join(ch for ch in title if ch.isprintable())[:_TITLE_MAX]
+
+
+@dataclass(eq=False)
+class Attachment:
+    """One client attached to one session: the control-plane side of a fast.Subscriber."""
+
+    session: Session
+    connection: Connection
+    policy: str
+    snapshot_format: str
+    is_read_only: bool
+    cols: int | None = None
+    rows: int | None = None
+    is_resyncing: bool = False  # a resync snapshot is being prepared
+    sub: Any = field(default=None)  # the fast.Subscriber
+
+
+class Session:
+    """A program on a PTY, shared by any number of attached clients."""
+
+    def __init__(
+        self,
+        session_id: int,
+        name: str | None,
+        argv: list[str],
+        cwd: str,
+        child: spawn.Child,
+        cols: int,
+        rows: int,
+        config: Config,
+        loop: asyncio.AbstractEventLoop,
+        executor: Executor,
+        on_finished: Callable[[Session], None],
+    ) -> None:
+        self.id = session_id
+        self.name = name
+        self.argv = argv
+        self.cwd = cwd
+        self.child = child
+        self.cols = cols
+        self.rows = rows
+        self.config = config
+        self.loop = loop
+        self.on_finished = on_finished
+        self.created_at = time.time()
+        self.last_attached: float | None = None
+        self.title = ""
+        self.exit_code: int | None = None
+        self.exit_signal: int | None = None
+        self.exited_at: float | None = None
+        self.attachments: list[Attachment] = []
+        self.pump = fast.OutputPump(
+            child.master_fd, protocol.output_frame_prefix(session_id), config.replay_bytes, READ_BUDGET
+        )
+        self.shadow = EmulatorShadow(cols, rows, config.scrollback, loop, executor, self._on_emulated)
+        self._input: deque[bytes] = deque()
+        self._input_bytes = 0
+        self._blockers: set[Any] = set()  # block-policy subscribers at their limit
+        self._is_reading = False
+        self._is_pty_open = True  # false once the PTY reached EOF/EIO
+        self._is_reaped = False
+        self._is_finished = False
+        self._exit_waiters: list[asyncio.Future[None]] = []
+        self._timers: list[asyncio.TimerHandle] = []
+        self._drain_timer: asyncio.TimerHandle | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.loop.add_reader(self.child.pidfd, self._on_child_exit)
+        self._resume_reading()
+
+    @property
+    def is_running(self) -> bool:
+        return not self._is_finished
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "argv": self.argv,
+            "pid": self.child.pid,
+            "cwd": self.cwd,
+            "cols": self.cols,
+            "rows": self.rows,
+            "created_at": self.created_at,
+            "last_attached": self.last_attached,
+            "clients": len(self.attachments),
+            "bytes_out": self.pump.offset,
+            "title": self.title,
+            "state": "running" if self.is_running else "exited",
+            "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal,
+            "exited_at": self.exited_at,
+        }
+
+    def _resume_reading(self) -> None:
+        if self._is_reading or not self._is_pty_open or self._blockers:
+            return
+        if self.shadow.backlog >= BACKLOG_LIMIT:
+            return  # _on_emulated resumes once the emulator has caught up
+        self._is_reading = True
+        self.loop.add_reader(self.child.master_fd, self._on_readable)
+        if self._is_reaped and self._drain_timer is None:
+            self._arm_drain_timer()
+
+    def _pause_reading(self) -> None:
+        if self._is_reading:
+            self._is_reading = False
+            self.loop.remove_reader(self.child.master_fd)
+
+    def _on_readable(self) -> None:
+        data, is_eof, changed = self.pump.pump()
+        self._after_output(data, changed)
+        if is_eof:
+            self._on_pty_eof()
+
+    def _after_output(self, data: bytes, changed: list[Any]) -> None:
+        if data:
+            self.shadow.feed(data)
+            if self.shadow.backlog >= BACKLOG_LIMIT:
+                self._pause_reading()
+        for sub in changed:
+            sub.owner.connection.on_flow_change(sub.owner)
+
+    def _on_emulated(self, replies: bytes, title: str) -> None:
+        if replies and self._is_pty_open:
+            self._write_input(replies)
+        if title != self.title:
+            self.title = _clean_title(title)
+        if not self._is_reading and self.shadow.backlog < BACKLOG_LIMIT // 2:
+            self._resume_reading()
+
+    def _on_pty_eof(self) -> None:
+        self._pause_reading()
+        self._is_pty_open = False
+        if self._is_reaped:
+            self._finish()
+
+    def _on_child_exit(self) -> None:
+        status = spawn.reap(self.child.pid)
+        if status is None:
+            return
+        self.loop.remove_reader(self.child.pidfd)
+        self.exit_code, self.exit_signal = status
+        self._is_reaped = True
+        if not self._is_pty_open:
+            self._finish()
+        elif self._is_reading:
+            self._arm_drain_timer()
+
+    def _arm_drain_timer(self) -> None:
+        """The program exited but the PTY is still open: something it left behind holds it.
+        Read what is there; if the PTY is still open after a short while, end the session."""
+        self._drain_timer = self.loop.call_later(EXIT_DRAIN_SECONDS, self._on_drain_timeout)
+
+    def _on_drain_timeout(self) -> None:
+        self._drain_timer = None
+        if not self._is_reading:
+            return  # paused for flow control: re-armed when reading resumes
+        while self._is_pty_open:
+            data, is_eof, changed = self.pump.pump()
+            self._after_output(data, changed)
+            if is_eof or not data or not self._is_reading:
+                break
+        if self._is_reading or not self._is_pty_open:
+            self._pause_reading()
+            self._is_pty_open = False
+            self._finish()
+
+    def _finish(self) -> None:
+        """The program is reaped and its output read: tell everyone, release the PTY."""
+        if self._is_finished:
+            return
+        self._is_finished = True
+        self.exited_at = time.time()
+        for timer in self._timers:
+            timer.cancel()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        os.close(self.child.master_fd)  # hangs up anything the program left on the PTY
+        os.close(self.child.pidfd)
+        self._input.clear()
+        self._input_bytes = 0
+        frame = protocol.encode(
+            protocol.event(
+                "exit",
+                session=self.id,
+                code=self.exit_code,
+                signal=self.exit_signal,
+                offset=self.pump.offset,
+            )
+        )
+        for attachment in list(self.attachments):
+            sub = attachment.sub
+            if sub.is_live or sub.is_lagging:
+                attachment.connection.write_frame(frame)
+            else:
+                sub.held.append(frame)  # delivered after the snapshot the client waits for
+        for waiter in self._exit_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        log.info(
+            "session %s exited (%s) after %d bytes",
+            self.label,
+            describe_exit(self.exit_code, self.exit_signal),
+            self.pump.offset,
+        )
+        self.on_finished(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.id}" + (f" ({self.name})" if self.name else "")
+
+    async def wait(self) -> None:
+        if self._is_finished:
+            return
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._exit_waiters.append(waiter)
+        await waiter
+
+    def close(self) -> None:
+        """Release the emulator once the session is gone from the registry."""
+        self.shadow.close()
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def send_signal(self, signum: int, target: str = "foreground") -> None:
+        if not self.is_running:
+            raise RequestError(errors.SESSION_EXITED, f"session {self.label} has exited")
+        pid = self.child.pid
+        try:
+            if target == "process":
+                os.kill(pid, signum)
+            elif target == "group":
+                os.killpg(pid, signum)
+            elif target == "session":
+                for member in spawn.session_processes(pid):
+                    _kill_quietly(member, signum)
+            else:
+                try:
+                    pgrp = os.tcgetpgrp(self.child.master_fd)
+                except OSError:
+                    pgrp = pid
+                os.killpg(pgrp if pgrp > 0 else pid, signum)
+        except ProcessLookupError:
+            pass  # already gone: the exit is on its way
+
+    def hang_up(self, grace: float) -> None:
+        """Kill ladder: SIGHUP now, SIGTERM after ``grace``, SIGKILL to the whole session after
+        twice that (for programs that ignore the polite signals)."""
+        if not self.is_running:
+            return
+        self._signal_session_groups(signal.SIGHUP)
+        self._signal_session_groups(signal.SIGCONT)
+        self._timers.append(
+            self.loop.call_later(grace, self._signal_session_groups, signal.SIGTERM)
+        )
+        self._timers.append(self.loop.call_later(2 * grace, self._kill_everything))
+
+    def _signal_session_groups(self, signum: int) -> None:
+        if not self.is_running:
+            return
+        groups = {self.child.pid}
+        try:
+            groups.add(os.tcgetpgrp(self.child.master_fd))
+        except OSError:
+            pass
+        for group in groups:
+            try:
+                os.killpg(group, signum)
+            except OSError:
+                pass
+
+    def _kill_everything(self) -> None:
+        if not self.is_running:
+            return
+        for member in spawn.session_processes(self.child.pid) or [self.child.pid]:
+            _kill_quietly(member, signal.SIGKILL)
+
+    # -- input and size ----------------------------------------------------------------------
+
+    def send_input(self, data: bytes) -> None:
+        """Queue input in order; refuse (without queueing any of it) past the bound."""
+        if not self.is_running or not self._is_pty_open:
+            raise RequestError(errors.SESSION_EXITED, f"session {self.label} has exited")
+        if self._input_bytes + len(data) > self.config.input_limit:
+            raise RequestError(
+                errors.INPUT_OVERFLOW,
+                f"session {self.label} has {self._input_bytes} bytes of input not yet read by "
+                f"the program; {len(data)} more would pass the limit of "
+                f"{self.config.input_limit} (PTYD_INPUT_LIMIT)",
+            )
+        self._write_input(data)
+
+    def _write_input(self, data: bytes) -> None:
+        if not self._input:
+            try:
+                written = os.write(self.child.master_fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                if exc.errno in (errno.EIO, errno.EBADF):
+                    return  # the PTY is closing; the exit event follows
+                raise
+            data = data[written:]
+            if not data:
+                return
+            self.loop.add_writer(self.child.master_fd, self._on_writable)
+        self._input.append(data)
+        self._input_bytes += len(data)
+
+    def _on_writable(self) -> None:
+        while self._input:
+            chunk = self._input[0]
+            try:
+                written = os.write(self.child.master_fd, chunk)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._input.clear()
+                self._input_bytes = 0
+                break
+            self._input_bytes -= written
+            if written < len(chunk):
+                self._input[0] = chunk[written:]
+                return
+            self._input.popleft()
+        self.loop.remove_writer(self.child.master_fd)
+
+    @property
+    def input_backlog(self) -> int:
+        return self._input_bytes
+
+    def resize(self, cols: int, rows: int) -> None:
+        if not self.is_running:
+            raise RequestError(errors.SESSION_EXITED, f"session {self.label} has exited")
+        if (cols, rows) == (self.cols, self.rows):
+            return
+        self.cols, self.rows = cols, rows
+        spawn.set_winsize(self.child.master_fd, cols, rows)
+        self.shadow.resize(cols, rows)
+
+    def apply_size_policy(self, active: Attachment | None = None) -> None:
+        """Size the session from its attached clients, following PTYD_SIZE_POLICY: the most
+        recently active client (latest), the smallest or the largest; manual never resizes."""
+        policy = self.config.size_policy
+        sized = [a for a in self.attachments if a.cols and a.rows and not a.is_read_only]
+        if policy == "manual" or not sized or not self.is_running:
+            return
+        if policy == "latest":
+            chosen = active if active in sized else None
+            if chosen is not None and chosen.cols and chosen.rows:
+                self.resize(chosen.cols, chosen.rows)
+            return
+        pick = min if policy == "smallest" else max
+        self.resize(pick(a.cols or 0 for a in sized), pick(a.rows or 0 for a in sized))
+
+    # -- subscribers -------------------------------------------------------------------------
+
+    def subscribe(self, attachment: Attachment, threshold: int, limit: int) -> Any:
+        policy = protocol.FLOW_POLICIES.index(attachment.policy)
+        sub = fast.Subscriber(attachment.connection.transport, policy, threshold, limit, attachment)
+        attachment.sub = sub
+        self.attachments.append(attachment)
+        self.pump.subscribers.append(sub)
+        self.last_attached = time.time()
+        return sub
+
+    def unsubscribe(self, attachment: Attachment) -> None:
+        if attachment in self.attachments:
+            self.attachments.remove(attachment)
+        if attachment.sub in self.pump.subscribers:
+            self.pump.subscribers.remove(attachment.sub)
+        self.unblock(attachment.sub)
+        self.apply_size_policy()
+
+    def block(self, sub: Any) -> None:
+        """A block-policy subscriber reached its limit: stop reading until it drains."""
+        self._blockers.add(sub)
+        self._pause_reading()
+
+    def unblock(self, sub: Any) -> None:
+        self._blockers.discard(sub)
+        self._resume_reading()
+
+    @property
+    def is_paused(self) -> bool:
+        return self._is_pty_open and not self._is_reading
+
+
+def describe_exit(code: int | None, signum: int | None) -> str:
+    if signum is not None:
+        try:
+            return f"signal {signal.Signals(signum).name}"
+        except ValueError:
+            return f"signal {signum}"
+    return f"code {code}"
+
+
+def _kill_quietly(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        pass

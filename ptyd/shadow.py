@@ -1,0 +1,142 @@
+"""A session's emulator, fed on a worker thread in stream order.
+
+The loop thread forwards output to clients the moment it is read; the emulator follows behind
+on a worker thread (the compiled engine releases the GIL while it feeds, so two sessions use two
+cores and the loop keeps forwarding echoes during a flood). Every operation (data, resize,
+snapshot) is queued in stream order, so a snapshot requested when the stream was at offset X is
+taken after exactly the bytes before X: the consistency of attach rests on that.
+
+Threading: only the worker touches the emulator; the queue is shared under a lock; results come
+back to the loop with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from ._backend import Emulator
+
+log = logging.getLogger(__name__)
+
+FEED_BATCH = 1024 * 1024  # most bytes handed to one feed() call; the worker checks for close between
+BACKLOG_LIMIT = 8 * 1024 * 1024  # unfed bytes at which the session stops reading its PTY
+
+
+class EmulatorShadow:
+    """Owns one emulator; the loop side queues operations, a worker applies them in order."""
+
+    def __init__(
+        self,
+        cols: int,
+        rows: int,
+        scrollback: int,
+        loop: asyncio.AbstractEventLoop,
+        executor: Executor,
+        on_progress: Callable[[bytes, str], None],
+    ) -> None:
+        self._emulator = Emulator(cols, rows, scrollback)
+        self._loop = loop
+        self._executor = executor
+        self._on_progress = on_progress  # (replies to write to the PTY, title), on the loop
+        self._lock = threading.Lock()
+        self._ops: deque[tuple[Any, ...]] = deque()
+        self._is_running = False
+        self._is_closed = False
+        self.backlog = 0  # bytes queued and not yet fed; maintained on the loop thread
+
+    def feed(self, data: bytes) -> None:
+        self.backlog += len(data)
+        self._submit(("data", data))
+
+    def resize(self, cols: int, rows: int) -> None:
+        self._submit(("resize", cols, rows))
+
+    def snapshot(self, fmt: str, scrollback: int = 0) -> asyncio.Future[Any]:
+        """A future for the snapshot after everything queued so far."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._submit(("snapshot", fmt, scrollback, future))
+        return future
+
+    def close(self) -> None:
+        """Stop feeding; pending snapshots fail with CancelledError."""
+        with self._lock:
+            self._is_closed = True
+            pending = [op[3] for op in self._ops if op[0] == "snapshot"]
+            self._ops.clear()
+        for future in pending:
+            future.cancel()
+
+    def _submit(self, op: tuple[Any, ...]) -> None:
+        with self._lock:
+            if self._is_closed:
+                if op[0] == "snapshot":
+                    op[3].cancel()
+                return
+            self._ops.append(op)
+            if self._is_running:
+                return
+            self._is_running = True
+        self._executor.submit(self._work)
+
+    def _take_batch(self) -> list[tuple[Any, ...]] | None:
+        """The next operations: consecutive data coalesced up to FEED_BATCH, or one other op."""
+        with self._lock:
+            if not self._ops or self._is_closed:
+                self._is_running = False
+                return None
+            batch = [self._ops.popleft()]
+            if batch[0][0] == "data":
+                size = len(batch[0][1])
+                while self._ops and self._ops[0][0] == "data" and size < FEED_BATCH:
+                    size += len(self._ops[0][1])
+                    batch.append(self._ops.popleft())
+            return batch
+
+    def _work(self) -> None:
+        """Worker thread: apply queued operations until the queue is empty."""
+        emulator = self._emulator
+        while (batch := self._take_batch()) is not None:
+            kind = batch[0][0]
+            result: Any = None
+            fed = 0
+            try:
+                if kind == "data":
+                    data = batch[0][1] if len(batch) == 1 else b"".join(op[1] for op in batch)
+                    fed = len(data)
+                    emulator.feed(data)
+                elif kind == "resize":
+                    emulator.resize(batch[0][1], batch[0][2])
+                else:
+                    result = _render(emulator, batch[0][1], batch[0][2])
+            except Exception as exc:  # the emulator must never take the daemon down
+                log.exception("emulator failed on %s", kind)
+                result = exc
+            replies = emulator.take_replies()
+            title = emulator.title
+            self._loop.call_soon_threadsafe(self._done, batch, fed, result, replies, title)
+
+    def _done(self, batch: list[tuple[Any, ...]], fed: int, result: Any, replies: bytes, title: str) -> None:
+        """Loop thread: account for fed bytes, resolve a snapshot, pass on replies and title."""
+        self.backlog -= fed
+        if batch[0][0] == "snapshot":
+            future = batch[0][3]
+            if not future.done():
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        self._on_progress(replies, title)
+
+
+def _render(emulator: Any, fmt: str, scrollback: int) -> Any:
+    if fmt == "text":
+        return emulator.snapshot_text(scrollback)
+    if fmt == "ansi":
+        return emulator.snapshot_ansi()
+    return emulator.snapshot_json(scrollback)

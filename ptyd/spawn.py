@@ -1,0 +1,176 @@
+"""Start a program on a new PTY as the leader of a new session, and set window sizes.
+
+The child gets a clean start: a new session with the PTY as its controlling terminal, fds 0-2
+on the PTY and nothing else open, default signal dispositions and an empty signal mask (a
+daemon started from a shell with SIGINT ignored, or Python's ignored SIGPIPE, must not leak
+into the user's programs), the requested environment, directory and size. Failures to start
+(missing program, bad directory) come back as SpawnError, not as a session that dies at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import signal
+import struct
+import termios
+from dataclasses import dataclass
+
+_WINSIZE = struct.Struct("HHHH")
+# Variables describing the daemon's own terminal or socket, never passed to sessions.
+_DAEMON_ONLY_ENV = ("PTYD_READY_FD", "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES")
+
+
+class SpawnError(Exception):
+    """The program could not be started; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    pid: int
+    master_fd: int  # non-blocking, close-on-exec
+    pidfd: int  # readable once the child has exited; close-on-exec
+
+
+def set_winsize(fd: int, cols: int, rows: int) -> None:
+    """TIOCSWINSZ on the PTY: the kernel sends SIGWINCH to its foreground process group."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, _WINSIZE.pack(rows, cols, 0, 0))
+
+
+def build_env(base: dict[str, str], overrides: dict[str, str | None], term: str) -> dict[str, str]:
+    """The session's environment: the client's base, minus daemon-only names, plus overrides
+    (None unsets), with TERM defaulted."""
+    env = {key: value for key, value in base.items() if key not in _DAEMON_ONLY_ENV}
+    env["TERM"] = term
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def resolve_program(argv0: str, env: dict[str, str], cwd: str) -> str:
+    """The executable's path as execvpe would find it, or SpawnError with the reason."""
+    if "/" in argv0:
+        path = argv0 if os.path.isabs(argv0) else os.path.join(cwd, argv0)
+        if not os.path.exists(path):
+            raise SpawnError(f"{argv0}: no such file")
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise SpawnError(f"{argv0}: not an executable file")
+        return path
+    found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise SpawnError(f"{argv0}: command not found")
+    return found
+
+
+def spawn(argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int) -> Child:
+    """Fork and exec ``argv`` on a new PTY; raise SpawnError if it cannot start."""
+    if not os.path.isdir(cwd):
+        raise SpawnError(f"{cwd}: no such directory")
+    if not os.access(cwd, os.X_OK):
+        raise SpawnError(f"{cwd}: permission denied")
+    program = resolve_program(argv[0], env, cwd)
+    master_fd, slave_fd = os.openpty()
+    try:
+        os.set_blocking(master_fd, False)
+        set_winsize(master_fd, cols, rows)
+        slave_name = os.ttyname(slave_fd)
+        # The daemon must not keep the slave open, or the PTY never reports EOF.
+        os.close(slave_fd)
+        slave_fd = -1
+        error_r, error_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
+            _exec_child(program, argv, env, cwd, slave_name, error_w)
+        os.close(error_w)
+        with os.fdopen(error_r, "rb") as pipe:
+            failure = pipe.read()  # EOF at exec; a few bytes if the child failed before it
+        if failure:
+            os.waitpid(pid, 0)
+            raise SpawnError(failure.decode(errors="replace"))
+        pidfd = os.pidfd_open(pid)
+        os.set_inheritable(pidfd, False)
+        return Child(pid, master_fd, pidfd)
+    except BaseException:
+        os.close(master_fd)
+        if slave_fd >= 0:
+            os.close(slave_fd)
+        raise
+
+
+def _exec_child(
+    program: str, argv: list[str], env: dict[str, str], cwd: str, slave_name: str, error_w: int
+) -> None:  # pragma: no cover - runs in the child
+    """Between fork and exec: only async-signal-tolerant steps, then exec or report and exit."""
+    try:
+        os.setsid()
+        # A session leader without a controlling terminal acquires the first tty it opens.
+        fd = os.open(slave_name, os.O_RDWR)
+        fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+        for target in (0, 1, 2):
+            os.dup2(fd, target, inheritable=True)
+        os.closerange(3, error_w)
+        os.closerange(error_w + 1, _max_fd())
+        for signum in range(1, signal.NSIG):
+            if signum in (signal.SIGKILL, signal.SIGSTOP):
+                continue
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # signals the runtime reserves (32, 33) cannot be set
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        os.chdir(cwd)
+        os.execve(program, argv, env)
+    except BaseException as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        try:
+            os.write(error_w, f"{argv[0]}: {reason}".encode())
+        finally:
+            os._exit(127)
+
+
+def _max_fd() -> int:
+    limit = os.sysconf("SC_OPEN_MAX")
+    return limit if limit > 0 else 65536
+
+
+def exit_status(status: int) -> tuple[int | None, int | None]:
+    """(exit code, signal number) from a waitpid status; exactly one is not None."""
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status), None
+
+
+def reap(pid: int) -> tuple[int | None, int | None] | None:
+    """The exit of an exited child, or None if it has not exited (never blocks)."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if got == 0:
+        return None
+    return exit_status(status)
+
+
+def session_processes(session_id: int) -> list[int]:
+    """Pids of every process whose session id is ``session_id`` (read from /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[4]) == session_id:  # fields after "(comm)": state ppid pgrp session
+            pids.append(int(entry))
+    return pids
+
+
+def is_gone(error: OSError) -> bool:
+    return error.errno == errno.ESRCH

@@ -1,0 +1,147 @@
+"""Shared fixtures: the backend parameter and a real daemon on a real socket.
+
+Every daemon test runs once per backend (ids ``compiled`` and ``pure``): the daemon is a real
+``python -m ptyd serve`` process, with ``PTYD_PURE`` set for the pure run, and the fixture
+checks the backend the daemon reports, so a missing compiled build fails instead of silently
+testing the pure one twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from ptyd import _fast_py
+from ptyd.client import Client
+
+BACKENDS = ("compiled", "pure")
+
+
+def _compiled_fast() -> ModuleType | None:
+    try:
+        return importlib.import_module("ptyd._fast")
+    except ImportError:
+        return None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from ptyd import _backend
+
+    compiled = "available" if _compiled_fast() is not None else "NOT BUILT"
+    return [
+        f"ptyd backend in this process: {_backend.BACKEND} (PTYD_PURE={os.environ.get('PTYD_PURE', '')!r}); "
+        f"compiled extension: {compiled}; daemon tests run on: {', '.join(BACKENDS)}"
+    ]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend a daemon under test must run (compiled or pure)."""
+    return str(request.param)
+
+
+@pytest.fixture(params=BACKENDS)
+def fast(request: pytest.FixtureRequest) -> ModuleType:
+    """The hot-path module itself, for in-process tests: compiled ``_fast`` or ``_fast_py``."""
+    if request.param == "pure":
+        return _fast_py
+    module = _compiled_fast()
+    if module is None:
+        pytest.fail("the compiled ptyd._fast is not built (run: pip install -e . or setup.py build_ext --inplace)")
+    return module
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short private directory: socket paths must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="ptyd-t-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Daemon:
+    """A running ``ptyd serve`` process and how to reach it."""
+
+    socket: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    backend: str
+    clients: list[Client] = field(default_factory=list)
+
+    def client(self, **options: Any) -> Client:
+        client = Client(self.socket, timeout=60, **options)
+        self.clients.append(client)
+        return client
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        """Run the ``ptyd`` command line against this daemon."""
+        return subprocess.run(
+            [sys.executable, "-m", "ptyd", "-S", str(self.socket), "--no-autostart", *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        for client in self.clients:
+            try:
+                client.close()
+            except Exception:
+                pass
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout=30)
+
+
+def start_daemon(socket_path: Path, backend: str, *extra: str, env: dict[str, str] | None = None, **popen: Any) -> Daemon:
+    """Start ``ptyd serve`` and return once it listens (its readiness pipe says so)."""
+    full_env = dict(os.environ if env is None else env)
+    for name in [key for key in full_env if key.startswith("PTYD_")]:
+        del full_env[name]
+    if backend == "pure":
+        full_env["PTYD_PURE"] = "1"
+    full_env.setdefault("PTYD_KILL_GRACE", "0.5")
+    ready_r, ready_w = os.pipe()
+    full_env["PTYD_READY_FD"] = str(ready_w)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ptyd", "serve", "-S", str(socket_path), *extra],
+        env=full_env,
+        pass_fds=(ready_w,),
+        stdin=subprocess.DEVNULL,
+        **popen,
+    )
+    os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        answer = ready.read()
+    del full_env["PTYD_READY_FD"]
+    if answer != b"ready\n":
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"daemon did not start: {answer!r}")
+    daemon = Daemon(socket_path, process, full_env, backend)
+    with Client(socket_path, timeout=30) as probe:
+        assert probe.daemon_info["backend"] == backend, "the daemon runs the wrong backend"
+    return daemon
+
+
+@pytest.fixture
+def daemon(backend: str, short_tmp: Path) -> Iterator[Daemon]:
+    running = start_daemon(short_tmp / "d.sock", backend)
+    yield running
+    status = running.stop()
+    assert status == 0, f"daemon exited with {status}"

@@ -1,0 +1,109 @@
+"""Framing, limits and request validation of the wire protocol (in process, both hot paths)."""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ptyd import errors, protocol
+
+
+def test_frame_round_trip() -> None:
+    message = {"type": "input", "id": 7, "session": 1, "data": bytes(range(256))}
+    frame = protocol.encode(message)
+    assert struct.unpack(">I", frame[:4])[0] == len(frame) - 4
+    assert protocol.FrameDecoder(1 << 20).feed(frame) == [message]
+
+
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=5), st.data())
+def test_decoder_handles_any_split(payloads: list[bytes], data: st.DataObject) -> None:
+    messages = [{"type": "input", "id": i, "session": 1, "data": p} for i, p in enumerate(payloads)]
+    stream = b"".join(protocol.encode(m) for m in messages)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    decoder = protocol.FrameDecoder(1 << 20)
+    out = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        out += decoder.feed(stream[start:end])
+    assert out == messages
+    assert decoder.buffered == 0
+
+
+def test_oversized_length_prefix_is_refused_before_the_body() -> None:
+    decoder = protocol.FrameDecoder(1024)
+    with pytest.raises(errors.ProtocolError) as info:
+        decoder.feed(struct.pack(">I", 0xFFFFFFFF))
+    assert info.value.code == errors.FRAME_TOO_LARGE
+    assert decoder.buffered == 4  # nothing of the declared 4 GiB was allocated
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xc1",  # never-used byte
+        b"\x93\x01",  # truncated array
+        msgpack.packb([1, 2, 3]),  # not a map
+        b"\xdd\xff\xff\xff\xff",  # array declaring 4 billion items in a 5-byte frame
+        b"\x91" * 100_000,  # nesting bomb
+        b"\xa3\xff\xfe\xfd",  # invalid UTF-8 string
+    ],
+    ids=["reserved", "truncated", "not-map", "huge-container", "deep-nesting", "bad-utf8"],
+)
+def test_malformed_bodies_become_errors_and_keep_the_stream(body: bytes) -> None:
+    decoder = protocol.FrameDecoder(1 << 20)
+    good = {"type": "list", "id": 1}
+    out = decoder.feed(struct.pack(">I", len(body)) + body + protocol.encode(good))
+    assert isinstance(out[0], errors.ProtocolError) and out[0].code == errors.BAD_FRAME
+    assert out[1] == good
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ({"type": "nope", "id": 1}, errors.UNKNOWN_TYPE),
+        ({"type": "list"}, errors.BAD_REQUEST),
+        ({"type": "info", "id": 1}, errors.BAD_REQUEST),
+        ({"type": "input", "id": 1, "session": 1, "data": "text, not bin"}, errors.BAD_REQUEST),
+        ({"type": "resize", "id": 1, "session": 1, "cols": 0, "rows": 24}, errors.BAD_REQUEST),
+        ({"type": "create", "id": 1, "name": "1abc"}, errors.BAD_REQUEST),
+        ({"type": "create", "id": 1, "argv": []}, errors.BAD_REQUEST),
+        ({"type": "list", "id": 1, "extra": 1}, errors.BAD_REQUEST),
+        ({"type": "attach", "id": 1, "session": 1, "policy": "drop"}, errors.BAD_REQUEST),
+    ],
+)
+def test_schema_violations_name_the_problem(message: dict, code: str) -> None:
+    with pytest.raises(errors.ProtocolError) as info:
+        protocol.parse_request(message)
+    assert info.value.code == code
+    assert str(info.value)
+
+
+def test_defaults_are_filled_in() -> None:
+    request = protocol.parse_request({"type": "snapshot", "id": 3, "session": "main"})
+    assert request.fields == {"session": "main", "format": "text", "scrollback": 0}
+    assert protocol.parse_request({"type": "info", "id": 1, "session": "12"}).fields["session"] == 12
+
+
+@pytest.mark.parametrize(("version", "ok"), [("1.0", True), ("1.7", True), ("1", True), ("2.0", False), ("x", False)])
+def test_version_compatibility(version: str, ok: bool) -> None:
+    assert protocol.is_compatible(version) is ok
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2**40])
+def test_output_frames_of_both_hot_paths_decode_to_the_documented_event(fast, offset: int) -> None:
+    data = bytes(range(256)) * 3
+    frame = fast.encode_output(protocol.output_frame_prefix(42), offset, data)
+    assert protocol.FrameDecoder(1 << 20).feed(frame) == [
+        {"type": "event", "event": "output", "session": 42, "offset": offset, "data": data}
+    ]
+
+
+def test_every_error_code_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    missing = [code for code in errors.ALL_CODES if f"`{code}`" not in doc]
+    assert not missing

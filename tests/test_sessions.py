@@ -1,0 +1,239 @@
+"""Sessions through the real daemon over its real socket, with real PTYs and programs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+
+import pytest
+
+from ptyd import errors
+from ptyd.errors import RequestError, SessionNotFound, SpawnFailed
+from ptyd.events import ExitEvent
+
+from .helpers import Stream, contains, read_until, until_exit
+
+
+def attach_stream(client, session, **options) -> Stream:
+    """Attach with a replay of everything since the start (the ring holds it), so that output
+    written before the attach completed is not missed."""
+    attached = client.attach(session, snapshot=None, from_offset=0, **options)
+    assert attached.resumed and attached.offset == 0
+    return Stream(attached.session.id, attached.offset)
+
+
+def test_create_list_info_kill(daemon) -> None:
+    client = daemon.client()
+    one = client.create(["sleep", "600"], name="sleeper", cols=100, rows=30)
+    two = client.create(["sleep", "600"])
+    assert one.name == "sleeper" and one.is_running and (one.cols, one.rows) == (100, 30)
+    assert [s.id for s in client.list_sessions()] == [one.id, two.id]
+    info = client.info("sleeper")
+    assert info.id == one.id and info.argv == ["sleep", "600"] and info.pid > 0
+    client.kill("sleeper")
+    status = client.wait("sleeper")
+    assert status.signal == signal.SIGHUP and status.status == 128 + signal.SIGHUP
+    assert client.info(one.id).state == "exited"
+    assert client.info(two.id).is_running
+    with pytest.raises(SessionNotFound):
+        client.info("nothing-here")
+    with pytest.raises(RequestError) as taken:
+        client.create(["true"], name="sleeper")
+    assert taken.value.code == errors.NAME_TAKEN
+
+
+def test_spawn_failures_are_errors_not_sessions(daemon) -> None:
+    client = daemon.client()
+    with pytest.raises(SpawnFailed, match="command not found"):
+        client.create(["no-such-program-anywhere"])
+    with pytest.raises(SpawnFailed, match="no such directory"):
+        client.create(["true"], cwd="/no/such/dir")
+    assert client.list_sessions() == []
+
+
+def test_echo_round_trip_through_a_real_shell(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["/bin/sh"], env={"PS1": "$ "})
+    stream = attach_stream(client, info.id)
+    client.send(info.id, "echo round-$((20+22))-trip\n")
+    read_until(client, stream, contains(b"round-42-trip\r\n"))
+    client.send(info.id, "exit 0\n")
+    read_until(client, stream, until_exit)
+    assert stream.exit.code == 0
+
+
+def test_all_byte_values_pass_both_ways_through_cat_in_raw_mode(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "stty raw -echo && echo READY && exec cat"])
+    stream = attach_stream(client, info.id)
+    read_until(client, stream, contains(b"READY"))
+    start = len(stream.data)
+    payload = bytes(range(256)) * 4
+    client.send(info.id, payload)
+    try:
+        read_until(client, stream, lambda s: len(s.data) - start >= len(payload), timeout=5)
+    except TimeoutError:
+        raise AssertionError(f"got {bytes(stream.data)!r} {stream.others}") from None
+    assert bytes(stream.data[start:]) == payload
+
+
+@pytest.mark.parametrize("repeat", range(12))
+def test_one_mib_then_exit_3_never_loses_the_tail(daemon, repeat: int) -> None:
+    client = daemon.client()
+    script = (
+        "import sys; sys.stdin.readline();"
+        "sys.stdout.buffer.write(bytes(range(256)) * 4096 + b'TAIL'); sys.exit(3)"
+    )
+    info = client.create(["python3", "-c", script])
+    stream = attach_stream(client, info.id, policy="block")
+    stream.keep = False
+    client.send(info.id, "go\n")
+    read_until(client, stream, until_exit)
+    expected = b"go\n" + bytes(range(256)) * 4096 + b"TAIL"  # the echo of "go", then the output
+    # The PTY translates \n to \r\n (onlcr): count on the cooked form.
+    cooked = expected.replace(b"\n", b"\r\n")
+    assert stream.offset == len(cooked)
+    assert stream.digest.hexdigest() == hashlib.sha256(cooked).hexdigest()
+    assert stream.exit.code == 3 and stream.exit.signal is None
+    assert client.wait(info.id).code == 3
+
+
+def test_exit_by_signal_is_reported_as_a_signal(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "kill -TERM $$"])
+    status = client.wait(info.id)
+    assert (status.code, status.signal) == (None, signal.SIGTERM)
+
+
+def test_signal_reaches_the_foreground_program(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "trap 'echo GOT-USR1; exit 7' USR1; echo ARMED; while :; do sleep 1; done"])
+    stream = attach_stream(client, info.id)
+    read_until(client, stream, contains(b"ARMED"))
+    client.signal(info.id, "USR1", "group")
+    read_until(client, stream, until_exit)
+    assert b"GOT-USR1" in stream.data and stream.exit.code == 7
+
+
+def test_resize_reaches_the_program(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh"], cols=80, rows=24, env={"PS1": "$ "})
+    stream = attach_stream(client, info.id)
+    client.send(info.id, "stty size\n")
+    read_until(client, stream, contains(b"24 80\r\n"))
+    assert client.resize(info.id, 132, 43) == (132, 43)
+    client.send(info.id, "stty size\n")
+    read_until(client, stream, contains(b"43 132\r\n"))
+    assert (client.info(info.id).cols, client.info(info.id).rows) == (132, 43)
+
+
+def test_two_attached_clients_see_identical_streams(daemon) -> None:
+    first, second = daemon.client(), daemon.client()
+    info = first.create(["sh", "-c", "read go; seq 1 20000; echo END"])
+    streams = [attach_stream(c, info.id) for c in (first, second)]
+    first.send(info.id, "go\n")
+    for client, stream in zip((first, second), streams, strict=True):
+        read_until(client, stream, until_exit)
+    assert streams[0].data == streams[1].data
+    assert b"20000\r\nEND" in streams[0].data
+
+
+def test_snapshot_formats(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "printf 'hello\\033[1;31m red\\033[0m'; read x"], cols=40, rows=5)
+    stream = attach_stream(client, info.id)
+    read_until(client, stream, contains(b"red"))
+    text = client.snapshot(info.id, "text")
+    assert text.data.splitlines()[0] == "hello red" and text.offset == stream.offset
+    ansi = client.snapshot(info.id, "ansi")
+    assert isinstance(ansi.data, bytes) and b"red" in ansi.data
+    as_json = client.snapshot(info.id, "json")
+    assert isinstance(as_json.data, dict)
+
+
+def test_attach_gives_a_snapshot_then_the_stream_from_its_offset(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "echo first; read x; echo second; read y"], cols=40, rows=5)
+    watcher = daemon.client()
+    live = attach_stream(watcher, info.id)
+    read_until(watcher, live, contains(b"first"))
+    attached = client.attach(info.id, snapshot="text")
+    assert attached.snapshot.splitlines()[0] == "first"
+    assert attached.offset == live.offset
+    stream = Stream(info.id, attached.offset)
+    client.send(info.id, "\n")
+    read_until(client, stream, contains(b"second"))
+    assert bytes(stream.data).lstrip(b"\r\n").startswith(b"second")
+
+
+def test_exited_sessions_stay_listed_with_status(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "exit 5"])
+    client.wait(info.id)
+    listed = {s.id: s for s in client.list_sessions()}
+    assert listed[info.id].state == "exited" and listed[info.id].exit_code == 5
+    with pytest.raises(RequestError) as exited:
+        client.send(info.id, "x")
+    assert exited.value.code == errors.SESSION_EXITED
+
+
+def test_input_over_the_bound_is_refused_not_dropped(backend, short_tmp) -> None:
+    from .conftest import start_daemon
+
+    running = start_daemon(short_tmp / "d.sock", backend, "--input-limit", "64K")
+    try:
+        client = running.client()
+        info = client.create(["sh", "-c", "stty raw -echo; echo ready; sleep 600"])  # never reads input
+        stream = attach_stream(client, info.id)
+        read_until(client, stream, contains(b"ready"))
+        sent = 0
+        with pytest.raises(RequestError) as overflow:
+            for _ in range(100):
+                client.send(info.id, b"x" * 16384)
+                sent += 16384
+        assert overflow.value.code == errors.INPUT_OVERFLOW
+        assert 16384 <= sent <= 64 * 1024 + 65536  # kernel buffer + the queue bound
+        assert client.info(info.id).is_running
+    finally:
+        assert running.stop() == 0
+
+
+def test_child_starts_clean(daemon) -> None:
+    client = daemon.client()
+    script = (
+        "import os,signal;"
+        "print('FDS', sorted(int(f) for f in os.listdir('/proc/self/fd')));"
+        "print('MASK', sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])));"
+        "print('SID', os.getsid(0) == os.getpid(), 'TTY', os.ttyname(0) == os.ttyname(1), os.tcgetpgrp(0) == os.getpgrp());"
+        "print('ENV', sorted(k for k in os.environ if k.startswith('PTYD_')), os.environ['TERM'])"
+    )
+    info = client.create(["python3", "-c", script], env={"PTYD_PURE": None})
+    stream = attach_stream(client, info.id)
+    read_until(client, stream, until_exit)
+    out = stream.data.decode()
+    # python3 itself opens fd 3 to list /proc/self/fd; nothing else may be open. (Dispositions
+    # are checked with sh below: Python ignores SIGPIPE and SIGXFSZ itself as it starts.)
+    assert "FDS [0, 1, 2, 3]" in out
+    assert "MASK []" in out
+    assert "SID True TTY True True" in out
+    assert "ENV [] xterm-256color" in out
+
+
+def test_child_signal_dispositions_are_default_even_if_the_daemon_ignores_them(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"])
+    stream = attach_stream(client, info.id)
+    read_until(client, stream, until_exit)
+    assert b"SigIgn:\t0000000000000000" in stream.data
+    assert b"SigBlk:\t0000000000000000" in stream.data
+
+
+def test_no_zombies_after_many_sessions(daemon) -> None:
+    client = daemon.client()
+    for _ in range(20):
+        client.wait(client.create(["true"]).id)
+    ps = ["ps", "--ppid", str(daemon.process.pid), "-o", "stat="]
+    children = subprocess.run(ps, capture_output=True, text=True, check=False).stdout.split()
+    assert not [state for state in children if state.startswith("Z")]
