@@ -1,5 +1,34 @@
 """ptyd: a PTY session daemon with exact screen snapshots and bounded fan-out."""
 
 from ._version import __version__
+from .client import AsyncClient, Attached, Client, ExitStatus, SessionInfo, Snapshot
+from .errors import (
+    AuthRefused,
+    ConnectionFailed,
+    ProtocolError,
+    PtydError,
+    RequestError,
+    SessionNotFound,
+    SpawnFailed,
+    TimeoutExpired,
+    VersionMismatch,
+)
 
-__all__ = ["__version__"]
+__all__ = [
+    "AsyncClient",
+    "Attached",
+    "AuthRefused",
+    "Client",
+    "ConnectionFailed",
+    "ExitStatus",
+    "ProtocolError",
+    "PtydError",
+    "RequestError",
+    "SessionNotFound",
+    "SessionInfo",
+    "Snapshot",
+    "SpawnFailed",
+    "TimeoutExpired",
+    "VersionMismatch",
+    "__version__",
+]

@@ -153,7 +153,11 @@ def _config_from(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "send":
+        args.text += extra  # words after --keys/--stdin: argparse stops at the first option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.version:
         from ._backend import BACKEND
 
@@ -172,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return handler(client, args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into head(1) and the like: not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except (PtydError, OSError) as exc:
         print(f"ptyd: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,0 +1,143 @@
+"""The ``ptyd`` command line against a real daemon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .helpers import Stream, contains, read_until
+
+
+def run(*args: str, env: dict | None = None, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "ptyd", *args], capture_output=True, timeout=60, env=env, input=input, check=False
+    )
+
+
+def test_version_names_the_backend(backend) -> None:
+    import os
+
+    env = dict(os.environ, PTYD_PURE="1" if backend == "pure" else "0")
+    out = run("--version", env=env)
+    assert out.returncode == 0
+    assert out.stdout.decode().strip().endswith(f"({backend} backend)")
+
+
+def test_every_command_has_help() -> None:
+    for command in ("serve", "new", "ls", "info", "send", "snapshot", "resize", "signal", "kill", "wait", "stats", "shutdown"):
+        out = run(command, "--help")
+        assert out.returncode == 0 and b"usage: ptyd " + command.encode() in out.stdout
+
+
+def test_new_ls_info_snapshot_wait(daemon) -> None:
+    created = daemon.cli("new", "-d", "-n", "job", "--size", "60x10", "-e", "GREETING=hi", "--", "sh", "-c", "echo $GREETING-$((6*7)); read x; exit 4")
+    assert created.returncode == 0, created.stderr
+    session_id = int(created.stdout)
+    listed = daemon.cli("ls")
+    assert b"job" in listed.stdout and b"60x10" in listed.stdout and b"running" in listed.stdout
+    rows = json.loads(daemon.cli("ls", "--json").stdout)
+    assert rows[0]["id"] == session_id and rows[0]["name"] == "job"
+    assert json.loads(daemon.cli("info", "job", "--json").stdout)["cols"] == 60
+    client = daemon.client()
+    stream = Stream(session_id, 0)
+    client.attach(session_id, snapshot=None, from_offset=0)
+    read_until(client, stream, contains(b"hi-42"))
+    assert daemon.cli("snapshot", "job").stdout.decode().splitlines()[0] == "hi-42"
+    assert json.loads(daemon.cli("snapshot", "job", "--format", "json").stdout)
+    assert daemon.cli("wait", "job", "--timeout", "0.2").returncode == 124
+    assert daemon.cli("send", "job", "--keys", "Enter").returncode == 0
+    assert daemon.cli("wait", "job").returncode == 4
+
+
+def test_send_text_keys_and_stdin(daemon) -> None:
+    session_id = int(daemon.cli("new", "-d", "--", "sh", "-c", "stty raw -echo; head -c 10 | od -An -c").stdout)
+    client = daemon.client()
+    stream = Stream(session_id, 0)
+    client.attach(session_id, snapshot=None, from_offset=0)
+    assert daemon.cli("send", str(session_id), "--", "a b").returncode == 0
+    assert daemon.cli("send", str(session_id), "--keys", "Tab", "C-a", "Up").returncode == 0
+    assert daemon.cli("send", str(session_id), "--stdin", input=b"\x00\xff").returncode == 0
+    read_until(client, stream, lambda s: s.exit is not None)
+    dump = stream.data.decode()
+    for token in ("a", "b", "\\t", "001", "033", "[", "A", "\\0", "377"):
+        assert token in dump
+
+
+def test_resize_signal_kill(daemon) -> None:
+    session_id = daemon.cli("new", "-d", "-n", "sz", "--", "sh", "-c", "trap 'stty size; exit 9' USR1; while :; do sleep 1; done").stdout.strip().decode()
+    assert daemon.cli("resize", "sz", "100x33").returncode == 0
+    assert json.loads(daemon.cli("info", "sz", "--json").stdout)["rows"] == 33
+    assert daemon.cli("signal", "sz", "USR1", "--to", "group").returncode == 0
+    assert daemon.cli("wait", session_id).returncode == 9
+    second = daemon.cli("new", "-d", "--", "sleep", "600").stdout.strip().decode()
+    assert daemon.cli("kill", second).returncode == 0
+    assert json.loads(daemon.cli("info", second, "--json").stdout)["state"] == "exited"
+
+
+def test_global_options_before_or_after_the_command(daemon) -> None:
+    base = [sys.executable, "-m", "ptyd"]
+    for argv in (["-S", str(daemon.socket), "ls"], ["ls", "-S", str(daemon.socket)]):
+        out = subprocess.run([*base, *argv, "--no-autostart"], capture_output=True, timeout=60, env=daemon.env, check=False)
+        assert out.returncode == 0 and out.stdout.startswith(b"ID")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("info", "missing"), b"no session 'missing'"),
+        (("new", "-d", "--", "no-such-program-xyz"), b"command not found"),
+        (("resize", "1", "80by24"), b"is not a size"),
+        (("signal", "1", "NOPE"), b""),
+    ],
+)
+def test_errors_are_one_line_and_nonzero(daemon, args, message) -> None:
+    daemon.cli("new", "-d", "--", "sleep", "600")
+    out = daemon.cli(*args)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 or b"usage" in out.stderr
+
+
+def test_no_autostart_is_a_clear_error(short_tmp) -> None:
+    out = run("-S", str(short_tmp / "none.sock"), "--no-autostart", "ls")
+    assert out.returncode == 1
+    assert out.stderr.decode().startswith("ptyd: no ptyd daemon is listening on")
+
+
+def test_invalid_setting_names_it(short_tmp) -> None:
+    import os
+
+    env = dict(os.environ, PTYD_FLOW_THRESHOLD="2M", PTYD_FLOW_MAX_QUEUE_SIZE="1M")
+    out = run("-S", str(short_tmp / "x.sock"), "serve", env=env)
+    assert out.returncode == 1
+    assert b"PTYD_FLOW_MAX_QUEUE_SIZE" in out.stderr and b"above PTYD_FLOW_THRESHOLD" in out.stderr
+
+
+def test_autostart_starts_one_background_daemon_then_shutdown(backend, short_tmp) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTYD_")}
+    if backend == "pure":
+        env["PTYD_PURE"] = "1"
+    sock = str(short_tmp / "auto" / "d.sock")
+    out = run("-S", sock, "new", "-d", "--", "sleep", "600", env=env)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(run("-S", sock, "info", "1", "--json", env=env).stdout)
+    assert info["state"] == "running"
+    stats = json.loads(run("-S", sock, "stats", "--json", env=env).stdout)
+    assert stats["daemon"]["backend"] == backend
+    daemon_pid = stats["daemon"]["pid"]
+    # Detached: in a session of its own (and, after the second fork, unable to gain a terminal).
+    assert os.getsid(daemon_pid) not in (os.getsid(0), daemon_pid)
+    assert run("-S", sock, "shutdown", env=env).returncode == 0
+    pidfd = os.pidfd_open(daemon_pid)  # not our child (double fork): watch it with a pidfd
+    try:
+        import select
+
+        assert select.select([pidfd], [], [], 30)[0], "daemon still running after shutdown"
+    finally:
+        os.close(pidfd)
+    assert not os.path.exists(sock)
