@@ -54,7 +54,8 @@ class SessionInfo:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> SessionInfo:
-        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
     @property
     def is_running(self) -> bool:

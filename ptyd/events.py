@@ -103,7 +103,9 @@ Event = (
 def from_wire(message: dict[str, Any]) -> Event | None:
     """The typed event for an event frame; None for events this client does not know."""
     name = message.get("event")
-    get = message.get
+
+    def get(key: str) -> Any:
+        return message.get(key)
     if name == "output":
         return OutputEvent(get("session"), get("offset"), get("data"))
     if name == "exit":
@@ -119,5 +121,5 @@ def from_wire(message: dict[str, Any]) -> Event | None:
     if name == "error":
         return ErrorEvent(get("session"), get("code"), get("message"))
     if name == "shutdown":
-        return ShutdownEvent(get("reason", ""))
+        return ShutdownEvent(get("reason") or "")
     return None

@@ -323,7 +323,7 @@ def parse_request(message: dict[str, Any]) -> Request:
         raise errors.ProtocolError(
             errors.BAD_REQUEST, f"{kind}: unknown field(s) {', '.join(sorted(map(str, unknown)))}"
         )
-    return Request(request_id, kind, fields)
+    return Request(request_id, str(kind), fields)
 
 
 def is_compatible(version: str) -> bool:
