@@ -1,4 +1,3 @@
-# cython: freethreading_compatible=False
 """Compiled terminal emulator engine (the default backend; semantics as ptyd.emulator)."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -182,9 +181,6 @@ cdef class VtEmulator:
             raise MemoryError()
         self.full_reset()
         self.pstate = ST_GROUND
-
-    def __init__(self, int cols, int rows, int scrollback=1000):
-        pass
 
     def __dealloc__(self):
         self.free_screen(self.grid, self.nrows)
