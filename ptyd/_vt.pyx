@@ -6,8 +6,8 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 
 from ptyd.emulator import (
-    DA1_REPLY, DA2_REPLY, DSR_OK_REPLY, DEC_GRAPHICS, ScreenState, ScreenView, char_width,
-    render_ansi, render_json, render_text,
+    DA1_REPLY, DA2_REPLY, DSR_OK_REPLY, DEC_GRAPHICS, ScreenState, ScreenView, render_ansi,
+    render_json, render_text, width_table,
 )
 
 cdef enum:
@@ -91,7 +91,7 @@ cdef int build_widths() except -1:
     cdef int cp
     # Planes 4-13 and 15-16 hold no zero-width or wide characters in any Unicode version.
     for lo, hi in ((0x300, 0x40000), (0xE0000, 0xE1000)):
-        widths = bytes([char_width(chr(c)) for c in range(lo, hi)])
+        widths = width_table(lo, hi)
         memcpy(WIDTH + <int>lo, PyBytes_AS_STRING(widths), PyBytes_GET_SIZE(widths))
     return 0
 

@@ -405,11 +405,18 @@ DEC_GRAPHICS = dict(
 )
 
 
+_CELLS = {-1: 1, 0: 0, 1: 1, 2: 2}  # wcwidth's result -> cells (non-printables take one)
+
+
 @lru_cache(maxsize=4096)
 def char_width(ch: str) -> int:
     """Cells taken by a code point: 0 combines with the previous cell, else 1 or 2."""
-    width = wcwidth(ch)
-    return width if width > 0 else (0 if width == 0 else 1)
+    return _CELLS[wcwidth(ch)]
+
+
+def width_table(start: int, stop: int) -> bytes:
+    """``char_width`` of every code point in [start, stop), for the compiled engine's table."""
+    return bytes([_CELLS[wcwidth(chr(c))] for c in range(start, stop)])
 
 
 # Parser states (vt100.net's DEC parser; the compiled engine uses the same states).
