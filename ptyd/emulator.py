@@ -422,6 +422,7 @@ def width_table(start: int, stop: int) -> bytes:
 # Parser states (vt100.net's DEC parser; the compiled engine uses the same states).
 GROUND, ESCAPE, ESC_INTER, CSI_ENTRY, CSI_PARAM, CSI_INTER, CSI_IGNORE, OSC, STRING = range(9)
 _PRINTABLE_RUN = re.compile(r"[\x20-\x7e\xa0-\U0010ffff]+")
+_ASCII_RUN = re.compile(r"[\x20-\x7e]+")
 
 
 class PyteEmulator:
@@ -589,6 +590,10 @@ class PyteEmulator:
         """Consume one code point, or a whole printable run in the ground state."""
         st = self.pstate
         if st == GROUND:
+            run = _ASCII_RUN.match(text, pos)
+            if run and not self.modes["insert"] and self.charsets[self.gl] != "0":
+                self._print_ascii(run.group())
+                return run.end()
             run = _PRINTABLE_RUN.match(text, pos)
             if run:
                 for ch in run.group():
@@ -916,6 +921,32 @@ class PyteEmulator:
             self.pending = self.modes["autowrap"]
         else:
             self.x = x
+
+    def _print_ascii(self, text: str) -> None:
+        """A run of printable ASCII, a row slice at a time (same result as _print per char)."""
+        cols, i, n = self._cols, 0, len(text)
+        attrs = (self.fg, self.bg, self.flags)
+        while i < n:
+            if self.pending:
+                self._wrap()
+            x, row = self.x, self.grid[self.y]
+            k = min(n - i, cols - x)
+            if row[x][0] == "" and x > 0:
+                row[x - 1] = (" ", 0, 0, 0)
+            if x + k < cols and row[x + k][0] == "":
+                row[x + k] = (" ", 0, 0, 0)
+            row[x : x + k] = [(ch, *attrs) for ch in text[i : i + k]]
+            i += k
+            x += k
+            if x >= cols:
+                self.x = cols - 1
+                self.pending = self.modes["autowrap"]
+                if not self.modes["autowrap"] and i < n:
+                    row[cols - 1] = (text[-1], *attrs)  # the rest overwrites the last column
+                    i = n
+            else:
+                self.x = x
+        self.last_char = text[-1]
 
     def _split(self, row: list[Cell], x: int) -> None:
         """Blank the other half of a wide character that a write to column x cuts in two."""
@@ -1248,8 +1279,14 @@ def _pack(row: list[Cell]) -> PackedRow:
     Memory then follows the text kept (a few bytes per character), as in the compiled engine.
     """
     cells = _trim(row)
-    if cells and all(len(c[0]) == 1 and c[1:] == cells[0][1:] for c in cells):
-        return ("".join(c[0] for c in cells), *cells[0][1:])
+    if not cells:
+        return ()
+    texts, fgs, bgs, flags = zip(*cells, strict=True)
+    text = "".join(texts)
+    # No empty text and a total length of one per cell: every cell is a single code point.
+    narrow = "" not in texts and len(text) == len(cells)
+    if narrow and len(set(fgs)) == len(set(bgs)) == len(set(flags)) == 1:
+        return (text, fgs[0], bgs[0], flags[0])
     return tuple(cells)
 
 
