@@ -345,6 +345,8 @@ cdef class VtEmulator:
             "mouse": self.mouse,
             "mouse_encoding": ENCODING_NAMES[self.mouse_encoding].decode(),
             "attrs": (self.fg, self.bg, self.flags),
+            "charsets": chr(self.charsets[0]) + chr(self.charsets[1]),
+            "shift_out": self.gl == 1,
         }
         return ScreenState(
             cols=self.ncols, rows=self.nrows, lines=lines,

@@ -262,7 +262,7 @@ def render_ansi(state: ScreenState) -> bytes:
         # Reset what the repaint depends on: primary screen, no margins, no origin/insert mode,
         # autowrap on, ASCII charsets, default attributes, then clear.
         "\x1b[?1049l\x1b[?47l\x1b[r\x1b[?6l\x1b[4l\x1b[20l\x1b[?7h\x1b(B\x1b)B\x0f\x1b[0m"
-        "\x1b[H\x1b[2J\x1b[3J",
+        "\x1b[H\x1b[2J",
         f"\x1b]2;{state.title}\x07",
     ]
     if state.alternate_screen and state.primary_lines is not None:
@@ -303,6 +303,8 @@ def render_ansi(state: ScreenState) -> bytes:
     out += [seq for name, seq in flagged.items() if modes[name]]
     if not modes["autowrap"]:
         out.append("\x1b[?7l")
+    g0, g1 = modes["charsets"]
+    out.append(f"\x1b({g0}\x1b){g1}" + ("\x0e" if modes["shift_out"] else ""))
     if modes["mouse"]:
         out.append(f"\x1b[?{modes['mouse']}h")
     encoding = {v: k for k, v in MOUSE_ENCODINGS.items()}.get(modes["mouse_encoding"])
@@ -567,7 +569,12 @@ class PyteEmulator:
             cursor_visible=self.cursor_visible,
             cursor_shape=self.cursor_shape,
             title=self._title,
-            modes={**self.modes, "attrs": (self.fg, self.bg, self.flags)},
+            modes={
+                **self.modes,
+                "attrs": (self.fg, self.bg, self.flags),
+                "charsets": "".join(self.charsets),
+                "shift_out": self.gl == 1,
+            },
             alternate_screen=self.alt,
             primary_lines=[list(r) for r in self.other_grid] if self.alt else None,
             primary_cursor=saved[:5] if saved else (0, 0, 0, 0, 0),

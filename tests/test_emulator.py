@@ -243,7 +243,7 @@ def test_modes_and_cursor_in_json(emu_class: type) -> None:
     )
     snap = emu.snapshot_json()
     assert snap["cursor"] == {"x": 0, "y": 0, "visible": False, "shape": 5}
-    assert {k: v for k, v in snap["modes"].items() if v and k != "attrs"} == {
+    assert {k: v for k, v in snap["modes"].items() if v and k not in ("attrs", "charsets")} == {
         "cursor_keys": True,
         "keypad": True,
         "mouse": 1002,
