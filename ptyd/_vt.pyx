@@ -1184,6 +1184,8 @@ cdef class VtEmulator:
         line.packing = packing if n else 0
         if n:
             line.attrs = cells[0]
+        else:
+            memset(&line.attrs, 0, sizeof(Cell))
 
     cdef void clear_scrollback(self) noexcept nogil:
         cdef int i
