@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pyte
 import pytest
 
@@ -275,3 +277,25 @@ def test_alt_screen_does_not_feed_scrollback(emu_class: type) -> None:
     emu = emu_class(3, 2, scrollback=10)
     emu.feed(b"a\r\nb\r\nc\x1b[?1049h1\r\n2\r\n3\r\n4\x1b[?1049l")
     assert emu.snapshot_text(scrollback=10) == "a\nb\nc"
+
+
+def test_compiled_feed_releases_the_gil() -> None:
+    """Python keeps running while one long feed() call is in the C loop."""
+    emu = VtEmulator(80, 24, scrollback=100)
+    data = b"x" * 79 + b"\r\n"
+    data *= 400_000  # 32 MB: a single call that lasts well over a switch interval
+    started = threading.Event()
+    spins = 0
+
+    def work() -> None:
+        started.set()
+        emu.feed(data)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    started.wait()
+    while worker.is_alive():
+        spins += 1
+    worker.join()
+    assert spins > 10_000
+    assert lines(emu)[0] == "x" * 79
