@@ -1,10 +1,12 @@
-"""The terminal emulator interface, the pure-Python (pyte-based) backend and the snapshot formats.
+"""The terminal emulator interface, the pure-Python backend and the snapshot formats.
 
 Every session shadows its output in an emulator so that an attaching client can be shown the
 exact current screen. Two backends implement :class:`EmulatorProtocol`: the compiled
 ``ptyd._vt.VtEmulator`` (default) and :class:`PyteEmulator` here (``PTYD_PURE=1``). Both follow
 xterm where pyte differs (see docs/emulator.md) and both render their snapshots through the
-functions of this module, so the formats have one source of truth.
+functions of this module, so the formats have one source of truth. pyte supplies the API the
+pure backend offers (``screen``: pyte's ``display``/``cursor``/``buffer``/``mode``) and is the
+black-box oracle of the tests; its operations are not used, since they differ from xterm's.
 
 Cell model shared by both backends: a cell is ``(text, fg, bg, flags)``. ``text`` is the base
 character plus combining marks, ``""`` for the right half of a wide character; colours use
@@ -428,7 +430,7 @@ _ASCII_RUN = re.compile(r"[\x20-\x7e]+")
 
 
 class PyteEmulator:
-    """Pure-Python emulator: a DEC state-machine parser over pyte's screen model.
+    """Pure-Python emulator: the compiled engine's algorithm, with pyte's API (``screen``).
 
     ``feed`` never raises: every handler runs under one guard, and an unexpected error resets
     the parser to its ground state (the screen keeps what was drawn so far).
