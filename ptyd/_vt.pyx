@@ -356,6 +356,7 @@ cdef class VtEmulator:
             title=self.title, modes=modes, alternate_screen=self.alt, primary_lines=primary,
             primary_cursor=(s.x, s.y, s.fg, s.bg, s.flags) if s.valid else (0, 0, 0, 0, 0),
             scroll_top=self.top, scroll_bottom=self.bottom, scrollback=history,
+            tabs=[x for x in range(self.ncols) if self.tabs[x]],
         )
 
     # -- state -------------------------------------------------------------------------------

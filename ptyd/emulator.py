@@ -160,6 +160,7 @@ class ScreenState(NamedTuple):
     scroll_top: int
     scroll_bottom: int
     scrollback: list[Row]
+    tabs: list[int]  # columns with a tab stop
 
 
 def _trim(row: Sequence[Cell]) -> list[Cell]:
@@ -279,6 +280,8 @@ def render_ansi(state: ScreenState) -> bytes:
     if state.scroll_top or state.scroll_bottom != state.rows - 1:
         out.append(f"\x1b[{state.scroll_top + 1};{state.scroll_bottom + 1}r")
     x, y = state.cursor_x, state.cursor_y
+    if state.tabs != list(range(0, state.cols, 8)):
+        out.append("\x1b[3g" + "".join(f"\x1b[1;{x + 1}H\x1bH" for x in state.tabs))
     # DECOM homes the cursor and makes rows relative to the margins: set it before placing.
     row = y - state.scroll_top if modes["origin"] else y
     if modes["origin"]:
@@ -582,6 +585,7 @@ class PyteEmulator:
             primary_cursor=saved[:5] if saved else (0, 0, 0, 0, 0),
             scroll_top=self.top,
             scroll_bottom=self.bottom,
+            tabs=[x for x, is_stop in enumerate(self.tabs) if is_stop],
             scrollback=history,
         )
 

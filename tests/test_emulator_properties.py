@@ -71,6 +71,7 @@ def test_ansi_round_trip(stream: bytes, size: tuple[int, int]) -> None:
         copy.feed(emu.snapshot_ansi())
         assert copy.snapshot_json() == emu.snapshot_json()
         assert copy.state().pending_wrap == emu.state().pending_wrap
+        assert copy.state().tabs == emu.state().tabs
 
 
 @SETTINGS
