@@ -357,7 +357,16 @@ cdef class VtEmulator:
             primary_cursor=(s.x, s.y, s.fg, s.bg, s.flags) if s.valid else (0, 0, 0, 0, 0),
             scroll_top=self.top, scroll_bottom=self.bottom, scrollback=history,
             tabs=[x for x in range(self.ncols) if self.tabs[x]],
+            saved_cursor=self.saved_state(),
         )
+
+    def saved_state(self):
+        """The active screen's DECSC state, as ScreenState.saved_cursor."""
+        cdef Saved* s = &self.saved[self.alt]
+        if not s.valid:
+            return (0, 0, 0, 0, 0, False, "BB", False)
+        return (s.x, s.y, s.fg, s.bg, s.flags, bool(s.origin),
+                chr(s.charsets[0]) + chr(s.charsets[1]), s.gl == 1)
 
     # -- state -------------------------------------------------------------------------------
     cdef void full_reset(self) noexcept nogil:

@@ -161,6 +161,8 @@ class ScreenState(NamedTuple):
     scroll_bottom: int
     scrollback: list[Row]
     tabs: list[int]  # columns with a tab stop
+    # The active screen's DECSC state: x, y, fg, bg, flags, origin, G0+G1 designators, SO.
+    saved_cursor: tuple[int, int, int, int, int, bool, str, bool]
 
 
 def _trim(row: Sequence[Cell]) -> list[Cell]:
@@ -276,6 +278,14 @@ def render_ansi(state: ScreenState) -> bytes:
         # with default ones.
         out.append("\x1b[?1049h\x1b[0m\x1b[H\x1b[2J")
     out += _paint(state.lines, state.cols)
+    # DECSC state (what DECRC would restore), saved with no margins set, then undone.
+    x, y, fg, bg, flags, origin, charsets, shift_out = state.saved_cursor
+    out.append(
+        ("\x1b[?6h" if origin else "")
+        + f"\x1b[{y + 1};{x + 1}H{_sgr(fg, bg, flags)}\x1b({charsets[0]}\x1b){charsets[1]}"
+        + ("\x0e" if shift_out else "\x0f")
+        + "\x1b7\x1b[?6l\x1b(B\x1b)B\x0f"
+    )
     modes = state.modes
     if state.scroll_top or state.scroll_bottom != state.rows - 1:
         out.append(f"\x1b[{state.scroll_top + 1};{state.scroll_bottom + 1}r")
@@ -586,6 +596,7 @@ class PyteEmulator:
             scroll_top=self.top,
             scroll_bottom=self.bottom,
             tabs=[x for x, is_stop in enumerate(self.tabs) if is_stop],
+            saved_cursor=self._saved_state(),
             scrollback=history,
         )
 
@@ -886,6 +897,13 @@ class PyteEmulator:
             list(self.charsets),
             self.gl,
         )
+
+    def _saved_state(self) -> tuple[int, int, int, int, int, bool, str, bool]:
+        saved = self.saved[self.alt]
+        if saved is None:
+            return (0, 0, 0, 0, 0, False, "BB", False)
+        x, y, fg, bg, flags, origin, charsets, gl = saved
+        return (x, y, fg, bg, flags, origin, "".join(charsets), gl == 1)
 
     def _restore_cursor(self) -> None:
         saved = self.saved[self.alt]

@@ -72,6 +72,7 @@ def test_ansi_round_trip(stream: bytes, size: tuple[int, int]) -> None:
         assert copy.snapshot_json() == emu.snapshot_json()
         assert copy.state().pending_wrap == emu.state().pending_wrap
         assert copy.state().tabs == emu.state().tabs
+        assert copy.state().saved_cursor == emu.state().saved_cursor
 
 
 @SETTINGS
