@@ -1,4 +1,3 @@
-# cython: freethreading_compatible=False
 """Compiled terminal emulator engine (the default backend; semantics as ptyd.emulator)."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -7,8 +6,8 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 
 from ptyd.emulator import (
-    DA1_REPLY, DA2_REPLY, DSR_OK_REPLY, DEC_GRAPHICS, ScreenState, ScreenView, char_width,
-    render_ansi, render_json, render_text,
+    DA1_REPLY, DA2_REPLY, DSR_OK_REPLY, DEC_GRAPHICS, ScreenState, ScreenView, render_ansi,
+    render_json, render_text, width_table,
 )
 
 cdef enum:
@@ -92,7 +91,7 @@ cdef int build_widths() except -1:
     cdef int cp
     # Planes 4-13 and 15-16 hold no zero-width or wide characters in any Unicode version.
     for lo, hi in ((0x300, 0x40000), (0xE0000, 0xE1000)):
-        widths = bytes([char_width(chr(c)) for c in range(lo, hi)])
+        widths = width_table(lo, hi)
         memcpy(WIDTH + <int>lo, PyBytes_AS_STRING(widths), PyBytes_GET_SIZE(widths))
     return 0
 
@@ -182,9 +181,6 @@ cdef class VtEmulator:
             raise MemoryError()
         self.full_reset()
         self.pstate = ST_GROUND
-
-    def __init__(self, int cols, int rows, int scrollback=1000):
-        pass
 
     def __dealloc__(self):
         self.free_screen(self.grid, self.nrows)
@@ -349,6 +345,8 @@ cdef class VtEmulator:
             "mouse": self.mouse,
             "mouse_encoding": ENCODING_NAMES[self.mouse_encoding].decode(),
             "attrs": (self.fg, self.bg, self.flags),
+            "charsets": chr(self.charsets[0]) + chr(self.charsets[1]),
+            "shift_out": self.gl == 1,
         }
         return ScreenState(
             cols=self.ncols, rows=self.nrows, lines=lines,
@@ -358,7 +356,17 @@ cdef class VtEmulator:
             title=self.title, modes=modes, alternate_screen=self.alt, primary_lines=primary,
             primary_cursor=(s.x, s.y, s.fg, s.bg, s.flags) if s.valid else (0, 0, 0, 0, 0),
             scroll_top=self.top, scroll_bottom=self.bottom, scrollback=history,
+            tabs=[x for x in range(self.ncols) if self.tabs[x]],
+            saved_cursor=self.saved_state(),
         )
+
+    def saved_state(self):
+        """The active screen's DECSC state, as ScreenState.saved_cursor."""
+        cdef Saved* s = &self.saved[self.alt]
+        if not s.valid:
+            return (0, 0, 0, 0, 0, False, "BB", False)
+        return (s.x, s.y, s.fg, s.bg, s.flags, bool(s.origin),
+                chr(s.charsets[0]) + chr(s.charsets[1]), s.gl == 1)
 
     # -- state -------------------------------------------------------------------------------
     cdef void full_reset(self) noexcept nogil:
@@ -1186,6 +1194,8 @@ cdef class VtEmulator:
         line.packing = packing if n else 0
         if n:
             line.attrs = cells[0]
+        else:
+            memset(&line.attrs, 0, sizeof(Cell))
 
     cdef void clear_scrollback(self) noexcept nogil:
         cdef int i

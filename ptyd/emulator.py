@@ -1,10 +1,12 @@
-"""The terminal emulator interface, the pure-Python (pyte-based) backend and the snapshot formats.
+"""The terminal emulator interface, the pure-Python backend and the snapshot formats.
 
 Every session shadows its output in an emulator so that an attaching client can be shown the
 exact current screen. Two backends implement :class:`EmulatorProtocol`: the compiled
 ``ptyd._vt.VtEmulator`` (default) and :class:`PyteEmulator` here (``PTYD_PURE=1``). Both follow
 xterm where pyte differs (see docs/emulator.md) and both render their snapshots through the
-functions of this module, so the formats have one source of truth.
+functions of this module, so the formats have one source of truth. pyte supplies the API the
+pure backend offers (``screen``: pyte's ``display``/``cursor``/``buffer``/``mode``) and is the
+black-box oracle of the tests; its operations are not used, since they differ from xterm's.
 
 Cell model shared by both backends: a cell is ``(text, fg, bg, flags)``. ``text`` is the base
 character plus combining marks, ``""`` for the right half of a wide character; colours use
@@ -158,6 +160,9 @@ class ScreenState(NamedTuple):
     scroll_top: int
     scroll_bottom: int
     scrollback: list[Row]
+    tabs: list[int]  # columns with a tab stop
+    # The active screen's DECSC state: x, y, fg, bg, flags, origin, G0+G1 designators, SO.
+    saved_cursor: tuple[int, int, int, int, int, bool, str, bool]
 
 
 def _trim(row: Sequence[Cell]) -> list[Cell]:
@@ -262,7 +267,7 @@ def render_ansi(state: ScreenState) -> bytes:
         # Reset what the repaint depends on: primary screen, no margins, no origin/insert mode,
         # autowrap on, ASCII charsets, default attributes, then clear.
         "\x1b[?1049l\x1b[?47l\x1b[r\x1b[?6l\x1b[4l\x1b[20l\x1b[?7h\x1b(B\x1b)B\x0f\x1b[0m"
-        "\x1b[H\x1b[2J\x1b[3J",
+        "\x1b[H\x1b[2J",
         f"\x1b]2;{state.title}\x07",
     ]
     if state.alternate_screen and state.primary_lines is not None:
@@ -273,10 +278,20 @@ def render_ansi(state: ScreenState) -> bytes:
         # with default ones.
         out.append("\x1b[?1049h\x1b[0m\x1b[H\x1b[2J")
     out += _paint(state.lines, state.cols)
+    # DECSC state (what DECRC would restore), saved with no margins set, then undone.
+    x, y, fg, bg, flags, origin, charsets, shift_out = state.saved_cursor
+    out.append(
+        ("\x1b[?6h" if origin else "")
+        + f"\x1b[{y + 1};{x + 1}H{_sgr(fg, bg, flags)}\x1b({charsets[0]}\x1b){charsets[1]}"
+        + ("\x0e" if shift_out else "\x0f")
+        + "\x1b7\x1b[?6l\x1b(B\x1b)B\x0f"
+    )
     modes = state.modes
     if state.scroll_top or state.scroll_bottom != state.rows - 1:
         out.append(f"\x1b[{state.scroll_top + 1};{state.scroll_bottom + 1}r")
     x, y = state.cursor_x, state.cursor_y
+    if state.tabs != list(range(0, state.cols, 8)):
+        out.append("\x1b[3g" + "".join(f"\x1b[1;{x + 1}H\x1bH" for x in state.tabs))
     # DECOM homes the cursor and makes rows relative to the margins: set it before placing.
     row = y - state.scroll_top if modes["origin"] else y
     if modes["origin"]:
@@ -303,6 +318,8 @@ def render_ansi(state: ScreenState) -> bytes:
     out += [seq for name, seq in flagged.items() if modes[name]]
     if not modes["autowrap"]:
         out.append("\x1b[?7l")
+    g0, g1 = modes["charsets"]
+    out.append(f"\x1b({g0}\x1b){g1}" + ("\x0e" if modes["shift_out"] else ""))
     if modes["mouse"]:
         out.append(f"\x1b[?{modes['mouse']}h")
     encoding = {v: k for k, v in MOUSE_ENCODINGS.items()}.get(modes["mouse_encoding"])
@@ -405,20 +422,28 @@ DEC_GRAPHICS = dict(
 )
 
 
+_CELLS = {-1: 1, 0: 0, 1: 1, 2: 2}  # wcwidth's result -> cells (non-printables take one)
+
+
 @lru_cache(maxsize=4096)
 def char_width(ch: str) -> int:
     """Cells taken by a code point: 0 combines with the previous cell, else 1 or 2."""
-    width = wcwidth(ch)
-    return width if width > 0 else (0 if width == 0 else 1)
+    return _CELLS[wcwidth(ch)]
+
+
+def width_table(start: int, stop: int) -> bytes:
+    """``char_width`` of every code point in [start, stop), for the compiled engine's table."""
+    return bytes([_CELLS[wcwidth(chr(c))] for c in range(start, stop)])
 
 
 # Parser states (vt100.net's DEC parser; the compiled engine uses the same states).
 GROUND, ESCAPE, ESC_INTER, CSI_ENTRY, CSI_PARAM, CSI_INTER, CSI_IGNORE, OSC, STRING = range(9)
 _PRINTABLE_RUN = re.compile(r"[\x20-\x7e\xa0-\U0010ffff]+")
+_ASCII_RUN = re.compile(r"[\x20-\x7e]+")
 
 
 class PyteEmulator:
-    """Pure-Python emulator: a DEC state-machine parser over pyte's screen model.
+    """Pure-Python emulator: the compiled engine's algorithm, with pyte's API (``screen``).
 
     ``feed`` never raises: every handler runs under one guard, and an unexpected error resets
     the parser to its ground state (the screen keeps what was drawn so far).
@@ -559,12 +584,19 @@ class PyteEmulator:
             cursor_visible=self.cursor_visible,
             cursor_shape=self.cursor_shape,
             title=self._title,
-            modes={**self.modes, "attrs": (self.fg, self.bg, self.flags)},
+            modes={
+                **self.modes,
+                "attrs": (self.fg, self.bg, self.flags),
+                "charsets": "".join(self.charsets),
+                "shift_out": self.gl == 1,
+            },
             alternate_screen=self.alt,
             primary_lines=[list(r) for r in self.other_grid] if self.alt else None,
             primary_cursor=saved[:5] if saved else (0, 0, 0, 0, 0),
             scroll_top=self.top,
             scroll_bottom=self.bottom,
+            tabs=[x for x, is_stop in enumerate(self.tabs) if is_stop],
+            saved_cursor=self._saved_state(),
             scrollback=history,
         )
 
@@ -582,6 +614,10 @@ class PyteEmulator:
         """Consume one code point, or a whole printable run in the ground state."""
         st = self.pstate
         if st == GROUND:
+            run = _ASCII_RUN.match(text, pos)
+            if run and not self.modes["insert"] and self.charsets[self.gl] != "0":
+                self._print_ascii(run.group())
+                return run.end()
             run = _PRINTABLE_RUN.match(text, pos)
             if run:
                 for ch in run.group():
@@ -862,6 +898,13 @@ class PyteEmulator:
             self.gl,
         )
 
+    def _saved_state(self) -> tuple[int, int, int, int, int, bool, str, bool]:
+        saved = self.saved[self.alt]
+        if saved is None:
+            return (0, 0, 0, 0, 0, False, "BB", False)
+        x, y, fg, bg, flags, origin, charsets, gl = saved
+        return (x, y, fg, bg, flags, origin, "".join(charsets), gl == 1)
+
     def _restore_cursor(self) -> None:
         saved = self.saved[self.alt]
         if saved is None:
@@ -909,6 +952,32 @@ class PyteEmulator:
             self.pending = self.modes["autowrap"]
         else:
             self.x = x
+
+    def _print_ascii(self, text: str) -> None:
+        """A run of printable ASCII, a row slice at a time (same result as _print per char)."""
+        cols, i, n = self._cols, 0, len(text)
+        attrs = (self.fg, self.bg, self.flags)
+        while i < n:
+            if self.pending:
+                self._wrap()
+            x, row = self.x, self.grid[self.y]
+            k = min(n - i, cols - x)
+            if row[x][0] == "" and x > 0:
+                row[x - 1] = (" ", 0, 0, 0)
+            if x + k < cols and row[x + k][0] == "":
+                row[x + k] = (" ", 0, 0, 0)
+            row[x : x + k] = [(ch, *attrs) for ch in text[i : i + k]]
+            i += k
+            x += k
+            if x >= cols:
+                self.x = cols - 1
+                self.pending = self.modes["autowrap"]
+                if not self.modes["autowrap"] and i < n:
+                    row[cols - 1] = (text[-1], *attrs)  # the rest overwrites the last column
+                    i = n
+            else:
+                self.x = x
+        self.last_char = text[-1]
 
     def _split(self, row: list[Cell], x: int) -> None:
         """Blank the other half of a wide character that a write to column x cuts in two."""
@@ -1241,8 +1310,14 @@ def _pack(row: list[Cell]) -> PackedRow:
     Memory then follows the text kept (a few bytes per character), as in the compiled engine.
     """
     cells = _trim(row)
-    if cells and all(len(c[0]) == 1 and c[1:] == cells[0][1:] for c in cells):
-        return ("".join(c[0] for c in cells), *cells[0][1:])
+    if not cells:
+        return ()
+    texts, fgs, bgs, flags = zip(*cells, strict=True)
+    text = "".join(texts)
+    # No empty text and a total length of one per cell: every cell is a single code point.
+    narrow = "" not in texts and len(text) == len(cells)
+    if narrow and len(set(fgs)) == len(set(bgs)) == len(set(flags)) == 1:
+        return (text, fgs[0], bgs[0], flags[0])
     return tuple(cells)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -95,3 +96,79 @@ def vt100_input(group: str, step: int) -> bytes:
     """Steps 1..step of a vt100-rust fixture group, concatenated."""
     folder = VT100 / "fixtures" / group
     return b"".join((folder / f"{n}.typescript").read_bytes() for n in range(1, step + 1))
+
+
+LIBVTERM = CORPUS / "libvterm" / "t"
+# libvterm expectations ptyd does not meet, per file: (count, reason).
+LIBVTERM_UNCOVERED = {
+    "11state_movecursor": (2, "HPB/VPB (CSI j, CSI k) are ECMA-48 only; xterm ignores them"),
+    "13state_edit": (1, "IL moves to column 0 as xterm does (t0051-IL); libvterm keeps it"),
+    "15state_mode": (1, "left/right margins (DECSLRM) are not supported"),
+    "16state_resize": (2, "libvterm reports the pending-wrap cursor past the last column"),
+    "28state_dbl_wh": (1, "double-width lines are not supported"),
+    "63screen_resize": (4, "growing does not pull lines back from the scrollback"),
+    "65screen_protect": (1, "selective erase (DECSCA) is not supported"),
+    "69screen_reflow": (14, "no reflow on resize (libvterm's opt-in reflow)"),
+}
+
+
+def _libvterm_bytes(text: str) -> bytes:
+    out = bytearray()
+    i = 0
+    simple = {"e": 27, "n": 10, "r": 13, "t": 9, "b": 8, "0": 0}
+    while i < len(text):
+        ch = text[i]
+        if ch != "\\":
+            out += ch.encode()
+            i += 1
+        elif text[i + 1] == "x" and text[i + 2] == "{":
+            end = text.index("}", i)
+            out += chr(int(text[i + 3 : end], 16)).encode()
+            i = end + 1
+        elif text[i + 1] == "x":
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out.append(simple.get(text[i + 1], ord(text[i + 1])))
+            i += 2
+    return bytes(out)
+
+
+def libvterm_cases() -> list[str]:
+    return sorted(p.stem for p in LIBVTERM.glob("*.test"))
+
+
+def libvterm_script(name: str) -> list[tuple[str, object]]:
+    """The portable subset of a libvterm test script (80x25): steps and expectations.
+
+    ("init", None), ("push", bytes), ("resize", (cols, rows)), ("cursor", (row, col)),
+    ("row", (row, text)); everything tied to libvterm's callbacks is left out.
+    """
+    lines: list[str] = []
+    for line in (LIBVTERM / f"{name}.test").read_text().split("\n"):
+        seq = re.match(r"\$SEQ (\d+) (\d+): (.*)", line)
+        rep = re.match(r"\$REP (\d+): (.*)", line)
+        if seq:
+            lines += [seq[3].replace("\\#", str(k)) for k in range(int(seq[1]), int(seq[2]) + 1)]
+        elif rep:
+            lines += [rep[2]] * int(rep[1])
+        else:
+            lines.append(line)
+    steps: list[tuple[str, object]] = []
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith(("INIT", "RESET")):
+            steps.append(("init", None))
+        elif line.startswith("PUSH "):
+            parts = re.findall(r'"((?:[^"\\]|\\.)*)"\s*(?:x\s*(\d+))?', line[5:])
+            steps.append(("push", b"".join(_libvterm_bytes(t) * int(n or 1) for t, n in parts)))
+        elif line.startswith("RESIZE "):
+            rows, cols = map(int, line[7:].split(","))
+            steps.append(("resize", (cols, rows)))
+        elif line.startswith("?cursor"):
+            row, col = map(int, line.split("=")[1].split(","))
+            steps.append(("cursor", (row, col)))
+        elif match := re.match(r'\?screen_row\s+(\d+)\s*=\s*"(.*)"$', line):
+            text = _libvterm_bytes(match[2]).decode("utf-8", "replace").rstrip()
+            steps.append(("row", (int(match[1]), text)))
+    return steps

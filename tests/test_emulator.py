@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pyte
 import pytest
 
@@ -186,3 +188,114 @@ def test_pyte_compatible_view(emu_class: type) -> None:
     assert (screen.columns, screen.lines, screen.title) == (6, 2, "t")
     assert pyte.modes.DECAWM in screen.mode
     assert 1 << 5 in screen.mode
+
+
+# (input, cols, rows, expected screen text, expected cursor (x, y)): one or two per family.
+FAMILIES = {
+    "tabs": (b"a\tb\x1b[3g\tc\x1bH\r\td", 20, 1, "a       b          d", (19, 0)),
+    "cht-cbt": (b"\x1b[2Ix\x1b[Zy", 20, 1, "                y", (17, 0)),
+    "ich-wide": ("ab中d\x1b[1;2H\x1b[2@".encode(), 8, 1, "a  b中d", (1, 0)),
+    "dch-splits-wide": ("a中b\x1b[1;3H\x1b[P".encode(), 6, 1, "a b", (2, 0)),
+    "ech": (b"abcdef\x1b[1;2H\x1b[3X", 6, 1, "a   ef", (1, 0)),
+    "il-dl-region": (
+        b"1\r\n2\r\n3\r\n4\x1b[2;3r\x1b[2;1H\x1b[L\x1b[3;1H\x1b[2M",
+        4,
+        4,
+        "1\n\n\n4",
+        (0, 2),
+    ),
+    "su-sd": (b"1\r\n2\r\n3\x1b[S\x1b[2T", 2, 3, "\n\n2", (1, 2)),
+    "rep": (b"ab\x1b[3b\r\n\x1b[2b", 8, 2, "abbbb", (0, 1)),
+    "decsc-charset": (b"\x1b(0\x1b7\x1b(Bq\x1b8q", 4, 1, "─", (1, 0)),
+    "nel-ind-ri": (b"ab\x1bEc\x1bDd\x1bMe", 4, 3, "ab\nc e\n d", (3, 1)),
+    "lnm": (b"\x1b[20hab\ncd", 4, 2, "ab\ncd", (2, 1)),
+    "origin-home": (b"\x1b[2;3r\x1b[?6hX\x1b[?6lY", 4, 4, "Y\nX", (1, 0)),
+    "decaln": (b"\x1b[2;3r\x1b#8\x1b[5;1Hx", 3, 5, "EEE\nEEE\nEEE\nEEE\nxEE", (1, 4)),
+    "ris": (b"abc\x1b[?1049h\x1b[4h\x1bcd", 4, 2, "d", (1, 0)),
+    "autowrap-off": (b"\x1b[?7labcdef", 4, 1, "abcf", (3, 0)),
+    "wide-at-margin-nowrap": ("\x1b[?7labc中".encode(), 4, 1, "ab中", (3, 0)),
+    "combining-after-wrap-pending": ("abc\u0301".encode(), 3, 2, "abc\u0301", (2, 0)),
+    "cuu-cud-margins": (b"\x1b[2;3r\x1b[3;1H\x1b[9Ax\x1b[9By", 3, 4, "\nx\n y", (2, 2)),
+    "cpl-cnl": (b"\x1b[3;3H\x1b[Fa\x1b[2Eb", 4, 4, "\na\n\nb", (1, 3)),
+    "ed-modes": (b"aaaa\r\nbbbb\r\ncccc\x1b[2;2H\x1b[1J", 4, 3, "\n  bb\ncccc", (1, 1)),
+    "bce": (b"\x1b[44m\x1b[2J\x1b[0mx", 3, 1, "x", (1, 0)),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_sequence_families(emu_class: type, family: str) -> None:
+    data, cols, rows, text, position = FAMILIES[family]
+    emu = make(emu_class, data, cols=cols, rows=rows)
+    assert emu.snapshot_text().rstrip("\n") == text
+    assert cursor(emu) == position
+
+
+def test_bce_colours_erased_cells(emu_class: type) -> None:
+    emu = make(emu_class, b"\x1b[44m\x1b[2J\x1b[0mx", cols=3, rows=1)
+    assert emu.snapshot_json()["lines"] == [[["x", {}], ["  ", {"bg": 4}]]]
+
+
+def test_modes_and_cursor_in_json(emu_class: type) -> None:
+    emu = make(
+        emu_class,
+        b"\x1b[?1h\x1b=\x1b[?1002h\x1b[?1006h\x1b[?1004h\x1b[?2004h\x1b[?2026h\x1b[5 q"
+        b"\x1b[?25l\x1b[4h\x1b]133;A\x07",
+        cols=5,
+        rows=2,
+    )
+    snap = emu.snapshot_json()
+    assert snap["cursor"] == {"x": 0, "y": 0, "visible": False, "shape": 5}
+    assert {k: v for k, v in snap["modes"].items() if v and k not in ("attrs", "charsets")} == {
+        "cursor_keys": True,
+        "keypad": True,
+        "mouse": 1002,
+        "mouse_encoding": "sgr",
+        "focus": True,
+        "bracketed_paste": True,
+        "sync": True,
+        "insert": True,
+        "autowrap": True,
+    }
+    assert emu.marks == [("A", 0, 0)]  # type: ignore[attr-defined]
+    emu.feed(b"\x1b[?1000l\x1b[?1006l\x1b[!p")
+    snap = emu.snapshot_json()
+    assert (snap["modes"]["mouse"], snap["modes"]["mouse_encoding"]) == (0, "default")
+    assert snap["modes"]["insert"] is False
+    assert snap["cursor"]["visible"] is True
+
+
+def test_alt_screen_47_keeps_content_and_1047_clears(emu_class: type) -> None:
+    emu = make(emu_class, b"P\x1b[?47hA\x1b[?47l", cols=4, rows=1)
+    assert lines(emu) == ["P"]
+    emu.feed(b"\x1b[?47h")
+    assert lines(emu) == [" A"]
+    emu.feed(b"\x1b[?1047l\x1b[?1047h")
+    assert lines(emu) == [""]
+
+
+def test_alt_screen_does_not_feed_scrollback(emu_class: type) -> None:
+    emu = emu_class(3, 2, scrollback=10)
+    emu.feed(b"a\r\nb\r\nc\x1b[?1049h1\r\n2\r\n3\r\n4\x1b[?1049l")
+    assert emu.snapshot_text(scrollback=10) == "a\nb\nc"
+
+
+def test_compiled_feed_releases_the_gil() -> None:
+    """Python keeps running while one long feed() call is in the C loop."""
+    emu = VtEmulator(80, 24, scrollback=100)
+    data = b"x" * 79 + b"\r\n"
+    data *= 400_000  # 32 MB: a single call that lasts well over a switch interval
+    started = threading.Event()
+    spins = 0
+
+    def work() -> None:
+        started.set()
+        emu.feed(data)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    started.wait()
+    while worker.is_alive():
+        spins += 1
+    worker.join()
+    assert spins > 10_000
+    assert lines(emu)[0] == "x" * 79

@@ -1,7 +1,8 @@
 """The emulators on the other shared corpora (Alacritty recordings, vt100-rust steps).
 
-Their expected screens come from other emulators, not from xterm: Alacritty's are compared where
-Alacritty follows xterm (the rest is listed with reasons); vt100-rust's model differs from
+Their expected screens come from other emulators, not from xterm: Alacritty's and libvterm's
+(the portable subset: cursor and row text) are compared where they follow xterm (the rest is
+listed with reasons); vt100-rust's model differs from
 xterm in many steps (no column-0 move on IL/DL, cursor at column 80 while a wrap is pending,
 ...), so there both backends must agree with each other and never raise, step by step.
 """
@@ -14,8 +15,11 @@ from ptyd._vt import VtEmulator
 from ptyd.emulator import PyteEmulator
 from tests.emulator_corpus import (
     ALACRITTY_UNCOVERED,
+    LIBVTERM_UNCOVERED,
     alacritty_case,
     alacritty_cases,
+    libvterm_cases,
+    libvterm_script,
     vt100_input,
     vt100_steps,
 )
@@ -49,3 +53,27 @@ def test_vt100_rust_steps_agree() -> None:
             emu.feed(data)
             states.append((emu.state(), emu.take_replies()))
         assert states[0] == states[1], (group, step)
+
+
+@pytest.mark.parametrize("name", libvterm_cases())
+def test_libvterm_scripts(emu_class: type, name: str) -> None:
+    emu = emu_class(80, 25, scrollback=0)
+    misses = []
+    for kind, arg in libvterm_script(name):
+        if kind == "init":
+            emu = emu_class(80, 25, scrollback=0)
+        elif kind == "push":
+            emu.feed(arg)
+        elif kind == "resize":
+            emu.resize(*arg)
+        elif kind == "cursor":
+            state = emu.state(0)
+            if (state.cursor_y, state.cursor_x) != arg:
+                misses.append((kind, arg, (state.cursor_y, state.cursor_x)))
+        else:
+            row, text = arg
+            got = emu.snapshot_text().split("\n")[row]
+            if got != text:
+                misses.append((kind, arg, got))
+    expected = LIBVTERM_UNCOVERED.get(name, (0, ""))[0]
+    assert len(misses) == expected, misses

@@ -170,7 +170,7 @@ PROGRAMS = {
         ["ls -la /etc | head -30; printf '\\e[1;32mok\\e[0m\\n'", "Enter"],
         "ok",
     ),
-    "less": ("less services.txt", "Network services", ["G"], "(END)"),
+    "less": ("less services.txt", "Sample line 1 ", ["G"], "(END)"),
     "vim": (
         "vim -u NONE -N -n -i NONE services.txt",
         '"services.txt"',
@@ -182,13 +182,19 @@ PROGRAMS = {
 }
 
 
+SAMPLE_TEXT = "".join(
+    f"Sample line {n} \t{'é中' * (n % 3)} {'word ' * (n % 17)}\n" for n in range(1, 400)
+)
+
+
 @pytest.mark.parametrize("program", list(PROGRAMS))
 def test_real_programs_match_tmux(tmux: Tmux, program: str) -> None:
     command, ready, keys, marker = PROGRAMS[program]
-    if shutil.which(command.split()[0]) is None:
-        pytest.skip(f"{command.split()[0]} is not installed")
+    for tool in (command.split()[0], "script"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
     recording = tmux.workdir / "recording"
-    shutil.copy("/etc/services", tmux.workdir / "services.txt")
+    (tmux.workdir / "services.txt").write_text(SAMPLE_TEXT)
     tmux.start(f"script -q -f -c {shlex.quote(command)} {recording}; exec sleep 600")
     tmux.wait_until(lambda: any(ready in line for line in tmux.screen()), ready)
     for key in keys:

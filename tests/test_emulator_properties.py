@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import resource
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ptyd._vt import VtEmulator
 
+from ptyd._vt import VtEmulator
 from ptyd.emulator import PyteEmulator
 from tests.emulator_streams import SIZES, STREAM, chunked
 
@@ -70,6 +71,8 @@ def test_ansi_round_trip(stream: bytes, size: tuple[int, int]) -> None:
         copy.feed(emu.snapshot_ansi())
         assert copy.snapshot_json() == emu.snapshot_json()
         assert copy.state().pending_wrap == emu.state().pending_wrap
+        assert copy.state().tabs == emu.state().tabs
+        assert copy.state().saved_cursor == emu.state().saved_cursor
 
 
 @SETTINGS
@@ -82,26 +85,40 @@ def test_arbitrary_bytes_never_raise(data: bytes, size: tuple[int, int]) -> None
     assert full_state(compiled) == full_state(pure)
 
 
+def bombs(size: int) -> list[bytes]:
+    """Huge parameters, endless strings, mark floods; ``size`` scales each."""
+    return [
+        b"\x1b[" + b"9" * size + b"b",
+        b"x\x1b[65535b" * 50,
+        b"\x1b]2;" + b"A" * size * 10,
+        b"\x1bP" + b"q" * size * 10 + b"\x1b\\",
+        b"\x1b[" + b"1;" * size + b"m",
+        b"e" + "\u0301\u0302\u0303".encode() * size,
+        "".join(
+            chr(0x300 + (i % 0x70)) + chr(0x300 + (i // 0x70 % 0x70)) + "a"
+            for i in range(size // 5)
+        ).encode(),
+        b"\x1b[?1049h\x1b[2J" * (size // 100),
+        random.Random(size).randbytes(size * 10),
+    ]
+
+
 def test_hostile_input_is_bounded() -> None:
-    """Huge parameters, endless strings and marks: fast, and memory stays within the caps."""
+    """The compiled engine at full scale: memory stays within the caps."""
     emu = VtEmulator(80, 24, scrollback=100)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    bombs = [
-        b"\x1b[" + b"9" * 100_000 + b"b",
-        b"x\x1b[65535b" * 50,
-        b"\x1b]2;" + b"A" * 1_000_000,
-        b"\x1bP" + b"q" * 1_000_000 + b"\x1b\\",
-        b"\x1b[" + b"1;" * 100_000 + b"m",
-        b"e" + "\u0301\u0302\u0303".encode() * 100_000,
-        "".join(
-            chr(0x300 + (i % 0x70)) + chr(0x300 + (i // 0x70 % 0x70)) + "a" for i in range(20_000)
-        ).encode(),
-        b"\x1b[?1049h\x1b[2J" * 1000,
-        os.urandom(1_000_000),
-    ]
-    for bomb in bombs:
+    for bomb in bombs(100_000):
         emu.feed(bomb)
     emu.take_replies()
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 64 * 1024
     assert len(emu.title) <= 256
+
+
+def test_hostile_input_agrees() -> None:
+    """Both backends on the same bombs, scaled down for the pure one's speed."""
+    emus = [cls(80, 24, scrollback=100) for cls in BACKENDS.values()]
+    for bomb in bombs(5_000):
+        for emu in emus:
+            emu.feed(bomb)
+    assert full_state(emus[0]) == full_state(emus[1])
