@@ -303,9 +303,11 @@ class Session:
             return
         groups = {self.child.pid}
         try:
-            groups.add(os.tcgetpgrp(self.child.master_fd))
+            pgrp = os.tcgetpgrp(self.child.master_fd)
         except OSError:
-            pass
+            pgrp = 0
+        if pgrp > 0:  # 0: no foreground group, and killpg(0) would signal the daemon's own group
+            groups.add(pgrp)
         for group in groups:
             try:
                 os.killpg(group, signum)
