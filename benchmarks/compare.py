@@ -277,7 +277,9 @@ class Ptyd(Tool):
         self._start()
 
     def _start(self) -> None:
-        self.daemon: Daemon = start_daemon(self.socket, self.backend, stderr=subprocess.DEVNULL)
+        self.daemon: Daemon = start_daemon(
+            self.socket, self.backend, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         self.client = Client(self.socket, timeout=TIMEOUT)
 
     def new(self, name: str, command: str) -> None:
