@@ -302,6 +302,8 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
     from .attach import attach_terminal, require_terminal
 
     argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if argv is args.cmd and argv[:1] and argv[0].startswith("-"):
+        raise PtydError(f"unexpected {argv[0]!r}: options go before TARGET, a command after --")
     if argv and not args.create:
         raise PtydError("a command is only used with -A (create the session if it does not exist)")
     if args.from_offset is not None and not args.no_tty:
