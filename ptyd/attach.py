@@ -83,8 +83,10 @@ class Ending:
 def options_from(args: argparse.Namespace) -> AttachOptions:
     """Options from ``attach`` or ``new`` arguments (``new`` has no attach flags: defaults)."""
     key = getattr(args, "detach_key", None)
+    if key is None:
+        key = DEFAULT_DETACH_KEY
     return AttachOptions(
-        detach_key=None if getattr(args, "no_detach_key", False) else (key or DEFAULT_DETACH_KEY),
+        detach_key=None if getattr(args, "no_detach_key", False) else key,
         is_read_only=getattr(args, "read_only", False),
         is_plain=getattr(args, "no_tty", False),
         from_offset=getattr(args, "from_offset", None),
@@ -102,34 +104,24 @@ def attach_terminal(client: Client, target: Target, args: argparse.Namespace) ->
     detach, the session's status when it exits, 128+N on signal N, 1 when the daemon goes."""
     require_terminal(args)
     options = options_from(args)
-    # Stop signals wait outside the event loop, so that they always find the terminal handling
-    # in place: inside it they end the attachment cleanly.
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        ending = uvloop.run(_attach(client.socket_path, target, options))
-        stream = sys.stderr if options.is_plain else sys.stdout
-        print(ending.message, file=stream, flush=True)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    ending = uvloop.run(_attach(client.socket_path, target, options))
+    print(ending.message, file=sys.stderr if options.is_plain else sys.stdout, flush=True)
     return ending.status
 
 
 async def _attach(socket_path: Path, target: Target, options: AttachOptions) -> Ending:
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[Ending] = loop.create_future()
+    # The handlers are in place before the terminal is touched and until it is restored: a
+    # stop signal ends the attachment like any other ending.
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, _end_by_signal, ended, signum)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    client = await AsyncClient.connect(socket_path, client_name="ptyd-attach")
     try:
-        client = await AsyncClient.connect(socket_path, client_name="ptyd-attach")
-        try:
-            with Terminal(loop, 0, 1, is_raw=not options.is_plain) as terminal:
-                relay = Relay(client, terminal, options, ended)
-                return await relay.run(target)
-        finally:
-            await client.close()
+        with Terminal(loop, 0, 1, is_raw=not options.is_plain) as terminal:
+            return await Relay(client, terminal, options, ended).run(target)
     finally:
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        await client.close()
 
 
 def _end_by_signal(ended: asyncio.Future[Ending], signum: int) -> None:

@@ -210,6 +210,7 @@ def test_exit_status_signals_and_shutdown_restore_the_terminal(daemon, tmux, sho
         client.shutdown()
     screen = finish_checked(tmux, pane, short_tmp, "down", 1)
     assert "[ptyd daemon shutting down" in screen
+    assert daemon.process.wait(timeout=30) == 0
 
 
 def test_read_only_ignores_keys_but_detaches(daemon, tmux, short_tmp) -> None:
