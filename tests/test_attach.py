@@ -142,8 +142,10 @@ def test_detach_then_reattach_elsewhere_shows_the_same_screen(daemon, tmux, shor
         tmux.type(second, "vim -u NONE -i NONE -N")
         tmux.wait_for(second, "~")
         tmux.keys(second, "i", "hello vim", "Enter", "second line", "Escape")
-        tmux.wait_for(second, "second line")
-        vim_screen, vim_cursor = tmux.screen(second), tmux.cursor(second)
+        vim_screen = tmux.wait_for(
+            second, lambda screen: "line\n" in screen and "INSERT" not in screen
+        )
+        vim_cursor = tmux.cursor(second)
         assert vim_cursor.endswith(",1"), "vim is not on the alternate screen"
         tmux.keys(second, "C-\\")
         tmux.wait_for(second, "[detached from work]")
