@@ -42,6 +42,7 @@ DEFAULT_DETACH_KEY = 0x1C  # Ctrl-\, as dtach and abduco
 DOUBLE_PRESS_SECONDS = 0.3  # a second detach key within this sends the key through instead
 READ_SIZE = 65536
 HIGH_WATER = 64 * 1024  # terminal bytes buffered before this client stops taking events
+EVENT_QUEUE_SIZE = 8  # events (at most 256 KiB each) held before the socket is left unread
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 EXIT_ERROR = 1
 
@@ -116,7 +117,9 @@ async def _attach(socket_path: Path, target: Target, options: AttachOptions) -> 
     # stop signal ends the attachment like any other ending.
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, _end_by_signal, ended, signum)
-    client = await AsyncClient.connect(socket_path, client_name="ptyd-attach")
+    client = await AsyncClient.connect(
+        socket_path, client_name="ptyd-attach", event_queue_size=EVENT_QUEUE_SIZE
+    )
     try:
         with Terminal(loop, 0, 1, is_raw=not options.is_plain) as terminal:
             return await Relay(client, terminal, options, ended).run(target)
@@ -139,8 +142,8 @@ def describe_exit(code: int | None, signum: int | None) -> str:
 
 
 class Terminal:
-    """The user's terminal while attached: raw input, non-blocking buffered output; on exit the
-    pending output is written, then RESTORE, then the saved termios and file flags."""
+    """The user's terminal while attached: raw input, non-blocking buffered output; on exit
+    RESTORE, then the saved termios and file flags."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, fd_in: int, fd_out: int, *, is_raw: bool
@@ -167,12 +170,17 @@ class Terminal:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.loop.remove_writer(self.fd_out)
+        # Output still held goes only as far as the terminal takes it now: a reader that has
+        # stopped must not keep us from restoring (an exit drains it before it gets here).
+        with contextlib.suppress(OSError):
+            while self._pending:
+                del self._pending[: os.write(self.fd_out, self._pending)]
+        self._pending.clear()
         with contextlib.suppress(OSError):
             os.set_blocking(self.fd_out, True)
-            final = bytes(self._pending) + (RESTORE if self.is_raw else b"")
+            final = RESTORE if self.is_raw else b""
             while final:
                 final = final[os.write(self.fd_out, final) :]
-        self._pending.clear()
         if self._saved_modes is not None:
             with contextlib.suppress(termios.error, OSError):
                 termios.tcsetattr(self.fd_in, termios.TCSADRAIN, self._saved_modes)
@@ -347,6 +355,7 @@ class Relay:
             elif isinstance(event, SnapshotEvent) and not self.options.is_plain:
                 terminal.write(REPAINT + event.data)
             elif isinstance(event, ExitEvent) and event.session == self.session:
+                await terminal.drained()  # the program's last output is part of the relay
                 self._end(self._exited(event.code, event.signal))
             elif isinstance(event, ShutdownEvent):
                 self._end(Ending(EXIT_ERROR, f"[ptyd daemon shutting down: {event.reason}]"))

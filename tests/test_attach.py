@@ -164,10 +164,13 @@ def test_two_terminals_see_the_same_screen_and_both_type(daemon, tmux) -> None:
         for pane in (first, second):
             tmux.type(pane, ptyd(daemon, "attach", "shared"))
             tmux.wait_for(pane, at_prompt)
-        tmux.type(first, "echo typed-$((2+3))")
-        tmux.type(second, "echo other-$((4+5))")
-        for pane in (first, second):
-            tmux.wait_for(pane, lambda screen: "typed-5\n" in screen and "other-9\n" in screen)
+        for typist, line, shown in (
+            (first, "typed-$((2+3))", "typed-5\n"),
+            (second, "other-$((4+5))", "other-9\n"),
+        ):
+            tmux.type(typist, f"echo {line}")
+            for pane in (first, second):
+                tmux.wait_for(pane, shown)
         assert tmux.screen(first) == tmux.screen(second)
 
 
