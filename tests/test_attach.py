@@ -5,17 +5,24 @@ Every wait is on screen content (or a file the pane's shell writes), bounded by 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from ptyd._vt import VtEmulator
 
 from .conftest import Daemon
 from .helpers import Stream, contains, read_until
@@ -277,3 +284,42 @@ def test_no_tty_relays_bytes_and_returns_the_status(daemon) -> None:
     out = daemon.cli("attach", "--no-tty", "--from-offset", "0", "late", input=b"yes\n")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(b"first-line\r\n") and b"got-yes" in out.stdout
+
+
+def read_pty(master: int, emulator: VtEmulator, done: Callable[[], bool], timeout: float) -> None:
+    """Feed what the attach client writes into ``emulator`` until ``done()``."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; screen:\n{emulator.snapshot_text()}"
+        if select.select([master], [], [], remaining)[0]:
+            emulator.feed(os.read(master, 65536))
+
+
+def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
+    client = daemon.client()
+    flood = "read go; seq 1 300000; echo flood-done; read end"
+    client.create(["sh", "-c", flood], name="flood", cols=80, rows=24)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
+    process = subprocess.Popen(
+        [*command, "attach", "flood"], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
+    )
+    os.close(slave)
+    try:
+        terminal = VtEmulator(80, 24, scrollback=0)
+        read_pty(master, terminal, lambda: client.info("flood").clients == 1, timeout=30)
+        watcher = daemon.client()
+        stream = Stream(watcher.attach("flood", snapshot=None, policy="block").session.id, 0)
+        client.send("flood", "go\r")  # the terminal is not read from here on
+        read_until(watcher, stream, lambda s: b"flood-done\r\n" in s.data[-64:])
+        expected = client.snapshot("flood").data
+        read_pty(master, terminal, lambda: terminal.snapshot_text() == expected, timeout=30)
+        os.write(master, b"\x1c")
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
