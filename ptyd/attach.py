@@ -300,6 +300,7 @@ class Relay:
             self.loop.add_signal_handler(signal.SIGWINCH, self._on_resize)
         try:
             ending = await self.ended
+            self._stop_reading()
             if ending.status == 0:  # keys typed before the detach key reach the session
                 await self._is_input_idle.wait()
             return ending
@@ -443,6 +444,12 @@ class Relay:
         self._has_input.set()
 
     async def _send_input(self) -> None:
+        try:
+            await self._send_queued_input()
+        finally:
+            self._is_input_idle.set()  # nothing more will be sent: never keep a detach waiting
+
+    async def _send_queued_input(self) -> None:
         while True:
             await self._has_input.wait()
             self._has_input.clear()
