@@ -146,7 +146,7 @@ def test_detach_then_reattach_elsewhere_shows_the_same_screen(daemon, tmux, shor
 
         if shutil.which("vim") is None:
             return
-        tmux.type(second, "vim -u NONE -i NONE -N")
+        tmux.type(second, "vim -u NONE -i NONE -N -n")
         tmux.wait_for(second, "~")
         tmux.keys(second, "i", "hello vim", "Enter", "second line", "Escape")
         vim_screen = tmux.wait_for(
