@@ -225,6 +225,14 @@ def test_exit_status_signals_and_shutdown_restore_the_terminal(daemon, tmux, sho
     assert daemon.process.wait(timeout=30) == 0
 
 
+def test_new_attaches_and_returns_the_status(daemon, tmux, short_tmp) -> None:
+    pane = tmux.open("one")
+    run_checked(tmux, pane, short_tmp, ptyd(daemon, "new", "-n", "fresh", "--", *SHELL), "new")
+    tmux.wait_for(pane, at_prompt)
+    tmux.type(pane, "exit 3")
+    assert "[exited: fresh, code 3]" in finish_checked(tmux, pane, short_tmp, "new", 3)
+
+
 def test_read_only_ignores_keys_but_detaches(daemon, tmux, short_tmp) -> None:
     pane = tmux.open("one")
     with daemon.client() as client:
