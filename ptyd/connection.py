@@ -296,14 +296,18 @@ class Connection(asyncio.Protocol):
         self._go_live(attachment)
         return None
 
-    def _go_live(self, attachment: Attachment) -> None:
+    def _go_live(self, attachment: Attachment, *, is_attach: bool = True) -> None:
         sub = attachment.sub
         if sub.is_lagging:
             self._start_resync(attachment)
             return
-        for frame in sub.take_held():
+        held = sub.take_held()
+        for frame in held:
             self.write_frame(frame)
             sub.bytes_delivered += len(frame)
+        session = attachment.session
+        if is_attach and not session.is_running and not held:
+            self.write_frame(session.exit_frame())  # attached after the end: nothing else comes
 
     def _start_resync(self, attachment: Attachment) -> None:
         """Resync policy: once the socket has drained, send a fresh snapshot and go live."""
@@ -332,7 +336,7 @@ class Connection(asyncio.Protocol):
                     data=done.result(),
                 )
             )
-            self._go_live(attachment)
+            self._go_live(attachment, is_attach=False)
             if sub.update_level():
                 self.on_flow_change(attachment)
 
