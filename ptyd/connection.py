@@ -269,7 +269,7 @@ class Connection(asyncio.Protocol):
             cols=cols,
             rows=rows,
         )
-        sub = target.subscribe(attachment, self.config.flow_threshold, self.config.flow_max_queue_size)
+        target.subscribe(attachment, self.config.flow_threshold, self.config.flow_max_queue_size)
         self.attachments[target.id] = attachment
         if cols and rows and not read_only and target.is_running:
             target.apply_size_policy(attachment)
@@ -288,9 +288,9 @@ class Connection(asyncio.Protocol):
         try:
             data = await target.shadow.snapshot(snapshot)
         except asyncio.CancelledError:
-            if attachment.session.attachments.count(attachment) and self._is_closing:
+            if self._is_closing:
                 raise
-            data = b""  # the session's emulator closed: still a valid attach to an exited session
+            data = None  # the emulator was released (the daemon is stopping): no screen to send
         result.update(offset=offset, snapshot=data, format=snapshot, resumed=False)
         self.write(protocol.ok_response(request_id, result))
         self._go_live(attachment)
