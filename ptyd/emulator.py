@@ -223,7 +223,7 @@ def render_json(state: ScreenState, scrollback: int = 0) -> dict[str, Any]:
             "shape": state.cursor_shape,
         },
         "title": state.title,
-        "modes": dict(state.modes),
+        "modes": {**state.modes, "attrs": list(state.modes["attrs"])},
         "alternate_screen": state.alternate_screen,
         "lines": [_runs(row) for row in state.lines],
         "scrollback": [_runs(row) for row in lines],
