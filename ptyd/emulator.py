@@ -55,7 +55,6 @@ ATTR_STRIKE = 128
 COLOR_DEFAULT = 0
 COLOR_INDEXED = 0x1000000
 COLOR_RGB = 0x2000000
-_COLOR_KIND = 0x3000000
 
 # Limits against hostile input (shared with _vt.pyx).
 MAX_PARAMS = 32
