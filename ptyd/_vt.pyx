@@ -855,9 +855,7 @@ cdef class VtEmulator:
 
     cdef void switch_screen(self, int mode, bint on) noexcept nogil:
         if on == self.alt:
-            if on and mode == 1049:
-                self.erase_rows(0, self.nrows)
-            return
+            return  # already there: nothing is saved, switched or cleared (xterm, tmux)
         if on and mode == 1049:
             self.save_cursor()
         if not on and mode == 1047:

@@ -861,9 +861,7 @@ class PyteEmulator:
 
     def _switch_screen(self, mode: int, on: bool) -> None:
         if on == self.alt:
-            if on and mode == 1049:
-                self._erase_rows(0, self._rows)
-            return
+            return  # already there: nothing is saved, switched or cleared (xterm, tmux)
         if on and mode == 1049:
             self._save_cursor()
         if not on and mode == 1047:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import PyteEmulator
+from ptyd.emulator import MAX_COMBINING, PyteEmulator
 from tests.emulator_corpus import pyte_case, pyte_cases
 
 pytestmark = [
@@ -148,6 +149,16 @@ _TOKEN = st.one_of(
 )
 
 
+def cap_marks(line: str) -> str:
+    """tmux keeps every combining mark; ptyd keeps two per cell, as xterm does by default."""
+    out, run = [], 0
+    for ch in line:
+        run = run + 1 if unicodedata.combining(ch) else 0
+        if run <= MAX_COMBINING:
+            out.append(ch)
+    return "".join(out)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(tokens=st.lists(_TOKEN, max_size=30))
 def test_random_streams_match_tmux(tokens: list[str]) -> None:
@@ -158,6 +169,7 @@ def test_random_streams_match_tmux(tokens: list[str]) -> None:
             expected = tmux_screen_of(server, data)
         finally:
             server.close()
+    expected = [cap_marks(line) for line in expected]
     for cls in BACKENDS.values():
         assert emulated(cls, data) == expected
 
