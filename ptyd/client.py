@@ -427,6 +427,11 @@ class Client:
         self.close()
 
     @property
+    def socket_path(self) -> Path:
+        """The daemon's socket, for opening another connection to the same daemon."""
+        return self._async.socket_path
+
+    @property
     def features(self) -> frozenset[str]:
         return self._async.features
 
