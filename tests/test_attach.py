@@ -149,10 +149,9 @@ def test_detach_then_reattach_elsewhere_shows_the_same_screen(daemon, tmux, shor
         tmux.type(second, "vim -u NONE -i NONE -N -n")
         tmux.wait_for(second, "~")
         tmux.keys(second, "i", "hello vim", "Enter", "second line", "Escape")
-        vim_screen = tmux.wait_for(
-            second, lambda screen: "line\n" in screen and "INSERT" not in screen
-        )
-        vim_cursor = tmux.cursor(second)
+        # Escape has been handled once vim clears its "-- INSERT --" indicator.
+        tmux.wait_for(second, lambda screen: "second line" in screen and "INSERT" not in screen)
+        vim_screen, vim_cursor = tmux.screen(second), tmux.cursor(second)
         assert vim_cursor.endswith(",1"), "vim is not on the alternate screen"
         tmux.keys(second, "C-\\")
         tmux.wait_for(second, "[detached from work]")

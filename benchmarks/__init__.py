@@ -1,0 +1,1 @@
+"""Micro benchmarks (pytest-benchmark) and the side-by-side runner against the peers."""

@@ -1,0 +1,859 @@
+"""ptyd next to the peers installed here, on the same workloads: a table of medians and ratios.
+
+Run: python -m benchmarks.compare [--quick] [--size MIB] [--backends compiled,pure]
+
+Tools: ptyd (each backend), tmux, dtach, abduco and GNU screen when they are on PATH, and a raw
+PTY reader (the harness reading the program's PTY itself: the physical limit). Nothing is
+installed: an absent peer is skipped and the table says so. Every terminal client runs in a PTY
+the harness drains, as a user's terminal does. Ratios are against ptyd (compiled) in this run;
+nothing here asserts an absolute time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import importlib.util
+import os
+import platform
+import selectors
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+import tty
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from benchmarks.terminal_text import generate
+from ptyd.client import AsyncClient, Client
+from ptyd.events import OutputEvent
+from tests.conftest import Daemon, start_daemon
+
+SENTINEL = b"PTYD-BENCH-END"
+SCREEN_END = b"SCREEN-END"
+COLS, ROWS = 80, 24
+TIMEOUT = 30.0  # seconds a library call may take before the measurement fails
+SILENCE = 10.0  # seconds without output after which a terminal measurement fails
+# Echo keys: two letters that never end an escape sequence, so a redraw cannot fake an echo.
+KEYS = [bytes((a, b)) for a in b"abeijkopqvwyz" for b in b"abeijkopqvwyz"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each workload to run."""
+
+    size: int  # bytes of terminal text for the throughput runs
+    repeats: int  # runs per throughput figure (the median is reported)
+    echoes: int  # keystrokes per latency figure
+    attaches: int  # attach/snapshot runs
+    scrollback: int  # lines of history behind the snapshot
+    session_counts: tuple[int, ...]  # idle sessions for the memory figure
+    client_counts: tuple[int, ...]  # idle ptyd connections for the memory figure
+    fanout: int  # attached clients for the fan-out figure
+
+
+FULL = Plan(16 << 20, 3, 300, 20, 10_000, (1, 10, 100), (10, 100), 10)
+QUICK = Plan(1 << 20, 1, 20, 3, 1_000, (10,), (10,), 2)
+
+
+# -- terminals the harness drains ---------------------------------------------------------------
+
+
+def _own_terminal() -> None:
+    """In the child: make the PTY on stdin the controlling terminal, as a terminal window does."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _open_pty(is_raw: bool) -> tuple[int, int]:
+    master, slave = os.openpty()
+    if is_raw:
+        tty.setraw(slave)  # no local echo could pass for the client's: it owns every byte
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    os.set_blocking(master, False)
+    return master, slave
+
+
+class Terminal:
+    """A program on a PTY whose output the harness reads (and mostly throws away)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], is_client: bool = True) -> None:
+        self.master, slave = _open_pty(is_client)
+        self.process = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_own_terminal,
+        )
+        os.close(slave)
+        self.tail = b""
+        self.is_closed = False
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def drain(self, marker: bytes) -> bool:
+        """Read what is there; true once ``marker`` has appeared (across read boundaries)."""
+        while True:
+            try:
+                chunk = os.read(self.master, 1 << 16)
+            except BlockingIOError:
+                return False
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.is_closed = True
+                return False
+            window = self.tail + chunk
+            if marker in window:
+                self.tail = b""
+                return True
+            self.tail = window[-len(marker) :]
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, 9)
+        self.process.wait()
+        os.close(self.master)
+
+
+def wait_for(terminals: list[Terminal], marker: bytes, silence: float = SILENCE) -> None:
+    """Drain every terminal until each has shown ``marker``; fail after ``silence`` seconds
+    without output (a peer that dropped the marker never shows it)."""
+    pending = set(terminals)
+    with selectors.DefaultSelector() as selector:
+        for terminal in terminals:
+            selector.register(terminal.master, selectors.EVENT_READ, terminal)
+        while pending:
+            ready = selector.select(silence)
+            if not ready:
+                raise TimeoutError(f"{marker!r} not shown after {silence:.0f} s of silence")
+            for key, _ in ready:
+                terminal = key.data
+                if terminal.drain(marker):
+                    pending.discard(terminal)
+                if terminal.is_closed:
+                    selector.unregister(terminal.master)
+                    if terminal in pending:
+                        raise RuntimeError(f"client {terminal.process.args} ended early")
+
+
+# -- the tools -----------------------------------------------------------------------------------
+
+
+class Tool:
+    """One way of running a program in a session: create detached, attach a terminal, stop."""
+
+    name = ""
+    binary = ""
+    has_screen = True  # keeps screen state (attach repaints the screen)
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.env = {**os.environ, "TERM": "xterm-256color"}
+
+    def new(self, name: str, command: str) -> None:
+        raise NotImplementedError
+
+    def attach_argv(self, name: str) -> list[str] | None:
+        raise NotImplementedError
+
+    def server_pids(self) -> list[int]:
+        """Processes that hold the sessions (not the programs in them); run with no client."""
+        return _pids_of(self.binary, str(self.tmp))
+
+    def stop(self) -> None:
+        for pid in self.server_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+    def reset(self) -> None:
+        """End every session: the next workload starts from nothing."""
+        self.stop()
+
+
+class Tmux(Tool):
+    name = binary = "tmux"
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        conf = tmp / "tmux.conf"
+        conf.write_text("set -g status off\nset -g history-limit 20000\n")
+        self.base = ["tmux", "-S", str(tmp / "tmux.sock"), "-f", str(conf)]
+
+    def new(self, name: str, command: str) -> None:
+        argv = ["new-session", "-d", "-s", name, "-x", str(COLS), "-y", str(ROWS), command]
+        subprocess.run(self.base + argv, env=self.env, check=True)
+
+    def attach_argv(self, name: str) -> list[str]:
+        return [*self.base, "attach", "-t", name]
+
+    def snapshot_argv(self, name: str, scrollback: int) -> list[str]:
+        return [*self.base, "capture-pane", "-p", "-S", f"-{scrollback}", "-t", name]
+
+    def stop(self) -> None:
+        subprocess.run([*self.base, "kill-server"], env=self.env, check=False, capture_output=True)
+
+
+class Dtach(Tool):
+    name = binary = "dtach"
+    has_screen = False
+
+    def new(self, name: str, command: str) -> None:
+        path = self.tmp / f"{name}.dtach"
+        subprocess.run(
+            ["dtach", "-n", str(path), "-Ez", "sh", "-c", command], env=self.env, check=True
+        )
+        _wait_path(path)
+
+    def attach_argv(self, name: str) -> list[str]:
+        return ["dtach", "-a", str(self.tmp / f"{name}.dtach"), "-Ez"]
+
+
+class Abduco(Tool):
+    name = binary = "abduco"
+    has_screen = False
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.env["ABDUCO_SOCKET_DIR"] = str(tmp)
+
+    def new(self, name: str, command: str) -> None:
+        subprocess.run(["abduco", "-n", name, "sh", "-c", command], env=self.env, check=True)
+
+    def attach_argv(self, name: str) -> list[str]:
+        return ["abduco", "-a", name]
+
+    def server_pids(self) -> list[int]:
+        return _pids_of("abduco", "-n")
+
+
+class Screen(Tool):
+    name = binary = "screen"
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        screendir = tmp / "screen"
+        screendir.mkdir(mode=0o700)
+        self.env["SCREENDIR"] = str(screendir)
+        self.rc = tmp / "screenrc"
+        self.rc.write_text("startup_message off\ndefscrollback 20000\n")
+        self.sockets = screendir
+
+    def new(self, name: str, command: str) -> None:
+        argv = ["screen", "-c", str(self.rc), "-dmS", name, "sh", "-c", command]
+        subprocess.run(argv, env=self.env, check=True)
+        deadline = time.monotonic() + 10
+        while not any(p.name.endswith("." + name) for p in self.sockets.iterdir()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"screen session {name} did not appear")
+            time.sleep(0.005)  # polling for a peer's socket file: it has no readiness signal
+
+    def attach_argv(self, name: str) -> list[str]:
+        return ["screen", "-c", str(self.rc), "-x", name]
+
+
+class Ptyd(Tool):
+    binary = "ptyd"
+
+    def __init__(self, tmp: Path, backend: str) -> None:
+        super().__init__(tmp)
+        self.backend = backend
+        self.name = "ptyd" if backend == "compiled" else f"ptyd-{backend}"
+        self.socket = tmp / f"{backend}.sock"
+        self.has_terminal = importlib.util.find_spec("ptyd.attach") is not None
+        self._start()
+
+    def _start(self) -> None:
+        self.daemon: Daemon = start_daemon(self.socket, self.backend, stderr=subprocess.DEVNULL)
+        self.client = Client(self.socket, timeout=TIMEOUT)
+
+    def new(self, name: str, command: str) -> None:
+        self.client.create(["sh", "-c", command], name=name, cols=COLS, rows=ROWS)
+
+    def attach_argv(self, name: str) -> list[str] | None:
+        if not self.has_terminal:
+            return None
+        cli = [sys.executable, "-m", "ptyd", "-S", str(self.socket), "--no-autostart"]
+        return [*cli, "attach", name]
+
+    def server_pids(self) -> list[int]:
+        return [self.daemon.process.pid]
+
+    def stop(self) -> None:
+        self.client.close()
+        self.daemon.stop()
+
+    def reset(self) -> None:
+        self.stop()
+        self._start()
+
+
+PEERS: tuple[type[Tool], ...] = (Tmux, Dtach, Abduco, Screen)
+
+
+def _pids_of(binary: str, tag: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip().lower()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if comm.startswith(binary) and tag in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _wait_path(path: Path) -> None:
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.005)  # polling for a peer's socket file: it has no readiness signal
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# -- workloads ------------------------------------------------------------------------------------
+
+
+def attach_terminals(tool: Tool, name: str, count: int) -> list[Terminal]:
+    """``count`` terminal clients on one session, each confirmed by a keystroke echoed to it."""
+    argv = tool.attach_argv(name)
+    assert argv is not None
+    terminals: list[Terminal] = []
+    for i in range(count):
+        terminals.append(Terminal(argv, tool.env))
+        marker = f"k{i}q".encode()
+        terminals[-1].type(marker)
+        wait_for(terminals[-1:], marker)
+    return terminals
+
+
+def close_all(terminals: list[Terminal]) -> None:
+    for terminal in terminals:
+        terminal.close()
+
+
+def throughput_terminal(tool: Tool, path: Path, size: int, clients: int, run: int) -> float:
+    """MB/s from the keystroke that starts ``cat`` until every client has shown the sentinel."""
+    name = f"tp{clients}x{run}"
+    tool.new(name, f"read x; cat {path}; exec cat")
+    terminals = attach_terminals(tool, name, clients)
+    try:
+        start = time.perf_counter()
+        terminals[0].type(b"\r")
+        wait_for(terminals, SENTINEL)
+        return size / (time.perf_counter() - start) / 1e6
+    finally:
+        close_all(terminals)
+
+
+def throughput_raw(path: Path, size: int, run: int) -> float:
+    """The harness reads the program's PTY itself: no daemon, no client, no screen."""
+    terminal = Terminal(["sh", "-c", f"read x; cat {path}; exec cat"], dict(os.environ), False)
+    try:
+        terminal.type(b"kq")
+        wait_for([terminal], b"kq")
+        start = time.perf_counter()
+        terminal.type(b"\r")
+        wait_for([terminal], SENTINEL)
+        return size / (time.perf_counter() - start) / 1e6
+    finally:
+        terminal.close()
+
+
+async def _throughput_library(tool: Ptyd, path: Path, size: int, clients: int, run: int) -> float:
+    name = f"lib{clients}x{run}"
+    tool.new(name, f"read x; cat {path}; exec cat")
+    conns = [await AsyncClient.connect(tool.socket) for _ in range(clients)]
+    try:
+        for conn in conns:  # lossless: a client that falls behind pauses the program
+            await conn.attach(name, snapshot=None, policy="block")
+
+        async def until_sentinel(conn: AsyncClient) -> None:
+            tail = b""
+            while True:
+                event = await conn.next_event(TIMEOUT)
+                if isinstance(event, OutputEvent):
+                    window = tail + event.data
+                    if SENTINEL in window:
+                        return
+                    tail = window[-len(SENTINEL) :]
+
+        start = time.perf_counter()
+        await conns[0].send(name, b"\r")
+        await asyncio.gather(*(until_sentinel(conn) for conn in conns))
+        return size / (time.perf_counter() - start) / 1e6
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+def throughput_library(tool: Ptyd, path: Path, size: int, clients: int, run: int) -> float:
+    """MB/s through the Python client library (asyncio), every client seeing every byte."""
+    return asyncio.run(_throughput_library(tool, path, size, clients, run))
+
+
+def _echo_samples(
+    type_key: Callable[[bytes], None], wait_key: Callable[[bytes], None], n: int
+) -> list[float]:
+    samples = []
+    for i in range(n):
+        key = KEYS[i % len(KEYS)]
+        start = time.perf_counter()
+        type_key(key)
+        wait_key(key)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+ECHO = "stty raw -echo; exec cat"
+
+
+def echo_terminal(tool: Tool, n: int, flood: Path | None) -> list[float]:
+    """Milliseconds from a key typed into the client's terminal until it shows there."""
+    name = "echo-flood" if flood else "echo"
+    tool.new(name, ECHO)
+    if flood:
+        tool.new(name + "-src", f"while :; do cat {flood}; done")
+    [terminal] = attach_terminals(tool, name, 1)
+    try:
+        return _echo_samples(terminal.type, lambda key: wait_for([terminal], key), n)
+    finally:
+        terminal.close()
+
+
+def echo_raw(n: int, flood: Path | None) -> list[float]:
+    terminal = Terminal(["sh", "-c", ECHO], dict(os.environ), False)
+    flooder = None
+    if flood:
+        flooder = Terminal(["sh", "-c", f"while :; do cat {flood}; done"], dict(os.environ), False)
+    try:
+        terminal.type(b"kq")
+        wait_for([terminal], b"kq")
+        if flooder is None:
+            return _echo_samples(terminal.type, lambda key: wait_for([terminal], key), n)
+        with _draining(flooder):
+            return _echo_samples(terminal.type, lambda key: wait_for([terminal], key), n)
+    finally:
+        terminal.close()
+        if flooder is not None:
+            flooder.close()
+
+
+@contextlib.contextmanager
+def _draining(terminal: Terminal) -> Iterator[None]:
+    """Read a flooding PTY on a thread, as its own reader would (raw baseline only)."""
+    import threading
+
+    stop = threading.Event()
+
+    def drain() -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(terminal.master, selectors.EVENT_READ)
+            while not stop.is_set():
+                if selector.select(0.1):
+                    terminal.drain(SENTINEL)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+async def _echo_library(tool: Ptyd, n: int, flood: Path | None) -> list[float]:
+    name = "lecho-flood" if flood else "lecho"
+    tool.new(name, ECHO)
+    if flood:
+        tool.new(name + "-src", f"while :; do cat {flood}; done")
+    conn = await AsyncClient.connect(tool.socket)
+    try:
+        await conn.attach(name, snapshot=None)
+        samples = []
+        for i in range(n):
+            key = KEYS[i % len(KEYS)]
+            start = time.perf_counter()
+            sent = asyncio.ensure_future(conn.send(name, key))
+            while True:
+                event = await conn.next_event(TIMEOUT)
+                if isinstance(event, OutputEvent) and key in event.data:  # sent in one write
+                    break
+            samples.append((time.perf_counter() - start) * 1e3)
+            await sent
+        return samples
+    finally:
+        await conn.close()
+
+
+def echo_library(tool: Ptyd, n: int, flood: Path | None) -> list[float]:
+    """Milliseconds from ``send`` until the echo arrives as an output event."""
+    return asyncio.run(_echo_library(tool, n, flood))
+
+
+def _history_command(lines: int) -> str:
+    return f"seq -f 'history line %g' 1 {lines}; printf '{SCREEN_END.decode()}'; exec cat"
+
+
+def attach_time_terminal(tool: Tool, runs: int, lines: int) -> list[float]:
+    """Milliseconds from starting the attach command until its screen's last row is shown."""
+    name = "scr"
+    tool.new(name, _history_command(lines))
+    argv = tool.attach_argv(name)
+    assert argv is not None
+    close_all(attach_terminals(tool, name, 1))  # the session has printed everything
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        terminal = Terminal(argv, tool.env)
+        try:
+            wait_for([terminal], SCREEN_END)
+            samples.append((time.perf_counter() - start) * 1e3)
+        finally:
+            terminal.close()
+    return samples
+
+
+def snapshot_time_tmux(tool: Tmux, runs: int, lines: int) -> list[float]:
+    """Milliseconds for ``tmux capture-pane`` of the screen and its history (a process)."""
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(
+            tool.snapshot_argv("scr", lines), env=tool.env, check=True, capture_output=True
+        )
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+async def _attach_library(tool: Ptyd, runs: int, lines: int) -> tuple[list[float], list[float]]:
+    name = "lscr"
+    tool.new(name, _history_command(lines))
+    conn = await AsyncClient.connect(tool.socket)
+    try:
+        attached = await conn.attach(name, snapshot=None)
+        tail = b""
+        if SCREEN_END not in (attached.snapshot or b""):
+            while SCREEN_END not in tail:
+                event = await conn.next_event(TIMEOUT)
+                if isinstance(event, OutputEvent):
+                    tail = (tail + event.data)[-64:]
+        attach_ms, snapshot_ms = [], []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fresh = await AsyncClient.connect(tool.socket)
+            await fresh.attach(name, snapshot="ansi")
+            attach_ms.append((time.perf_counter() - start) * 1e3)
+            await fresh.close()
+            start = time.perf_counter()
+            snap = await conn.snapshot(name, "text", scrollback=lines)
+            snapshot_ms.append((time.perf_counter() - start) * 1e3)
+            assert "history line" in snap.data
+        return attach_ms, snapshot_ms
+    finally:
+        await conn.close()
+
+
+def attach_library(tool: Ptyd, runs: int, lines: int) -> tuple[list[float], list[float]]:
+    """Milliseconds to connect and attach with an 80x24 ANSI snapshot; and for a text
+    snapshot with ``lines`` of history on an open connection."""
+    return asyncio.run(_attach_library(tool, runs, lines))
+
+
+def memory_sessions(tool: Tool, count: int) -> float:
+    """MiB resident in the processes holding ``count`` idle sessions (each running cat)."""
+    for i in range(count):
+        tool.new(f"m{count}x{i}", "exec cat")
+    return sum(rss_bytes(pid) for pid in tool.server_pids()) / 2**20
+
+
+async def _memory_clients(tool: Ptyd, count: int) -> float:
+    conns = [await AsyncClient.connect(tool.socket) for _ in range(count)]
+    try:
+        await conns[-1].stats()  # every hello answered: the daemon holds them all
+        return rss_bytes(tool.daemon.process.pid) / 2**20
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+def memory_clients(tool: Ptyd, count: int) -> float:
+    """Daemon MiB with ``count`` idle connected clients (and whatever sessions exist)."""
+    return asyncio.run(_memory_clients(tool, count))
+
+
+# -- the run and the table ----------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    workload: str
+    unit: str
+    better: str  # "higher" or "lower"
+    values: dict[str, float | str]
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+
+    def add(self, workload: str, unit: str, better: str) -> Row:
+        row = Row(workload, unit, better, {})
+        self.rows.append(row)
+        return row
+
+    def render(self, tools: list[str]) -> str:
+        header = ["workload", "unit", *tools]
+        lines = [header]
+        for row in self.rows:
+            reference = row.values.get("ptyd")
+            cells = [row.workload, row.unit]
+            for tool in tools:
+                value = row.values.get(tool, "")
+                if isinstance(value, float):
+                    text = f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+                    if isinstance(reference, float) and tool != "ptyd" and value > 0:
+                        text += f" ({reference / value:.2g}x)"
+                    cells.append(text)
+                else:
+                    cells.append(value)
+            lines.append(cells)
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        out = [
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+            for line in lines
+        ]
+        out.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(out)
+
+
+def measure(row: Row, tool: str, action: Callable[[], float | list[float]]) -> None:
+    """Record the median of ``action`` for ``tool``, or why it could not be measured."""
+    try:
+        result = action()
+    except Exception as exc:  # one failed measurement must not lose the rest of the table
+        row.values[tool] = f"failed: {type(exc).__name__}"
+        print(f"  {tool}: {row.workload}: {exc!r}", file=sys.stderr)
+        return
+    if isinstance(result, list):
+        result = statistics.median(result)
+    row.values[tool] = float(result)
+
+
+def _p99(samples: list[float]) -> float:
+    return sorted(samples)[max(0, round(0.99 * len(samples)) - 1)]
+
+
+def run(
+    plan: Plan, backends: list[str], log: Callable[[str], None]
+) -> tuple[Table, list[str], list[str]]:
+    """Measure every available tool; returns the table, the tool columns and notes."""
+    notes: list[str] = []
+    table = Table()
+    with tempfile.TemporaryDirectory(prefix="ptyd-b-", dir="/tmp") as tmp_name:
+        tmp = Path(tmp_name)
+        text = tmp / "text.txt"
+        body = generate(plan.size)
+        text.write_bytes(body + SENTINEL + b"\n")
+        size = text.stat().st_size
+        flood = tmp / "flood.txt"
+        flood.write_bytes(generate(1 << 20, seed=5))
+
+        tools: list[Tool] = []
+        for backend in backends:
+            tools.append(Ptyd(tmp, backend))
+        for peer in PEERS:
+            if shutil.which(peer.binary):
+                tools.append(peer(tmp))
+            else:
+                notes.append(f"{peer.binary}: not installed, skipped")
+        if not tools[0].attach_argv("x"):
+            notes.append(
+                "ptyd: no terminal attach in this build (ptyd.attach): terminal rows skipped"
+            )
+        columns = ["raw", *(tool.name for tool in tools)]
+        mib = f"{size / 2**20:.0f} MiB"
+
+        try:
+            log("throughput")
+            term = table.add(f"cat {mib}, one terminal client", "MB/s", "higher")
+            lib = table.add(f"cat {mib}, library client", "MB/s", "higher")
+            measure(term, "raw", partial(_repeat, plan.repeats, throughput_raw, text, size))
+            lib.values["raw"] = term.values["raw"]
+            for tool in tools:
+                if tool.attach_argv("x"):
+                    measure(
+                        term,
+                        tool.name,
+                        partial(_repeat, plan.repeats, throughput_terminal, tool, text, size, 1),
+                    )
+                if isinstance(tool, Ptyd):
+                    measure(
+                        lib,
+                        tool.name,
+                        partial(_repeat, plan.repeats, throughput_library, tool, text, size, 1),
+                    )
+            _reset(tools)
+
+            log("echo latency")
+            for flood_path, label in ((None, "idle"), (flood, "another session flooding")):
+                median_row = table.add(f"echo median, {label}", "ms", "lower")
+                p99_row = table.add(f"echo p99, {label}", "ms", "lower")
+                _echo_rows(median_row, p99_row, "raw", partial(echo_raw, plan.echoes, flood_path))
+                for tool in tools:
+                    echo = echo_library if _is_library_only(tool) else echo_terminal
+                    _echo_rows(
+                        median_row, p99_row, tool.name, partial(echo, tool, plan.echoes, flood_path)
+                    )
+                    tool.reset()
+
+            log("attach and snapshot")
+            attach_row = table.add("attach, 80x24 screen shown", "ms", "lower")
+            snap_row = table.add(f"snapshot, {plan.scrollback} lines of history", "ms", "lower")
+            for tool in tools:
+                if isinstance(tool, Ptyd):
+                    timings = attach_library(tool, plan.attaches, plan.scrollback)
+                    attach_row.values[tool.name] = statistics.median(timings[0])
+                    snap_row.values[tool.name] = statistics.median(timings[1])
+                elif tool.has_screen:
+                    runs = plan.attaches
+                    measure(
+                        attach_row,
+                        tool.name,
+                        partial(attach_time_terminal, tool, runs, plan.scrollback),
+                    )
+                    if isinstance(tool, Tmux):
+                        measure(
+                            snap_row,
+                            tool.name,
+                            partial(snapshot_time_tmux, tool, runs, plan.scrollback),
+                        )
+                else:
+                    attach_row.values[tool.name] = "n/a: no screen"
+                tool.reset()
+
+            log("memory")
+            for count in plan.session_counts:
+                row = table.add(f"RSS, {count} idle sessions", "MiB", "lower")
+                for tool in tools:
+                    measure(row, tool.name, partial(memory_sessions, tool, count))
+                    tool.reset()
+            for count in plan.client_counts:
+                row = table.add(f"RSS, {count} idle clients", "MiB", "lower")
+                for tool in tools:
+                    if isinstance(tool, Ptyd):
+                        measure(row, tool.name, partial(memory_clients, tool, count))
+
+            log("fan-out")
+            fan = table.add(f"cat {mib} to {plan.fanout} clients (each)", "MB/s", "higher")
+            for tool in tools:
+                if _is_library_only(tool):
+                    action = partial(throughput_library, tool, text, size, plan.fanout, 0)
+                else:
+                    action = partial(throughput_terminal, tool, text, size, plan.fanout, 0)
+                measure(fan, tool.name, action)
+        finally:
+            for tool in tools:
+                tool.stop()
+    return table, columns, notes
+
+
+def _echo_rows(median_row: Row, p99_row: Row, tool: str, action: Callable[[], list[float]]) -> None:
+    samples: list[float] = []
+
+    def collect() -> list[float]:
+        samples.extend(action())
+        return samples
+
+    measure(median_row, tool, collect)
+    if samples:
+        p99_row.values[tool] = _p99(samples)
+
+
+def _repeat(times: int, action: Callable[..., float], *args: Any) -> list[float]:
+    return [action(*args, run) for run in range(times)]
+
+
+def _reset(tools: list[Tool]) -> None:
+    for tool in tools:
+        tool.reset()
+
+
+def _is_library_only(tool: Tool) -> bool:
+    """ptyd without a terminal attach is measured through the client library instead."""
+    return isinstance(tool, Ptyd) and tool.attach_argv("x") is None
+
+
+def describe_machine() -> str:
+    cpu = "unknown cpu"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    system = f"{platform.system()} {platform.release()}"
+    return f"{system}, {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.compare", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke mode: small sizes, one run each"
+    )
+    parser.add_argument(
+        "--size", type=int, metavar="MIB", help="throughput file size (default 16, quick 1)"
+    )
+    parser.add_argument(
+        "--backends", default="compiled,pure", help="ptyd backends to run (default compiled,pure)"
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.size:
+        plan = replace(plan, size=args.size << 20)
+    backends = [b for b in args.backends.split(",") if b]
+    if not backends or not set(backends) <= {"compiled", "pure"}:
+        parser.error("--backends: a comma-separated list of compiled and pure")
+
+    def log(stage: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {stage}", file=sys.stderr, flush=True)
+
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    table, columns, notes = run(plan, backends, log)
+    print(f"ptyd side by side, {started}; {describe_machine()}")
+    given = " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"command: python -m benchmarks.compare {given}".rstrip())
+    print("medians; (Nx) = ptyd's figure / this tool's: >1 means ptyd is higher")
+    print()
+    print(table.render(columns))
+    for note in notes:
+        print(f"note: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
