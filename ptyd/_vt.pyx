@@ -96,6 +96,25 @@ cdef int build_widths() except -1:
     return 0
 
 
+cdef int check_shared_constants() except -1:
+    """The .pxd repeats ptyd.emulator's limits and cell encoding as C enums: they must agree."""
+    from ptyd import emulator
+    ours = {
+        "ATTR_BOLD": ATTR_BOLD, "ATTR_FAINT": ATTR_FAINT, "ATTR_ITALIC": ATTR_ITALIC,
+        "ATTR_UNDERLINE": ATTR_UNDERLINE, "ATTR_BLINK": ATTR_BLINK,
+        "ATTR_REVERSE": ATTR_REVERSE, "ATTR_CONCEAL": ATTR_CONCEAL, "ATTR_STRIKE": ATTR_STRIKE,
+        "COLOR_INDEXED": COLOR_INDEXED, "COLOR_RGB": COLOR_RGB, "MAX_PARAMS": MAX_PARAMS,
+        "MAX_SUBPARAMS": MAX_SUBPARAMS, "MAX_PARAM_VALUE": MAX_PARAM_VALUE,
+        "MAX_STRING": MAX_STRING, "MAX_TITLE": MAX_TITLE, "MAX_COMBINING": MAX_COMBINING,
+        "MAX_REPLIES": MAX_REPLIES, "MAX_MARKS": MAX_MARKS, "MAX_DIMENSION": MAX_DIMENSION,
+    }
+    wrong = [name for name, value in ours.items() if getattr(emulator, name) != value]
+    if wrong:
+        raise ImportError(f"ptyd._vt is out of step with ptyd.emulator: {wrong}")
+    return 0
+
+
+check_shared_constants()
 build_table()
 build_widths()
 for _i in range(32):
@@ -836,9 +855,7 @@ cdef class VtEmulator:
 
     cdef void switch_screen(self, int mode, bint on) noexcept nogil:
         if on == self.alt:
-            if on and mode == 1049:
-                self.erase_rows(0, self.nrows)
-            return
+            return  # already there: nothing is saved, switched or cleared (xterm, tmux)
         if on and mode == 1049:
             self.save_cursor()
         if not on and mode == 1047:

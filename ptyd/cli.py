@@ -23,8 +23,15 @@ from . import launcher
 from ._version import __version__
 from .client import Client, SessionInfo
 from .config import Config
-from .errors import AlreadyRunning, ConfigError, PtydError, RequestError
-from .keys import key_bytes
+from .errors import (
+    NAME_TAKEN,
+    AlreadyRunning,
+    ConfigError,
+    PtydError,
+    RequestError,
+    SessionNotFound,
+)
+from .keys import key_bytes, parse_detach_key
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -42,6 +49,13 @@ def _env_pair(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return name, value
+
+
+def _detach_key(text: str) -> int:
+    try:
+        return parse_detach_key(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _global_options(parser: argparse.ArgumentParser, *, is_top: bool) -> None:
@@ -86,6 +100,32 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--size", type=_size, help="COLSxROWS (default: this terminal's, else 80x24)")
     new.add_argument("-e", "--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE", help="set a variable")
     new.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default: your shell)")
+
+    attach = command("attach", "attach this terminal to a session (detach key: Ctrl-\\)")
+    attach.add_argument("target", metavar="TARGET")
+    attach.add_argument(
+        "-A", dest="create", action="store_true",
+        help="create the session TARGET (running CMD) if it does not exist",
+    )
+    keys = attach.add_mutually_exclusive_group()
+    keys.add_argument(
+        "-e", dest="detach_key", type=_detach_key, metavar="KEY",
+        help="detach key in ^X notation (default ^\\); pressed twice it is sent through",
+    )
+    keys.add_argument("-E", dest="no_detach_key", action="store_true", help="no detach key")
+    attach.add_argument(
+        "-r", dest="read_only", action="store_true", help="read-only: show output, ignore keys"
+    )
+    attach.add_argument(
+        "--no-tty", action="store_true", help="plain byte relay of stdin/stdout, for scripts"
+    )
+    attach.add_argument(
+        "--from-offset", type=int, metavar="N",
+        help="with --no-tty: output from stream offset N, if the daemon still holds it",
+    )
+    attach.add_argument(
+        "cmd", nargs=argparse.REMAINDER, help="with -A: -- CMD ARGS... (default: your shell)"
+    )
 
     ls = command("ls", "list sessions")
     ls.add_argument("--json", action="store_true")
@@ -238,6 +278,10 @@ def _terminal_size() -> tuple[int, int]:
 
 
 def cmd_new(client: Client, args: argparse.Namespace) -> int:
+    from .attach import attach_terminal, require_terminal
+
+    if not args.detached:
+        require_terminal(args)
     argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     cols, rows = args.size or _terminal_size()
     info = client.create(
@@ -251,9 +295,38 @@ def cmd_new(client: Client, args: argparse.Namespace) -> int:
     if args.detached:
         print(info.id)
         return 0
-    from .attach import attach_terminal
-
     return attach_terminal(client, info.id, args)
+
+
+def cmd_attach(client: Client, args: argparse.Namespace) -> int:
+    from .attach import attach_terminal, require_terminal
+
+    argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if argv is args.cmd and argv[:1] and argv[0].startswith("-"):
+        raise PtydError(f"unexpected {argv[0]!r}: options go before TARGET, a command after --")
+    if argv and not args.create:
+        raise PtydError("a command is only used with -A (create the session if it does not exist)")
+    if args.from_offset is not None and not args.no_tty:
+        raise PtydError("--from-offset needs --no-tty: a terminal is repainted from a snapshot")
+    require_terminal(args)
+    target = _target(args.target)
+    if args.create:
+        try:
+            client.info(target)
+        except SessionNotFound:
+            cols, rows = _terminal_size()
+            try:
+                client.create(
+                    argv or [os.environ.get("SHELL") or "/bin/sh"],
+                    name=args.target,
+                    cwd=os.getcwd(),
+                    cols=cols,
+                    rows=rows,
+                )
+            except RequestError as exc:
+                if exc.code != NAME_TAKEN:  # another ``attach -A`` created it first: attach
+                    raise
+    return attach_terminal(client, target, args)
 
 
 def _age(seconds: float) -> str:
@@ -410,6 +483,7 @@ def cmd_shutdown(client: Client, args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "new": cmd_new,
+    "attach": cmd_attach,
     "ls": cmd_ls,
     "info": cmd_info,
     "send": cmd_send,

@@ -101,7 +101,14 @@ def resolve_socket(socket_path: str | os.PathLike[str] | None = None) -> Path:
 class AsyncClient:
     """An asyncio connection to a ptyd daemon. Use ``await AsyncClient.connect()``."""
 
-    def __init__(self, socket_path: Path, *, reconnect: bool = False, client_name: str = "") -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        reconnect: bool = False,
+        client_name: str = "",
+        event_queue_size: int = EVENT_QUEUE_SIZE,
+    ) -> None:
         self.socket_path = socket_path
         self.reconnect = reconnect
         self.client_name = client_name or f"ptyd-py/{__version__}"
@@ -111,7 +118,7 @@ class AsyncClient:
         self._writer: asyncio.StreamWriter | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._events: asyncio.Queue[Event] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self._events: asyncio.Queue[Event] = asyncio.Queue(event_queue_size)
         self._read_task: asyncio.Task[None] | None = None
         self._is_closed = False
         self._resume_from: dict[int, int] = {}  # attached session -> next offset expected
@@ -125,9 +132,16 @@ class AsyncClient:
         *,
         reconnect: bool = False,
         client_name: str = "",
+        event_queue_size: int = EVENT_QUEUE_SIZE,
     ) -> AsyncClient:
-        """Connect and exchange hello. Raises ConnectionFailed, AuthRefused, VersionMismatch."""
-        client = cls(resolve_socket(socket_path), reconnect=reconnect, client_name=client_name)
+        """Connect and exchange hello. Raises ConnectionFailed, AuthRefused, VersionMismatch.
+        A small ``event_queue_size`` hands a slow consumer to the daemon's flow control sooner."""
+        client = cls(
+            resolve_socket(socket_path),
+            reconnect=reconnect,
+            client_name=client_name,
+            event_queue_size=event_queue_size,
+        )
         await client._open()
         return client
 
@@ -425,6 +439,11 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def socket_path(self) -> Path:
+        """The daemon's socket, for opening another connection to the same daemon."""
+        return self._async.socket_path
 
     @property
     def features(self) -> frozenset[str]:

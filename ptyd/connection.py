@@ -269,7 +269,7 @@ class Connection(asyncio.Protocol):
             cols=cols,
             rows=rows,
         )
-        sub = target.subscribe(attachment, self.config.flow_threshold, self.config.flow_max_queue_size)
+        target.subscribe(attachment, self.config.flow_threshold, self.config.flow_max_queue_size)
         self.attachments[target.id] = attachment
         if cols and rows and not read_only and target.is_running:
             target.apply_size_policy(attachment)
@@ -288,22 +288,26 @@ class Connection(asyncio.Protocol):
         try:
             data = await target.shadow.snapshot(snapshot)
         except asyncio.CancelledError:
-            if attachment.session.attachments.count(attachment) and self._is_closing:
+            if self._is_closing:
                 raise
-            data = b""  # the session's emulator closed: still a valid attach to an exited session
+            data = None  # the emulator was released (the daemon is stopping): no screen to send
         result.update(offset=offset, snapshot=data, format=snapshot, resumed=False)
         self.write(protocol.ok_response(request_id, result))
         self._go_live(attachment)
         return None
 
-    def _go_live(self, attachment: Attachment) -> None:
+    def _go_live(self, attachment: Attachment, *, is_attach: bool = True) -> None:
         sub = attachment.sub
         if sub.is_lagging:
             self._start_resync(attachment)
             return
-        for frame in sub.take_held():
+        held = sub.take_held()
+        for frame in held:
             self.write_frame(frame)
             sub.bytes_delivered += len(frame)
+        session = attachment.session
+        if is_attach and not session.is_running and not held:
+            self.write_frame(session.exit_frame())  # attached after the end: nothing else comes
 
     def _start_resync(self, attachment: Attachment) -> None:
         """Resync policy: once the socket has drained, send a fresh snapshot and go live."""
@@ -332,7 +336,7 @@ class Connection(asyncio.Protocol):
                     data=done.result(),
                 )
             )
-            self._go_live(attachment)
+            self._go_live(attachment, is_attach=False)
             if sub.update_level():
                 self.on_flow_change(attachment)
 

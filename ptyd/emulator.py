@@ -55,7 +55,6 @@ ATTR_STRIKE = 128
 COLOR_DEFAULT = 0
 COLOR_INDEXED = 0x1000000
 COLOR_RGB = 0x2000000
-_COLOR_KIND = 0x3000000
 
 # Limits against hostile input (shared with _vt.pyx).
 MAX_PARAMS = 32
@@ -223,7 +222,7 @@ def render_json(state: ScreenState, scrollback: int = 0) -> dict[str, Any]:
             "shape": state.cursor_shape,
         },
         "title": state.title,
-        "modes": dict(state.modes),
+        "modes": {**state.modes, "attrs": list(state.modes["attrs"])},
         "alternate_screen": state.alternate_screen,
         "lines": [_runs(row) for row in state.lines],
         "scrollback": [_runs(row) for row in lines],
@@ -862,9 +861,7 @@ class PyteEmulator:
 
     def _switch_screen(self, mode: int, on: bool) -> None:
         if on == self.alt:
-            if on and mode == 1049:
-                self._erase_rows(0, self._rows)
-            return
+            return  # already there: nothing is saved, switched or cleared (xterm, tmux)
         if on and mode == 1049:
             self._save_cursor()
         if not on and mode == 1047:

@@ -307,7 +307,15 @@ def parse_request(message: dict[str, Any]) -> Request:
         raise errors.ProtocolError(errors.UNKNOWN_TYPE, f"unknown request type {kind!r}")
     fields: dict[str, Any] = {}
     for name, (check, default) in schema.items():
-        if name not in message or (message[name] is None and default is not REQUIRED):
+        if message.get(name) is None and name in message and default is not REQUIRED:
+            # An explicit nil keeps its meaning where the field takes one (attach's "no
+            # snapshot"); elsewhere it stands for the default.
+            try:
+                fields[name] = check(None)
+            except ValueError:
+                fields[name] = default
+            continue
+        if name not in message:
             if default is REQUIRED:
                 raise errors.ProtocolError(
                     errors.BAD_REQUEST, f"{kind}: missing required field {name!r}"

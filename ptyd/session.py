@@ -218,19 +218,14 @@ class Session:
             timer.cancel()
         if self._drain_timer is not None:
             self._drain_timer.cancel()
+        # libuv aborts on a watched fd that was closed: unwatch before closing.
+        self._pause_reading()
+        self.loop.remove_writer(self.child.master_fd)
         os.close(self.child.master_fd)  # hangs up anything the program left on the PTY
         os.close(self.child.pidfd)
         self._input.clear()
         self._input_bytes = 0
-        frame = protocol.encode(
-            protocol.event(
-                "exit",
-                session=self.id,
-                code=self.exit_code,
-                signal=self.exit_signal,
-                offset=self.pump.offset,
-            )
-        )
+        frame = self.exit_frame()
         for attachment in list(self.attachments):
             sub = attachment.sub
             if sub.is_live or sub.is_lagging:
@@ -247,6 +242,18 @@ class Session:
             self.pump.offset,
         )
         self.on_finished(self)
+
+    def exit_frame(self) -> bytes:
+        """The exit event, sent after all output (also to clients attaching after the exit)."""
+        return protocol.encode(
+            protocol.event(
+                "exit",
+                session=self.id,
+                code=self.exit_code,
+                signal=self.exit_signal,
+                offset=self.pump.offset,
+            )
+        )
 
     @property
     def label(self) -> str:

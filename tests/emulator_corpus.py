@@ -172,3 +172,21 @@ def libvterm_script(name: str) -> list[tuple[str, object]]:
             text = _libvterm_bytes(match[2]).decode("utf-8", "replace").rstrip()
             steps.append(("row", (int(match[1]), text)))
     return steps
+
+
+# vt100-rust steps whose cell attributes differ from ptyd's, with the reason (xterm's rules).
+VT100_ATTRIBUTE_DIFFERENCES = {
+    ("attrs", 7): "bold and faint can both be set (xterm); vt100-rust keeps one",
+    ("attrs", 10): "ECH fills with the background colour only (BCE); vt100-rust keeps all",
+    ("colors", 11): "ED fills with the background colour only (BCE); vt100-rust keeps fg too",
+    ("colors", 12): "ED fills with the background colour only (BCE); vt100-rust keeps fg too",
+    ("ich_dch_ech", 15): "ICH inserts blanks with the background colour only (BCE)",
+}
+
+
+def vt100_expected_attributes(group: str, step: int) -> dict[str, dict[str, object]]:
+    """Non-default cell attributes of a vt100-rust step, keyed "row,col"."""
+    cells = json.loads((VT100 / "fixtures" / group / f"{step}.json").read_text())["cells"]
+    names = ("fgcolor", "bgcolor", "bold", "dim", "italic", "underline", "inverse")
+    out = {key: {k: v for k, v in cell.items() if k in names} for key, cell in cells.items()}
+    return {key: attrs for key, attrs in out.items() if attrs}

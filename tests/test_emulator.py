@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import msgpack
 import pyte
 import pytest
 
@@ -299,3 +300,21 @@ def test_compiled_feed_releases_the_gil() -> None:
     worker.join()
     assert spins > 10_000
     assert lines(emu)[0] == "x" * 79
+
+
+def test_json_snapshot_is_plain_msgpack_types(emu_class: type) -> None:
+    emu = make(emu_class, "\x1b[1;38;2;1;2;3mA中\x1b[0m\r\nb\x1b]2;t\x07".encode(), cols=4, rows=1)
+
+    def check(value: object) -> None:
+        assert type(value) in (str, int, bool, type(None), list, dict), value
+        if isinstance(value, list):
+            for item in value:
+                check(item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                assert type(key) is str
+                check(item)
+
+    snap = emu.snapshot_json(scrollback=5)
+    check(snap)
+    assert msgpack.unpackb(msgpack.packb(snap)) == snap

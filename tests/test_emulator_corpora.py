@@ -12,14 +12,16 @@ from __future__ import annotations
 import pytest
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import PyteEmulator
+from ptyd.emulator import COLOR_INDEXED, COLOR_RGB, PyteEmulator
 from tests.emulator_corpus import (
     ALACRITTY_UNCOVERED,
     LIBVTERM_UNCOVERED,
+    VT100_ATTRIBUTE_DIFFERENCES,
     alacritty_case,
     alacritty_cases,
     libvterm_cases,
     libvterm_script,
+    vt100_expected_attributes,
     vt100_input,
     vt100_steps,
 )
@@ -77,3 +79,31 @@ def test_libvterm_scripts(emu_class: type, name: str) -> None:
                 misses.append((kind, arg, got))
     expected = LIBVTERM_UNCOVERED.get(name, (0, ""))[0]
     assert len(misses) == expected, misses
+
+
+def vt100_attributes(state: object) -> dict[str, dict[str, object]]:
+    """A screen's non-default cell attributes in vt100-rust's fixture vocabulary."""
+    out: dict[str, dict[str, object]] = {}
+    flag_names = ((1, "bold"), (2, "dim"), (4, "italic"), (8, "underline"), (32, "inverse"))
+    for y, row in enumerate(state.lines):  # type: ignore[attr-defined]
+        for x, (_, fg, bg, flags) in enumerate(row):
+            attrs: dict[str, object] = {}
+            for name, colour in (("fgcolor", fg), ("bgcolor", bg)):
+                if colour & COLOR_RGB:
+                    attrs[name] = f"#{colour & 0xFFFFFF:06x}"
+                elif colour & COLOR_INDEXED:
+                    attrs[name] = str(colour & 0xFF)
+            attrs.update({name: True for bit, name in flag_names if flags & bit})
+            if attrs:
+                out[f"{y},{x}"] = attrs
+    return out
+
+
+def test_vt100_rust_attributes(emu_class: type) -> None:
+    differing = set()
+    for group, step in vt100_steps():
+        emu = emu_class(80, 24, scrollback=0)
+        emu.feed(vt100_input(group, step))
+        if vt100_attributes(emu.state()) != vt100_expected_attributes(group, step):
+            differing.add((group, step))
+    assert differing == set(VT100_ATTRIBUTE_DIFFERENCES)

@@ -237,3 +237,12 @@ def test_no_zombies_after_many_sessions(daemon) -> None:
     ps = ["ps", "--ppid", str(daemon.process.pid), "-o", "stat="]
     children = subprocess.run(ps, capture_output=True, text=True, check=False).stdout.split()
     assert not [state for state in children if state.startswith("Z")]
+
+
+def test_attaching_after_the_exit_still_gets_the_output_and_the_exit(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "echo done-here; exit 6"])
+    client.wait(info.id)
+    stream = attach_stream(client, info.id)
+    read_until(client, stream, until_exit)
+    assert b"done-here" in stream.data and stream.exit.code == 6

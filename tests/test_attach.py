@@ -1,0 +1,332 @@
+"""``ptyd attach`` in real terminals: tmux panes run it, their screens are the oracle.
+
+Every wait is on screen content (or a file the pane's shell writes), bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ptyd._vt import VtEmulator
+
+from .conftest import Daemon
+from .helpers import Stream, contains, read_until
+
+pytestmark = [
+    pytest.mark.peers,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="the attach tests drive tmux"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+SHELL = ["env", "PS1=% ", "sh"]  # the sessions' shell; the panes' own shells prompt with "$ "
+
+
+def at_prompt(screen: str) -> bool:
+    """The session's shell shows its prompt on an otherwise empty line."""
+    return any(line.rstrip() == "%" for line in screen.split("\n"))
+
+
+class Tmux:
+    """A private tmux server whose panes run a plain ``sh``: the user's terminals."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.socket = tmp / "tmux.sock"
+        self.env = dict(env, PYTHONPATH=str(ROOT))
+
+    def __call__(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-S", str(self.socket), *args],
+            env=self.env,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
+        return done.stdout.decode()
+
+    def open(self, name: str, cols: int = 80, rows: int = 24) -> str:
+        size = ["-x", str(cols), "-y", str(rows)]
+        self("new-session", "-d", "-s", name, *size, "-c", str(ROOT), "env 'PS1=$ ' sh")
+        self.wait_for(name, lambda screen: screen.startswith("$"))
+        return name
+
+    def type(self, pane: str, line: str) -> None:
+        self("send-keys", "-t", pane, "-l", line)
+        self("send-keys", "-t", pane, "Enter")
+
+    def keys(self, pane: str, *keys: str) -> None:
+        self("send-keys", "-t", pane, *keys)
+
+    def screen(self, pane: str) -> str:
+        return self("capture-pane", "-p", "-t", pane)
+
+    def cursor(self, pane: str) -> str:
+        return self("display", "-p", "-t", pane, "#{cursor_x},#{cursor_y},#{alternate_on}").strip()
+
+    def wait_for(self, pane: str, done: str | Callable[[str], bool], timeout: float = 15) -> str:
+        check = done if callable(done) else (lambda screen: done in screen)
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen(pane)
+            if check(screen):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {done!r}; screen:\n{screen}")
+            time.sleep(0.02)  # poll interval of a bounded wait on the screen
+
+
+@pytest.fixture
+def tmux(daemon: Daemon, short_tmp: Path) -> Iterator[Tmux]:
+    server = Tmux(short_tmp, daemon.env)
+    yield server
+    kill = ["tmux", "-S", str(server.socket), "kill-server"]
+    subprocess.run(kill, capture_output=True, check=False)
+
+
+def ptyd(daemon: Daemon, *args: str) -> str:
+    """A ``ptyd`` command line for a pane's shell."""
+    words = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart", *args]
+    return shlex.join(words)
+
+
+def run_checked(tmux: Tmux, pane: str, tmp: Path, command: str, tag: str) -> None:
+    """Run ``command`` in the pane between two ``stty -a``, then print its status as
+    ``status-TAG=N`` once the terminal settings are saved again."""
+    before, after = tmp / f"{tag}.before", tmp / f"{tag}.after"
+    tmux.type(
+        pane,
+        f"stty -a > {before}; {command}; s=$?; stty -a > {after}; echo status-{tag}=$s",
+    )
+
+
+def finish_checked(tmux: Tmux, pane: str, tmp: Path, tag: str, status: int) -> str:
+    screen = tmux.wait_for(pane, f"status-{tag}=")
+    assert f"status-{tag}={status}" in screen
+    before = (tmp / f"{tag}.before").read_text()
+    assert before and before == (tmp / f"{tag}.after").read_text(), "terminal settings changed"
+    return screen
+
+
+def screen_lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.rstrip("\n").split("\n")]
+
+
+def test_detach_then_reattach_elsewhere_shows_the_same_screen(daemon, tmux, short_tmp) -> None:
+    first, second = tmux.open("one"), tmux.open("two")
+    with daemon.client() as client:
+        assert not client.list_sessions()
+        command = ptyd(daemon, "attach", "-A", "work", "--", *SHELL)
+        run_checked(tmux, first, short_tmp, command, "a")
+        tmux.wait_for(first, at_prompt)
+        assert [s.name for s in client.list_sessions()] == ["work"], "-A did not create it"
+        tmux.type(first, "echo one-$((6*7))")
+        tmux.wait_for(first, "one-42\n")
+        tmux.keys(first, "C-\\")
+        screen = finish_checked(tmux, first, short_tmp, "a", 0)
+        assert "[detached from work]" in screen
+
+        tmux.type(second, ptyd(daemon, "attach", "work"))
+        shown = tmux.wait_for(second, "one-42\n")
+        expected = client.snapshot("work").data
+        assert screen_lines(shown)[: len(screen_lines(expected))] == screen_lines(expected)
+
+        if shutil.which("vim") is None:
+            return
+        tmux.type(second, "vim -u NONE -i NONE -N -n")
+        tmux.wait_for(second, "~")
+        tmux.keys(second, "i", "hello vim", "Enter", "second line", "Escape")
+        # Escape has been handled once vim clears its "-- INSERT --" indicator.
+        tmux.wait_for(second, lambda screen: "second line" in screen and "INSERT" not in screen)
+        vim_screen, vim_cursor = tmux.screen(second), tmux.cursor(second)
+        assert vim_cursor.endswith(",1"), "vim is not on the alternate screen"
+        tmux.keys(second, "C-\\")
+        tmux.wait_for(second, "[detached from work]")
+
+        tmux.type(first, ptyd(daemon, "attach", "work"))
+        assert tmux.wait_for(first, "second line") == vim_screen
+        assert tmux.cursor(first) == vim_cursor
+        tmux.keys(first, ":q!", "Enter")
+        tmux.wait_for(first, "one-42\n")
+
+
+def test_two_terminals_see_the_same_screen_and_both_type(daemon, tmux) -> None:
+    first, second = tmux.open("one"), tmux.open("two")
+    with daemon.client() as client:
+        client.create(SHELL, name="shared", cols=80, rows=24)
+        for pane in (first, second):
+            tmux.type(pane, ptyd(daemon, "attach", "shared"))
+            tmux.wait_for(pane, at_prompt)
+        for typist, line, shown in (
+            (first, "typed-$((2+3))", "typed-5\n"),
+            (second, "other-$((4+5))", "other-9\n"),
+        ):
+            tmux.type(typist, f"echo {line}")
+            for pane in (first, second):
+                tmux.wait_for(pane, shown)
+        assert tmux.screen(first) == tmux.screen(second)
+
+
+def test_resize_reaches_the_program(daemon, tmux) -> None:
+    pane = tmux.open("one", cols=80, rows=24)
+    tmux.type(pane, ptyd(daemon, "attach", "-A", "sized", "--", *SHELL))
+    tmux.wait_for(pane, at_prompt)
+    tmux.type(pane, "stty size")
+    tmux.wait_for(pane, "24 80\n")
+    tmux("resize-window", "-t", pane, "-x", "100", "-y", "30")
+    tmux.type(pane, "clear; stty size")
+    tmux.wait_for(pane, "30 100\n")
+
+
+def test_exit_status_signals_and_shutdown_restore_the_terminal(daemon, tmux, short_tmp) -> None:
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="ends")
+        run_checked(tmux, pane, short_tmp, ptyd(daemon, "attach", "ends"), "exit")
+        tmux.wait_for(pane, at_prompt)
+        tmux.type(pane, "printf '\\033[?1049h\\033[?1000h\\033[?2004h\\033[?25l'; exit 7")
+        screen = finish_checked(tmux, pane, short_tmp, "exit", 7)
+        assert "[exited: ends, code 7]" in screen
+
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            tag = signum.name
+            client.create(SHELL, name=tag)
+            pid_file = short_tmp / f"{tag}.pid"
+            command = ptyd(daemon, "attach", tag)
+            wrapped = f"sh -c {shlex.quote(f'echo $$ > {pid_file}; exec {command}')}"
+            run_checked(tmux, pane, short_tmp, wrapped, tag)
+            tmux.wait_for(pane, at_prompt)
+            tmux.type(pane, "printf '\\033[?1049h'; echo in-$((1+1))")
+            tmux.wait_for(pane, "in-2")
+            os.kill(int(pid_file.read_text()), signum)
+            screen = finish_checked(tmux, pane, short_tmp, tag, 128 + signum)
+            assert f"[{tag}: detached]" in screen
+
+        client.create(SHELL, name="last")
+        run_checked(tmux, pane, short_tmp, ptyd(daemon, "attach", "last"), "down")
+        tmux.wait_for(pane, at_prompt)
+        client.shutdown()
+    screen = finish_checked(tmux, pane, short_tmp, "down", 1)
+    assert "[ptyd daemon shutting down" in screen
+    assert daemon.process.wait(timeout=30) == 0
+
+
+def test_new_attaches_and_returns_the_status(daemon, tmux, short_tmp) -> None:
+    pane = tmux.open("one")
+    run_checked(tmux, pane, short_tmp, ptyd(daemon, "new", "-n", "fresh", "--", *SHELL), "new")
+    tmux.wait_for(pane, at_prompt)
+    tmux.type(pane, "exit 3")
+    assert "[exited: fresh, code 3]" in finish_checked(tmux, pane, short_tmp, "new", 3)
+
+
+def test_read_only_ignores_keys_but_detaches(daemon, tmux, short_tmp) -> None:
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(["cat"], name="watched")
+        stream = Stream(client.attach("watched", snapshot=None).session.id, 0)
+        run_checked(tmux, pane, short_tmp, ptyd(daemon, "attach", "-r", "watched"), "ro")
+        tmux.wait_for(pane, lambda screen: "status-ro" not in screen and "$" not in screen)
+        tmux.type(pane, "ignored-keys")
+        client.send("watched", "from-elsewhere\r")
+        tmux.wait_for(pane, "from-elsewhere\n")
+        tmux.keys(pane, "C-\\")
+        finish_checked(tmux, pane, short_tmp, "ro", 0)
+        client.send("watched", "marker\r")  # queued after any input the attach could have sent
+        read_until(client, stream, contains(b"marker\r\nmarker\r\n"))
+        assert b"ignored-keys" not in stream.data
+
+
+def test_detach_key_twice_is_sent_and_other_keys_pass(daemon, tmux, short_tmp) -> None:
+    pane = tmux.open("one")
+    program = "stty -isig -echo; cat -v"
+    command = ptyd(daemon, "attach", "-A", "keys", "--", "sh", "-c", program)
+    run_checked(tmux, pane, short_tmp, command, "k")
+    tmux.wait_for(pane, lambda screen: "status-k" not in screen and "$ " not in screen)
+    tmux.keys(pane, "C-\\", "C-\\", "x", "Enter")
+    tmux.wait_for(pane, "^\\x\n")
+    tmux.keys(pane, "C-\\")
+    assert "[detached from keys]" in finish_checked(tmux, pane, short_tmp, "k", 0)
+
+    run_checked(tmux, pane, short_tmp, ptyd(daemon, "attach", "-e", "^A", "keys"), "a")
+    tmux.wait_for(pane, "^\\x")
+    tmux.keys(pane, "C-\\", "y", "Enter")
+    tmux.wait_for(pane, "^\\y\n")
+    tmux.keys(pane, "C-a")
+    finish_checked(tmux, pane, short_tmp, "a", 0)
+
+
+def test_not_a_terminal_is_a_clear_error(daemon) -> None:
+    daemon.client().create(["sh"], name="job")
+    out = daemon.cli("attach", "job")
+    assert out.returncode == 1
+    assert b"ptyd send" in out.stderr and b"--no-tty" in out.stderr
+    out = daemon.cli("new", "-n", "never")
+    assert out.returncode == 1 and b"not a terminal" in out.stderr
+    assert [s.name for s in daemon.client().list_sessions()] == ["job"]
+
+
+def test_no_tty_relays_bytes_and_returns_the_status(daemon) -> None:
+    out = daemon.cli(
+        "attach", "--no-tty", "-A", "job", "--", "sh", input=b"echo relay-$((3*4))\nexit 6\n"
+    )
+    assert out.returncode == 6, out.stderr
+    assert b"relay-12\r\n" in out.stdout and b"\x1b[2J" not in out.stdout
+    assert b"[exited: job, code 6]" in out.stderr
+
+    client = daemon.client()
+    client.create(["sh", "-c", "echo first-line; read x; echo got-$x"], name="late")
+    out = daemon.cli("attach", "--no-tty", "--from-offset", "0", "late", input=b"yes\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(b"first-line\r\n") and b"got-yes" in out.stdout
+
+
+def read_pty(master: int, emulator: VtEmulator, done: Callable[[], bool], timeout: float) -> None:
+    """Feed what the attach client writes into ``emulator`` until ``done()``."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; screen:\n{emulator.snapshot_text()}"
+        if select.select([master], [], [], remaining)[0]:
+            emulator.feed(os.read(master, 65536))
+
+
+def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
+    client = daemon.client()
+    flood = "read go; seq 1 300000; echo flood-done; read end"
+    client.create(["sh", "-c", flood], name="flood", cols=80, rows=24)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
+    process = subprocess.Popen(
+        [*command, "attach", "flood"], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
+    )
+    os.close(slave)
+    try:
+        terminal = VtEmulator(80, 24, scrollback=0)
+        read_pty(master, terminal, lambda: client.info("flood").clients == 1, timeout=30)
+        watcher = daemon.client()
+        stream = Stream(watcher.attach("flood", snapshot=None, policy="block").session.id, 0)
+        client.send("flood", "go\r")  # the terminal is not read from here on
+        read_until(watcher, stream, lambda s: b"flood-done\r\n" in s.data[-64:])
+        expected = client.snapshot("flood").data
+        read_pty(master, terminal, lambda: terminal.snapshot_text() == expected, timeout=30)
+        os.write(master, b"\x1c")
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)

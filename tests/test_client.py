@@ -1,0 +1,67 @@
+"""The client library's own behaviour: reconnect with lossless resume, errors, async API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from ptyd import AsyncClient, ConnectionFailed, RequestError, errors
+
+from .helpers import Stream, contains, read_until
+
+
+def test_reconnect_resumes_from_the_last_offset_without_gap_or_duplicate(daemon) -> None:
+    client = daemon.client(reconnect=True)
+    info = client.create(["sh", "-c", "stty -echo; while read line; do echo got-$line; done"])
+    client.attach(info.id, snapshot=None, from_offset=0)
+    stream = Stream(info.id, 0)
+    client.send(info.id, "one\n")
+    read_until(client, stream, contains(b"got-one"))
+    # An oversized frame makes the daemon close this connection (frame_too_large).
+    with pytest.raises((RequestError, ConnectionFailed)):
+        client.request("input", session=info.id, data=b"x" * (5 << 20))
+    deadline = time.monotonic() + 30
+    while True:  # requests fail until the client has reconnected
+        try:
+            client.send(info.id, "two\n")
+            break
+        except ConnectionFailed:
+            assert time.monotonic() < deadline, "the client did not reconnect"
+            time.sleep(0.05)  # bounded retry of a request, not synchronisation
+    read_until(client, stream, contains(b"got-two"))  # Stream asserts contiguous offsets
+    assert stream.data.count(b"got-one") == 1
+
+
+def test_async_client_round_trip(daemon) -> None:
+    async def scenario() -> tuple[int | None, bytes]:
+        async with await AsyncClient.connect(daemon.socket) as client:
+            info = await client.create(["sh", "-c", "read x; echo async-$x; exit 2"])
+            await client.attach(info.id, snapshot=None, from_offset=0)
+            await client.send(info.id, "ok\n")
+            seen = b""
+            async for event in client.events():
+                data = getattr(event, "data", None)
+                if isinstance(data, bytes):
+                    seen += data
+                if getattr(event, "code", None) is not None:
+                    return event.code, seen  # the exit event
+        raise AssertionError("no exit event")
+
+    code, seen = asyncio.run(scenario())
+    assert code == 2 and b"async-ok" in seen
+
+
+def test_errors_have_stable_codes(daemon) -> None:
+    client = daemon.client()
+    with pytest.raises(RequestError) as info:
+        client.resize("nobody-by-this-name", 80, 24)
+    assert info.value.code == errors.NO_SUCH_SESSION
+
+
+def test_connecting_to_nothing_raises_connection_failed(short_tmp) -> None:
+    from ptyd import Client
+
+    with pytest.raises(ConnectionFailed, match="no ptyd daemon is listening"):
+        Client(short_tmp / "none.sock")
