@@ -526,7 +526,11 @@ def attach_time_terminal(tool: Tool, runs: int, lines: int) -> list[float]:
     tool.new(name, _history_command(lines))
     argv = tool.attach_argv(name)
     assert argv is not None
-    close_all(attach_terminals(tool, name, 1))  # the session has printed everything
+    first = Terminal(argv, tool.env)
+    try:
+        wait_for([first], SCREEN_END)  # the session has printed everything
+    finally:
+        first.close()
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
