@@ -43,7 +43,7 @@ SENTINEL = b"PTYD-BENCH-END"
 SCREEN_END = b"SCREEN-END"
 COLS, ROWS = 80, 24
 TIMEOUT = 30.0  # seconds a library call may take before the measurement fails
-SILENCE = 10.0  # seconds without output after which a terminal measurement fails
+SILENCE = 5.0  # seconds without output after which a terminal measurement fails
 # Echo keys: two letters that never end an escape sequence, so a redraw cannot fake an echo.
 KEYS = [bytes((a, b)) for a in b"abeijkopqvwyz" for b in b"abeijkopqvwyz"]
 
