@@ -154,3 +154,46 @@ def test_shutdown_request_tells_attached_clients(daemon) -> None:
     while not any(isinstance(e, ShutdownEvent) for e in events):
         events.append(watcher.next_event(30))
     assert daemon.process.wait(30) == 0
+
+
+def test_a_peer_with_another_uid_is_refused_before_anything_is_read(backend) -> None:
+    """The daemon runs as nobody; root connects (root can reach any socket) and is refused."""
+    import shutil
+    import sys
+    import sysconfig
+    import tempfile
+    from pathlib import Path
+
+    nobody = 65534
+    repo = Path(__file__).resolve().parent.parent
+    env = {"PYTHONPATH": f"{repo}:{sysconfig.get_paths()['purelib']}", "HOME": "/", "PATH": "/usr/bin:/bin"}
+    if backend == "pure":
+        env["PTYD_PURE"] = "1"
+    python = "/usr/bin/python3"
+    probe = subprocess.run(
+        [python, "-c", "import ptyd._backend as b; print(b.BACKEND)"],
+        user=nobody, env=env, capture_output=True, text=True, check=False,
+    )
+    if probe.returncode != 0 or probe.stdout.strip() != backend or sys.version_info[:2] != (3, 11):
+        pytest.skip(f"no interpreter with ptyd that uid {nobody} can run here: {probe.stderr[-200:]}")
+    directory = Path(tempfile.mkdtemp(prefix="ptyd-u-", dir="/tmp"))
+    os.chown(directory, nobody, nobody)
+    ready_r, ready_w = os.pipe()
+    env["PTYD_READY_FD"] = str(ready_w)
+    process = subprocess.Popen(
+        [python, "-m", "ptyd", "serve", "-S", str(directory / "d.sock")],
+        user=nobody, group=nobody, env=env, pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
+    )
+    os.close(ready_w)
+    try:
+        with os.fdopen(ready_r, "rb") as ready:
+            assert ready.read() == b"ready\n"
+        sock = raw_connect(directory / "d.sock")
+        reply = read_frame(sock)  # sent before this client has written anything
+        assert reply["error"]["code"] == errors.AUTH_REFUSED
+        assert "uid 0" in reply["error"]["message"]
+        assert sock.recv(1) == b""
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        shutil.rmtree(directory, ignore_errors=True)
