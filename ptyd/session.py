@@ -52,6 +52,7 @@ class Attachment:
     cols: int | None = None
     rows: int | None = None
     is_resyncing: bool = False  # a resync snapshot is being prepared
+    reported_level: int = 0  # the flow level the client was last told (fast.NORMAL first)
     sub: Any = field(default=None)  # the fast.Subscriber
 
 
