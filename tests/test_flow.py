@@ -8,6 +8,7 @@ in a background thread, so it cannot stall on purpose.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import random
 import time
@@ -123,7 +124,7 @@ def test_stalled_client_beside_a_normal_one(make_daemon, backend) -> None:
     """A client that never reads gets warning then limit then lagging, the reading client gets
     every byte, and daemon memory stays within the documented bound."""
     daemon = make_daemon()
-    blocks = flood_blocks(backend, 48)
+    blocks = flood_blocks(backend, 100)
     normal = daemon.client()
     session, stream = start_flood(normal, 1, blocks)
     stalled = RawClient(daemon.socket, rcvbuf=4096)
@@ -260,7 +261,7 @@ def test_block_policy_is_lossless_through_a_stalling_reader(make_daemon, backend
     time the reader stops."""
     daemon = make_daemon()
     control = daemon.client()
-    blocks = flood_blocks(backend, 32)
+    blocks = flood_blocks(backend, 100)
     expected = flood_bytes(3, blocks)
     info = control.create(flood_argv(3, blocks))
     reader = RawClient(daemon.socket, rcvbuf=4096)
@@ -329,7 +330,7 @@ def test_attach_during_heavy_output_has_no_gap_and_no_duplicate(make_daemon, bac
     client = daemon.client()
     # The pure emulator feeds ~1 MB/s: its producer paces itself (in the program, not the test)
     # so that each attach does not wait for megabytes of emulator backlog.
-    pace = 0 if backend == "compiled" else 0.002
+    pace = 0.0002 if backend == "compiled" else 0.002
     script = (
         "import sys, time, tty; tty.setraw(0); o = sys.stdout.buffer; i = 0\n"
         "while True:\n"
@@ -342,7 +343,7 @@ def test_attach_during_heavy_output_has_no_gap_and_no_duplicate(make_daemon, bac
     full = attach_stream(client, info.id, policy="block")
     reference = Emulator(cols, rows, 0)
     fed = 0
-    trials = 40 if backend == "compiled" else 20
+    trials = 300 if backend == "compiled" else 100
     for _ in range(trials):
         other = daemon.client()
         # Block policy: the attach can never be resolved by a resync, so every trial tests the
@@ -353,8 +354,12 @@ def test_attach_during_heavy_output_has_no_gap_and_no_duplicate(make_daemon, bac
             try:
                 event = other.next_event(0.05)
             except TimeoutError:
-                # The lossless observer may be what holds the session paused: let it read on.
+                # The lossless observer may be what holds the session paused: take everything
+                # its client has queued so the daemon can read the PTY again.
                 full.take(client.next_event(30))
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        full.take(client.next_event(0.001))
                 continue
             assert isinstance(event, OutputEvent | FlowEvent), event
             first = event if isinstance(event, OutputEvent) else None
@@ -365,6 +370,7 @@ def test_attach_during_heavy_output_has_no_gap_and_no_duplicate(make_daemon, bac
         fed = attached.offset
         assert reference.snapshot_text(0) == attached.snapshot
         other.close()
+    print(f"\n{backend}: {trials}/{trials} attaches during output exact, {fed} bytes streamed")
     client.kill(info.id)
 
 
