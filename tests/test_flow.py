@@ -447,3 +447,44 @@ def test_size_policies(backend, short_tmp, policy, expected) -> None:
             assert (now.cols, now.rows) == (100, 30)
     finally:
         assert running.stop() == 0
+
+
+def test_reads_are_coalesced_under_a_flood_and_each_echo_goes_at_once(daemon, backend) -> None:
+    """A flooding session sends few large frames; an interactive one sends each keystroke's
+    echo as its own frame, at once."""
+    client = daemon.client()
+    blocks = flood_blocks(backend, 16)
+    expected = flood_bytes(4, blocks)
+    flood, stream = start_flood(client, 4, blocks)
+    client.send(flood, b"g")
+    read_until(client, stream, lambda s: s.offset >= len(expected))
+    row = next(row for row in client.stats()["sessions"] if row["id"] == flood)
+    mean = row["bytes_out"] / row["frames_out"]
+    echo = client.create(["python3", "-c", RAW_ECHO])
+    typed = attach_stream(client, echo.id)
+    read_until(client, typed, contains(b"READY"))
+    before = next(r for r in client.stats()["sessions"] if r["id"] == echo.id)["frames_out"]
+    for key in b"keystrokes":
+        client.send(echo.id, bytes([key]))
+        event = client.next_event(10)
+        while not isinstance(event, OutputEvent):  # e.g. the flood's last flow event
+            event = client.next_event(10)
+        assert event.session == echo.id and event.data == bytes([key]), event
+        typed.take(event)
+    after = next(r for r in client.stats()["sessions"] if r["id"] == echo.id)["frames_out"]
+    print(
+        f"\n{backend}: flood {row['bytes_out'] / MIB:.1f} MiB in {row['frames_out']} frames "
+        f"(mean {mean / 1024:.1f} KiB); 10 keystrokes echoed in {after - before} frames"
+    )
+    assert after - before == 10
+    assert mean >= 4096, "reads under a flood are not coalesced"
+
+
+# Echo each byte as it comes, unbuffered, in raw mode: one keystroke in, one byte out.
+RAW_ECHO = """
+import os, tty
+tty.setraw(0)
+os.write(1, b"READY")
+while True:
+    os.write(1, os.read(0, 1))
+"""
