@@ -141,6 +141,16 @@ def describe_exit(code: int | None, signum: int | None) -> str:
     return f"code {code}"
 
 
+def terminal_size(fd: int) -> tuple[int, int]:
+    """The terminal's columns and rows; 80x24 where it reports none or zero (a pty that
+    ``script`` or a CI runner opened without a size), as tmux does."""
+    try:
+        size = os.get_terminal_size(fd)
+    except OSError:
+        return 80, 24
+    return size.columns or 80, size.lines or 24
+
+
 class Terminal:
     """The user's terminal while attached: raw input, non-blocking buffered output; on exit
     RESTORE, then the saved termios and file flags."""
@@ -189,8 +199,7 @@ class Terminal:
                 os.set_blocking(fd, is_blocking)
 
     def size(self) -> tuple[int, int]:
-        size = os.get_terminal_size(self.fd_out)
-        return size.columns, size.lines
+        return terminal_size(self.fd_out)
 
     @property
     def pending(self) -> int:

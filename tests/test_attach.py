@@ -5,6 +5,7 @@ Every wait is on screen content (or a file the pane's shell writes), bounded by 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -325,6 +326,35 @@ def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
         read_pty(master, terminal, lambda: terminal.snapshot_text() == expected, timeout=30)
         os.write(master, b"\x1c")
         assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+
+
+def test_new_in_a_terminal_without_a_size_shows_a_short_command(daemon) -> None:
+    """A pty opened without a size (script(1), CI runners) reports 0x0: the session gets 80x24,
+    and a command that exits at once still shows its output and returns its status."""
+    master, slave = pty.openpty()  # no TIOCSWINSZ: 0 columns, 0 rows
+    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
+    process = subprocess.Popen(
+        [*command, "new", "-n", "short", "--", "sh", "-c", "echo short-output; exit 3"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=daemon.env,
+    )
+    os.close(slave)
+    try:
+        terminal = VtEmulator(80, 24, scrollback=100)
+        with contextlib.suppress(OSError):  # EIO: the command line exited, its pty is closed
+            read_pty(master, terminal, lambda: False, timeout=30)
+        assert process.wait(timeout=30) == 3
+        # The exit line at the bottom scrolls the repainted screen up by one: look in history.
+        assert "short-output" in terminal.snapshot_text(100)
+        info = daemon.client().info("short")
+        assert (info.cols, info.rows) == (80, 24)
     finally:
         if process.poll() is None:
             process.kill()
