@@ -90,12 +90,21 @@ def subscriber(
     return rows[0]
 
 
+@pytest.fixture(params=["uvloop", "asyncio"])
+def loop(request: pytest.FixtureRequest) -> str:
+    """The daemon's event loop: the policies rest on transport write-buffer callbacks, whose
+    details differ between uvloop and asyncio."""
+    return str(request.param)
+
+
 @pytest.fixture
 def make_daemon(backend: str, short_tmp: Path) -> Iterator[Callable[..., Daemon]]:
     """Start daemons with extra ``serve`` flags; each must exit 0 at the end."""
     started: list[Daemon] = []
 
-    def make(*flags: str, name: str = "d.sock") -> Daemon:
+    def make(*flags: str, name: str = "d.sock", loop: str = "uvloop") -> Daemon:
+        if loop == "asyncio":
+            flags = ("--asyncio", *flags)
         running = start_daemon(short_tmp / name, backend, *flags)
         started.append(running)
         return running
@@ -120,10 +129,10 @@ def start_flood(client, seed: int, blocks: int, **create: Any) -> tuple[int, Str
     return info.id, stream
 
 
-def test_stalled_client_beside_a_normal_one(make_daemon, backend) -> None:
+def test_stalled_client_beside_a_normal_one(make_daemon, backend, loop) -> None:
     """A client that never reads gets warning then limit then lagging, the reading client gets
     every byte, and daemon memory stays within the documented bound."""
-    daemon = make_daemon()
+    daemon = make_daemon(loop=loop)
     blocks = flood_blocks(backend, 100)
     normal = daemon.client()
     session, stream = start_flood(normal, 1, blocks)
@@ -174,11 +183,11 @@ def test_stalled_client_beside_a_normal_one(make_daemon, backend) -> None:
     stalled.close()
 
 
-def test_resync_gives_the_exact_current_screen(make_daemon) -> None:
+def test_resync_gives_the_exact_current_screen(make_daemon, loop) -> None:
     """A lagging client's view, rebuilt from its resync snapshots and the output after each,
     equals the session's screen at the end; events come in the order flow, lagging, snapshot,
     and the stream after each snapshot starts exactly at its offset."""
-    daemon = make_daemon("--flow-threshold", "16K", "--flow-max-queue-size", "64K")
+    daemon = make_daemon("--flow-threshold", "16K", "--flow-max-queue-size", "64K", loop=loop)
     client = daemon.client()
     script = (
         "import sys, tty; tty.setraw(0); o = sys.stdout.buffer\n"
@@ -229,10 +238,10 @@ def test_resync_gives_the_exact_current_screen(make_daemon) -> None:
     lagger.close()
 
 
-def test_disconnect_policy_closes_only_the_slow_client(make_daemon, backend) -> None:
+def test_disconnect_policy_closes_only_the_slow_client(make_daemon, backend, loop) -> None:
     """At the limit: flow(limit), an error event flow_limit, then EOF; the session and the
     other client carry on untouched."""
-    daemon = make_daemon("--flow-auto-disconnect", "true")
+    daemon = make_daemon("--flow-auto-disconnect", "true", loop=loop)
     client = daemon.client()
     blocks = flood_blocks(backend, 8)
     session, stream = start_flood(client, 2, blocks)
@@ -256,10 +265,10 @@ def test_disconnect_policy_closes_only_the_slow_client(make_daemon, backend) -> 
     assert [row["policy"] for row in client.stats()["subscribers"]] == ["block"]
 
 
-def test_block_policy_is_lossless_through_a_stalling_reader(make_daemon, backend) -> None:
+def test_block_policy_is_lossless_through_a_stalling_reader(make_daemon, backend, loop) -> None:
     """The block subscriber gets every byte in order while the session is seen paused each
     time the reader stops."""
-    daemon = make_daemon()
+    daemon = make_daemon(loop=loop)
     control = daemon.client()
     blocks = flood_blocks(backend, 100)
     expected = flood_bytes(3, blocks)
