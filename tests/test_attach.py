@@ -360,3 +360,28 @@ def test_new_in_a_terminal_without_a_size_shows_a_short_command(daemon) -> None:
             process.kill()
             process.wait()
         os.close(master)
+
+
+def test_stopped_attach_gives_the_terminal_back_and_repaints_on_fg(daemon, tmux) -> None:
+    """SIGTSTP to the attach client (job control, ``kill -TSTP``): the shell gets a cooked
+    terminal back; ``fg`` takes it again and repaints what the session printed meanwhile."""
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="stops")
+        tmux.type(pane, ptyd(daemon, "attach", "stops"))
+        tmux.wait_for(pane, at_prompt)
+        attach_pid = int(tmux("display", "-p", "-t", pane, "#{pane_pid}").strip())
+        children = Path(f"/proc/{attach_pid}/task/{attach_pid}/children").read_text().split()
+        assert len(children) == 1, children
+        os.kill(int(children[0]), signal.SIGTSTP)
+        tmux.wait_for(pane, lambda screen: screen_lines(screen)[-1] == "$")
+        tmux.type(pane, "echo cooked-$((3*3))")
+        tmux.wait_for(pane, "cooked-9\n")  # the pane's own shell echoed and ran it
+        client.send("stops", "echo while-stopped-$((2*4))\r")
+        tmux.type(pane, "fg")
+        shown = tmux.wait_for(pane, "while-stopped-8\n")
+        assert "cooked-9" not in shown, "not repainted from the session's screen"
+        tmux.type(pane, "echo after-$((5+5))")
+        tmux.wait_for(pane, "after-10\n")
+        tmux.keys(pane, "C-\\")
+        tmux.wait_for(pane, "[detached from stops]")
