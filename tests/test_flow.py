@@ -192,7 +192,7 @@ def test_resync_gives_the_exact_current_screen(make_daemon, loop) -> None:
     script = (
         "import sys, tty; tty.setraw(0); o = sys.stdout.buffer\n"
         "o.write(b'READY'); o.flush(); sys.stdin.buffer.read(1)\n"
-        "for i in range(20000): o.write(b'\\x1b[3%dmline %06d\\r\\n' % (i % 8, i))\n"
+        "for i in range(60000): o.write(b'\\x1b[3%dmline %06d\\r\\n' % (i % 8, i))\n"
         "o.write(b'\\x1b[2J\\x1b[Hfinal screen\\r\\nsecond row'); o.flush()\n"
         "sys.stdin.buffer.read(1); o.write(b' more'); o.flush(); sys.stdin.buffer.read(1)\n"
     )
