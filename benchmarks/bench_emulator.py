@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import PyteEmulator
+from ptyd.pyte_backend import PyteEmulator
 from tests.emulator_corpus import PYTE, VTEBENCH
 
 CHUNK = 65536

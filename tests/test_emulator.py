@@ -9,7 +9,8 @@ import pyte
 import pytest
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import EmulatorProtocol, PyteEmulator, sanitize_title
+from ptyd.emulator import EmulatorProtocol, sanitize_title
+from ptyd.pyte_backend import PyteEmulator
 from tests.emulator_corpus import (
     XTERM_UNCOVERED,
     pyte_case,

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import PyteEmulator
+from ptyd.pyte_backend import PyteEmulator
 from tests.emulator_streams import SIZES, STREAM, chunked
 
 BACKENDS: dict[str, type] = {"compiled": VtEmulator, "pure": PyteEmulator}
