@@ -22,7 +22,7 @@ import itertools
 import re
 from collections import defaultdict, deque
 from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pyte
 from pyte import modes as mo
@@ -85,6 +85,13 @@ PackedRow = tuple[str, int, int, int] | tuple[Cell, ...]
 Saved = tuple[int, int, int, int, int, bool, list[str], int]
 
 
+class PenCursor(Cursor):
+    """pyte's cursor; ``attrs`` is a blank ptyd cell that carries the current attributes."""
+
+    __slots__ = ()
+    attrs: Cell  # type: ignore[assignment]
+
+
 class Line(StaticDefaultDict[int, Cell]):
     """A pyte buffer line (sparse cells over a default one) that also records a soft wrap.
 
@@ -108,6 +115,9 @@ class PyteScreen(pyte.Screen):
     ``cursor_down1``, ``shift_in``, ``shift_out``, ``set_tab_stop``, ``clear_tab_stop``,
     ``report_device_status`` (DSR 5 and 6), ``bell``, ``debug``, ``ensure_hbounds``.
     """
+
+    cursor: PenCursor
+    margins: Margins  # never None here: pyte's None ("whole screen") is stored as the numbers
 
     def __init__(self, columns: int, lines: int, scrollback: int) -> None:
         self.scrollback_limit = scrollback
@@ -137,7 +147,7 @@ class PyteScreen(pyte.Screen):
         self.designators = ["B", "B"]
         self.g0_charset = self.g1_charset = ASCII_TABLE  # type: ignore[assignment]
         self.tabstops = set(range(0, self.columns, 8))
-        self.cursor = Cursor(0, 0, BLANK)  # type: ignore[arg-type]
+        self.cursor = PenCursor(0, 0, BLANK)  # type: ignore[arg-type]
         self.is_wrap_pending = False
         self.saved: list[Saved | None] = [None, None]
         self.last_char = ""
@@ -189,14 +199,17 @@ class PyteScreen(pyte.Screen):
                 line[x - 1] = BLANK
             if x + k < cols and line[x + k][0] == "":
                 line[x + k] = BLANK
-            line.update(zip(range(x, x + k), zip(text[i : i + k], repeat(fg), repeat(bg), repeat(flags))))
+            chars = text[i : i + k]
+            cells = zip(chars, repeat(fg, k), repeat(bg, k), repeat(flags, k), strict=True)
+            line.update(zip(range(x, x + k), cells, strict=True))
             i += k
             x += k
             if x >= cols:
                 cursor.x = cols - 1
                 self.is_wrap_pending = autowrap
                 if not autowrap and i < n:
-                    line[cols - 1] = (text[-1], fg, bg, flags)  # the rest overwrites the last column
+                    # The rest overwrites the last column.
+                    line[cols - 1] = (text[-1], fg, bg, flags)
                     i = n
             else:
                 cursor.x = x
@@ -528,7 +541,7 @@ class PyteScreen(pyte.Screen):
             elif 100 <= p <= 107:
                 bg = COLOR_INDEXED | (p - 92)
             i += 1
-        self.cursor.attrs = (" ", fg, bg, flags)  # type: ignore[assignment]
+        self.cursor.attrs = (" ", fg, bg, flags)
 
     def define_charset(self, code: str, mode: str) -> None:
         """G0/G1 designation, honoured in UTF-8 mode too (pyte's stream drops it there)."""
@@ -580,9 +593,13 @@ class PyteScreen(pyte.Screen):
         elif mode in (47, 1047, 1049):
             self._switch_screen(mode, on)
 
-    def set_keypad(self, on: bool) -> None:
-        """DECKPAM/DECKPNM (pyte lacks them): the same flag as private mode 66."""
-        (self.mode.add if on else self.mode.discard)(DECNKM)
+    def keypad_application_mode(self) -> None:
+        """DECKPAM (pyte lacks it): the same flag as private mode 66."""
+        self.mode.add(DECNKM)
+
+    def keypad_numeric_mode(self) -> None:
+        """DECKPNM (pyte lacks it)."""
+        self.mode.discard(DECNKM)
 
     def _switch_screen(self, mode: int, on: bool) -> None:
         if on == self.is_alternate:
@@ -608,7 +625,7 @@ class PyteScreen(pyte.Screen):
         self.mode -= {mo.IRM, mo.DECOM}
         self.mode.add(mo.DECTCEM)
         self.cursor.hidden = False
-        self.cursor.attrs = BLANK  # type: ignore[assignment]
+        self.cursor.attrs = BLANK
         self.margins = Margins(0, self.lines - 1)
         self.define_charset("B", "(")
         self.define_charset("B", ")")
@@ -632,7 +649,7 @@ class PyteScreen(pyte.Screen):
     def restore_cursor(self) -> None:
         saved = self.saved[self.is_alternate] or (0, 0, 0, 0, 0, False, ["B", "B"], 0)
         x, y, fg, bg, flags, origin, designators, charset = saved
-        self.cursor.attrs = (" ", fg, bg, flags)  # type: ignore[assignment]
+        self.cursor.attrs = (" ", fg, bg, flags)
         (self.mode.add if origin else self.mode.discard)(mo.DECOM)
         self.define_charset(designators[0], "(")
         self.define_charset(designators[1], ")")
@@ -721,7 +738,7 @@ class PyteScreen(pyte.Screen):
         self.cursor.y = min(self.cursor.y, rows - 1)
         self.is_wrap_pending = False
         self.saved = [
-            None if s is None else (min(s[0], cols - 1), min(s[1], rows - 1), *s[2:])  # type: ignore[misc]
+            None if s is None else (min(s[0], cols - 1), min(s[1], rows - 1), *s[2:])
             for s in self.saved
         ]
 
@@ -793,14 +810,14 @@ class PyteStream(pyte.ByteStream):
     # Only printable characters go to ``draw`` in one run; every control reaches the parser.
     _text_pattern = re.compile(r"[\x20-\x7e\xa0-\U0010ffff]+")
 
-    escape = {
+    escape = {  # noqa: RUF012 - pyte's event table, extended
         **pyte.ByteStream.escape,
         "E": "next_line",  # pyte: linefeed
-        "=": "set_keypad",
-        ">": "set_keypad",
+        "=": "keypad_application_mode",
+        ">": "keypad_numeric_mode",
     }
-    #: CSI final -> (event, how many parameters it takes; None: all, as a list of groups)
-    csi_arity = {
+    #: CSI final -> (event, how many parameters it takes; None: all)
+    csi_arity: ClassVar[dict[str, tuple[str, int | None]]] = {
         **{final: (event, 1) for final, event in pyte.ByteStream.csi.items()},
         "H": ("cursor_position", 2),
         "f": ("cursor_position", 2),
@@ -819,15 +836,17 @@ class PyteStream(pyte.ByteStream):
         "u": ("restore_cursor", 0),
     }
     del csi_arity["'"]
+    csi = {final: event for final, (event, _) in csi_arity.items()}  # noqa: RUF012
 
-    def _parser_fsm(self) -> Generator[bool | None, str, None]:  # type: ignore[override]
+    def _parser_fsm(self) -> Generator[bool | None, str, None]:
         """vt100.net's DEC parser; yields True in the ground state (plain text allowed)."""
         screen = self.listener
         assert isinstance(screen, PyteScreen)
         basic = {char: getattr(screen, event) for char, event in self.basic.items()}
         escape = {final: getattr(screen, event) for final, event in self.escape.items()}
         csi: dict[str, tuple[Callable[..., None], int | None]] = {
-            final: (getattr(screen, event), arity) for final, (event, arity) in self.csi_arity.items()
+            final: (getattr(screen, event), arity)
+            for final, (event, arity) in self.csi_arity.items()
         }
         draw = screen.draw
         state, inter, private = GROUND, "", ""
@@ -925,8 +944,6 @@ class PyteStream(pyte.ByteStream):
                 screen.define_charset(final, inter)
             elif inter == "#" and final == "8":
                 screen.alignment_display()
-        elif final in "=>":
-            screen.set_keypad(final == "=")
         elif final in escape:
             escape[final]()
 
@@ -1107,8 +1124,8 @@ def _pack(row: Row) -> PackedRow:
 def _unpack(packed: PackedRow) -> Row:
     if packed and isinstance(packed[0], str):
         text, fg, bg, flags = packed
-        return [(ch, fg, bg, flags) for ch in text]  # type: ignore[misc]
-    return list(packed)  # type: ignore[arg-type]
+        return [(ch, fg, bg, flags) for ch in text]
+    return list(packed)
 
 
 _SGR_SET = {
