@@ -10,7 +10,7 @@ import pytest
 
 from ptyd._vt import VtEmulator
 from ptyd.emulator import EmulatorProtocol, sanitize_title
-from ptyd.pyte_backend import PyteEmulator
+from ptyd.pyte_backend import PyteEmulator, PyteScreen
 from tests.emulator_corpus import (
     XTERM_UNCOVERED,
     pyte_case,
@@ -132,6 +132,56 @@ def test_title_sanitized_and_capped(emu_class: type) -> None:
 def test_sequences_that_crash_pyte(emu_class: type, seq: bytes) -> None:
     emu = make(emu_class, b"ab" + seq + b"cd")
     assert "cd" in lines(emu)[0]
+    assert getattr(emu, "errors_caught", 0) == 0  # corrected, not merely caught
+
+
+@pytest.mark.parametrize("seq", [b"\x1b[1;2C", b"\x1b[?6n"])
+def test_pyte_itself_still_raises(seq: bytes) -> None:
+    """The difference the pure backend corrects is pyte's (0.8.2); if pyte fixes it, say so."""
+    with pytest.raises(TypeError):
+        pyte.ByteStream(pyte.Screen(80, 24)).feed(seq)
+
+
+def test_pure_guard_contains_a_raising_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a pyte handler raises stays inside the backend; later output still works."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("a pyte handler failed")
+
+    monkeypatch.setattr(PyteScreen, "erase_in_line", broken)
+    monkeypatch.setattr(PyteScreen, "_draw_char", broken)
+    emu = PyteEmulator(10, 2)
+    emu.feed("ab\x1b[Kcd\x1b[2;1H\u00e9f".encode())  # EL and the non-ASCII run raise
+    assert lines(emu) == ["abcd", ""]
+    assert emu.errors_caught == 2
+    emu.feed(b"\x1b[2;3Hok")
+    assert lines(emu) == ["abcd", "  ok"]
+
+
+def test_pure_guard_resets_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception out of pyte's own feed loop leaves the parser in the ground state."""
+    emu = PyteEmulator(10, 1)
+    emu.feed(b"\x1b[")  # the parser is now inside a CSI sequence
+    stream = emu._stream
+
+    def broken(data: str) -> None:
+        raise ValueError("pyte's feed failed")
+
+    monkeypatch.setattr(pyte.Stream, "feed", lambda self, data: broken(data))
+    emu.feed(b"1")
+    monkeypatch.undo()
+    assert emu.errors_caught == 1
+    emu.feed(b"Xy")  # text, not the end of the CSI sequence (ECH)
+    assert lines(emu) == ["Xy"]
+    assert stream is emu._stream
+
+
+def test_pure_backend_is_pyte() -> None:
+    emu = PyteEmulator(10, 2)
+    assert isinstance(emu.pyte_screen, pyte.Screen)
+    assert isinstance(emu._stream, pyte.ByteStream)
+    emu.feed("ab\x1b[2;1H中".encode())
+    assert emu.pyte_screen.display == ["ab        ", "中        "]
 
 
 def test_sgr_colon_and_truecolor(emu_class: type) -> None:
