@@ -93,17 +93,13 @@ class PenCursor(Cursor):
 
 
 class Line(StaticDefaultDict[int, Cell]):
-    """A pyte buffer line (sparse cells over a default one) that also records a soft wrap.
+    """A pyte buffer line that also records a soft wrap.
 
-    The default cell carries the background colour the line was erased with, so erasing or
-    scrolling in a whole line is one allocation, whatever the width.
+    Invariant: a line holds every column, inserted in column order (``_new_line``, ``_store``),
+    so ``values()`` is the row and pyte's Python-level ``__missing__`` is never called.
     """
 
     wrapped = False
-
-
-def _blank_line(bg: int = 0) -> Line:
-    return Line((" ", 0, bg, 0) if bg else BLANK)
 
 
 class PyteScreen(pyte.Screen):
@@ -138,8 +134,9 @@ class PyteScreen(pyte.Screen):
     def reset(self) -> None:
         """RIS. pyte's reset also clears the title, keeps a G1 of DEC graphics, sets no tab stop
         at column 0 and leaves no margins; xterm's RIS does none of these."""
-        self.buffer: defaultdict[int, Line] = defaultdict(_blank_line)  # type: ignore[assignment]
-        self.other_buffer: defaultdict[int, Line] = defaultdict(_blank_line)
+        self._blank_row = dict.fromkeys(range(self.columns), BLANK)
+        self.buffer: defaultdict[int, Line] = defaultdict(self._new_line)  # type: ignore[assignment]
+        self.other_buffer: defaultdict[int, Line] = defaultdict(self._new_line)
         self.is_alternate = False
         self.margins = Margins(0, self.lines - 1)
         self.mode = {mo.DECAWM, mo.DECTCEM}
@@ -165,8 +162,20 @@ class PyteScreen(pyte.Screen):
     def _lines(self) -> list[Line]:
         return [self.buffer[y] for y in range(self.lines)]
 
-    def _cells(self, line: Line) -> list[Cell]:
-        return list(map(line.__getitem__, range(self.columns)))
+    def _new_line(self, bg: int = 0, text: str = " ") -> Line:
+        """A blank line in the background colour ``bg`` (BCE), or a line of ``text``."""
+        if bg == 0 and text == " ":
+            line = Line(BLANK)
+            line.update(self._blank_row)
+        else:
+            cell = (text, 0, bg, 0)
+            line = Line(cell)
+            line.update(dict.fromkeys(range(self.columns), cell))
+        return line
+
+    @staticmethod
+    def _cells(line: Line) -> list[Cell]:
+        return list(line.values())
 
     # -- printing: pending wrap, wide and combining characters, DEC graphics, insert mode -----
     def draw(self, data: str) -> None:
@@ -237,7 +246,11 @@ class PyteScreen(pyte.Screen):
             row[x:] = ([BLANK] * width + row[x:])[: cols - x]
             _clip_right(row)
             _store(line, row)
-        self._split(line, x)
+        # self._split(line, x), inlined: this runs for every non-ASCII character.
+        if x and line[x][0] == "":
+            line[x - 1] = line[x] = BLANK
+        elif x + 1 < cols and line[x + 1][0] == "":
+            line[x + 1] = BLANK
         _, fg, bg, flags = cursor.attrs
         if width == 2:
             self._split(line, x + 1)
@@ -396,20 +409,20 @@ class PyteScreen(pyte.Screen):
         buffer = self.buffer
         if keep and top == 0 and not self.is_alternate and self.scrollback_limit:
             self.history.extend(_pack(self._cells(buffer[y])) for y in range(n))
-        for y in range(top, bottom + 1 - n):
-            buffer[y] = buffer[y + n]
+        moved = [buffer[y] for y in range(top + n, bottom + 1)]
+        buffer.update(zip(range(top, bottom + 1 - n), moved, strict=True))
         bg = self.cursor.attrs[2]
         for y in range(bottom + 1 - n, bottom + 1):
-            buffer[y] = _blank_line(bg)
+            buffer[y] = self._new_line(bg)
 
     def _scroll_down(self, top: int, bottom: int, n: int) -> None:
         n = min(n, bottom - top + 1)
         buffer = self.buffer
-        for y in range(bottom, top + n - 1, -1):
-            buffer[y] = buffer[y - n]
+        moved = [buffer[y] for y in range(top, bottom + 1 - n)]
+        buffer.update(zip(range(top + n, bottom + 1), moved, strict=True))
         bg = self.cursor.attrs[2]
         for y in range(top, top + n):
-            buffer[y] = _blank_line(bg)
+            buffer[y] = self._new_line(bg)
 
     def insert_lines(self, count: int | None = None) -> None:
         if self.margins.top <= self.cursor.y <= self.margins.bottom:
@@ -437,7 +450,7 @@ class PyteScreen(pyte.Screen):
     def _erase_lines(self, start: int, stop: int) -> None:
         bg = self.cursor.attrs[2]
         for y in range(start, stop):
-            self.buffer[y] = _blank_line(bg)
+            self.buffer[y] = self._new_line(bg)
 
     def erase_in_line(self, how: int = 0, private: bool = False) -> None:
         self.is_wrap_pending = False
@@ -497,7 +510,7 @@ class PyteScreen(pyte.Screen):
         attributes, the margins and the cursor)."""
         self.margins = Margins(0, self.lines - 1)
         for y in range(self.lines):
-            self.buffer[y] = Line(("E", 0, 0, 0))
+            self.buffer[y] = self._new_line(0, "E")
         self._goto(0, 0)
 
     # -- attributes ------------------------------------------------------------------------------
@@ -727,12 +740,13 @@ class PyteScreen(pyte.Screen):
                 row = cells[:cols] + [BLANK] * (cols - len(cells))
                 if cols < len(cells) and cells[cols][0] == "":
                     row[cols - 1] = BLANK  # a wide character cut by the new edge
-                line = buffer[y]
+                line = buffer[y] = Line(BLANK)
                 line.update(enumerate(row))
                 line.wrapped = is_wrapped
         self.tabstops = {x for x in self.tabstops if x < cols}
         self.tabstops.update(range((self.columns + 7) // 8 * 8, cols, 8))
         self.lines, self.columns = rows, cols
+        self._blank_row = dict.fromkeys(range(cols), BLANK)
         self.margins = Margins(0, rows - 1)
         self.cursor.x = min(self.cursor.x, cols - 1)
         self.cursor.y = min(self.cursor.y, rows - 1)
@@ -795,6 +809,7 @@ class PyteScreen(pyte.Screen):
 
 # Parser states (vt100.net's DEC parser; the compiled engine uses the same states).
 GROUND, ESCAPE, ESC_INTER, CSI_ENTRY, CSI_PARAM, CSI_INTER, CSI_IGNORE, OSC, STRING = range(9)
+DIGITS = {str(d): d for d in range(10)}
 
 
 class PyteStream(pyte.ByteStream):
@@ -856,8 +871,75 @@ class PyteStream(pyte.ByteStream):
         while True:
             char = yield state == GROUND
             try:
+                if state == CSI_PARAM:
+                    # The commonest bytes inside a sequence take the shortest path.
+                    digit = DIGITS.get(char)
+                    if digit is not None:
+                        group = params[-1]
+                        value = group[-1] * 10 + digit if group[-1] > 0 else digit
+                        group[-1] = value if value < MAX_PARAM_VALUE else MAX_PARAM_VALUE
+                        continue
+                    if char == ";":
+                        if len(params) < MAX_PARAMS:
+                            params.append([-1])
+                        continue
                 c = ord(char)
-                if c == 0x1B:
+                if 0x20 <= c < 0x7F:
+                    if CSI_ENTRY <= state <= CSI_IGNORE:
+                        if c >= 0x40:
+                            was, state = state, GROUND
+                            if was != CSI_IGNORE:
+                                self._dispatch_csi(screen, csi, char, params, private, inter)
+                        elif state == CSI_IGNORE:
+                            pass
+                        elif c < 0x30:
+                            inter, state = (inter + char)[:2], CSI_INTER
+                        elif state == CSI_INTER:
+                            state = CSI_IGNORE
+                        elif c >= 0x3C:
+                            if state == CSI_ENTRY:
+                                private, state = char, CSI_PARAM
+                            else:
+                                state = CSI_IGNORE
+                        else:
+                            state = CSI_PARAM
+                            group = params[-1]
+                            if char == ";":
+                                if len(params) < MAX_PARAMS:
+                                    params.append([-1])
+                            elif char == ":":
+                                if len(group) < MAX_SUBPARAMS:
+                                    group.append(-1)
+                            else:
+                                group[-1] = min(max(group[-1], 0) * 10 + c - 0x30, MAX_PARAM_VALUE)
+                    elif state == ESCAPE:
+                        if c < 0x30:
+                            inter, state = char, ESC_INTER
+                        elif char == "[":
+                            state, params, private = CSI_ENTRY, [[-1]], ""
+                        elif char == "]":
+                            state, text, is_overflow = OSC, [], False
+                        elif char in "PX^_":
+                            state = STRING
+                        else:
+                            state = GROUND
+                            self._dispatch_escape(screen, escape, char, "")
+                    elif state == ESC_INTER:
+                        if c < 0x30:
+                            inter = (inter + char)[:2]
+                        else:
+                            state = GROUND
+                            self._dispatch_escape(screen, escape, char, inter)
+                    elif state == OSC:
+                        if not is_overflow:
+                            if len(text) < MAX_STRING:
+                                text.append(char)
+                            else:
+                                is_overflow = True
+                    elif state == GROUND:
+                        draw(char)
+                    # STRING: DCS, SOS, PM and APC bodies are discarded up to ST, CAN or SUB.
+                elif c == 0x1B:
                     if state == OSC:
                         self._dispatch_osc(screen, text, is_overflow)
                     state, inter = ESCAPE, ""
@@ -867,69 +949,26 @@ class PyteStream(pyte.ByteStream):
                     if c == 0x07:
                         self._dispatch_osc(screen, text, is_overflow)
                         state = GROUND
-                    elif c >= 0x20 and c != 0x7F and not is_overflow:
+                    elif c > 0x7F and not is_overflow:
                         if len(text) < MAX_STRING:
                             text.append(char)
                         else:
                             is_overflow = True
                 elif state == STRING:
-                    pass  # DCS, SOS, PM, APC bodies are discarded up to ST, CAN or SUB
+                    pass
                 elif c < 0x20:
                     screen.last_char = ""
                     handler = basic.get(char)
                     if handler is not None:
                         handler()
-                elif c == 0x7F or 0x80 <= c < 0xA0:
+                elif c < 0xA0:
                     pass  # DEL and C1 code points are ignored (UTF-8 terminals)
                 elif state == GROUND:
                     draw(char)
-                elif state == ESCAPE:
-                    if c < 0x30:
-                        inter, state = char, ESC_INTER
-                    elif char == "[":
-                        state, params, private = CSI_ENTRY, [[-1]], ""
-                    elif char == "]":
-                        state, text, is_overflow = OSC, [], False
-                    elif char in "PX^_":
-                        state = STRING
-                    else:
-                        state = GROUND
-                        if c < 0x7F:
-                            self._dispatch_escape(screen, escape, char, "")
-                elif state == ESC_INTER:
-                    if c < 0x30:
-                        inter = (inter + char)[:2]
-                    else:
-                        state = GROUND
-                        if c < 0x7F:
-                            self._dispatch_escape(screen, escape, char, inter)
-                elif 0x40 <= c < 0x7F:
-                    if state != CSI_IGNORE:
-                        state = GROUND
-                        self._dispatch_csi(screen, csi, char, params, private, inter)
-                    state = GROUND
-                elif state == CSI_IGNORE:
-                    pass
-                elif c < 0x30:
-                    inter, state = (inter + char)[:2], CSI_INTER
-                elif state == CSI_INTER or c >= 0x7F:
-                    state = CSI_IGNORE
-                elif c >= 0x3C:
-                    if state == CSI_ENTRY:
-                        private, state = char, CSI_PARAM
-                    else:
-                        state = CSI_IGNORE
-                else:
-                    state = CSI_PARAM
-                    group = params[-1]
-                    if char == ";":
-                        if len(params) < MAX_PARAMS:
-                            params.append([-1])
-                    elif char == ":":
-                        if len(group) < MAX_SUBPARAMS:
-                            group.append(-1)
-                    else:
-                        group[-1] = min(max(group[-1], 0) * 10 + c - 0x30, MAX_PARAM_VALUE)
+                elif CSI_ENTRY <= state < CSI_IGNORE:
+                    state = CSI_IGNORE  # a non-ASCII character spoils a control sequence
+                elif state != CSI_IGNORE:
+                    state = GROUND  # ... and ends an escape sequence, undispatched
             except Exception:
                 screen.errors_caught += 1
                 state = GROUND
@@ -956,7 +995,6 @@ class PyteStream(pyte.ByteStream):
         private: str,
         inter: str,
     ) -> None:
-        values = [max(group[0], 0) for group in params]
         if private == "" and inter == "":
             if final != "b":
                 screen.last_char = ""  # REP repeats only a character right before it
@@ -965,11 +1003,15 @@ class PyteStream(pyte.ByteStream):
             handler, arity = csi[final]
             if final == "m":
                 handler(groups=params)
-            elif arity is None:
+                return
+            values = [max(group[0], 0) for group in params]
+            if arity is None:
                 handler(*values)
             else:
                 handler(*values[:arity])
-        elif inter == "":
+            return
+        values = [max(group[0], 0) for group in params]
+        if inter == "":
             if private == "?" and final in "hl":
                 (screen.set_mode if final == "h" else screen.reset_mode)(*values, private=True)
             elif private == "?" and final == "n":
