@@ -68,18 +68,23 @@ __all__ = ["PyteEmulator", "PyteScreen", "PyteStream"]
 
 BLANK: Cell = (" ", 0, 0, 0)
 
+# pyte's mode numbers, bound once (module attribute lookups cost per printed character).
+IRM, LNM, DECAWM, DECOM = mo.IRM, mo.LNM, mo.DECAWM, mo.DECOM
+DECTCEM, DECSCNM = mo.DECTCEM, mo.DECSCNM
 # Private modes live in pyte's mode set as ``mode << 5``, next to pyte's own constants.
 DECCKM = 1 << 5
 DECNKM = 66 << 5  # keypad application mode; ESC = and ESC > set the same flag
 FOCUS_EVENTS = 1004 << 5
 BRACKETED_PASTE = 2004 << 5
 SYNCHRONIZED_OUTPUT = 2026 << 5
-_FLAG_MODES = {1: DECCKM, 5: mo.DECSCNM, 66: DECNKM, 1004: FOCUS_EVENTS, 2004: BRACKETED_PASTE,
+_FLAG_MODES = {1: DECCKM, 5: DECSCNM, 66: DECNKM, 1004: FOCUS_EVENTS, 2004: BRACKETED_PASTE,
                2026: SYNCHRONIZED_OUTPUT}  # fmt: skip
 
 # pyte's VT100_MAP draws DEC graphics "h" as U+2591; xterm (and ptyd's shared table) as U+2424.
 DEC_TABLE = str.maketrans({chr(code): ch for code, ch in DEC_GRAPHICS.items()})
 ASCII_TABLE: dict[int, str] = {}
+
+_ASCII_OR_NOT = re.compile(r"[\x20-\x7e]+|[^\x20-\x7e]+")
 
 PackedRow = tuple[str, int, int, int] | tuple[Cell, ...]
 Saved = tuple[int, int, int, int, int, bool, list[str], int]
@@ -139,7 +144,7 @@ class PyteScreen(pyte.Screen):
         self.other_buffer: defaultdict[int, Line] = defaultdict(self._new_line)
         self.is_alternate = False
         self.margins = Margins(0, self.lines - 1)
-        self.mode = {mo.DECAWM, mo.DECTCEM}
+        self.mode = {DECAWM, DECTCEM}
         self.charset = 0
         self.designators = ["B", "B"]
         self.g0_charset = self.g1_charset = ASCII_TABLE  # type: ignore[assignment]
@@ -182,13 +187,18 @@ class PyteScreen(pyte.Screen):
         """Print a run of printable text (the stream never passes controls here)."""
         try:
             table = self.g1_charset if self.charset else self.g0_charset
-            if table is DEC_TABLE:
-                data = data.translate(DEC_TABLE)
-            elif mo.IRM not in self.mode and data.isascii():
+            if table is DEC_TABLE or IRM in self.mode:
+                for ch in data.translate(table):
+                    self._draw_char(ch)
+            elif data.isascii():
                 self._draw_ascii(data)
-                return
-            for ch in data:
-                self._draw_char(ch)
+            else:
+                for run in _ASCII_OR_NOT.findall(data):
+                    if len(run) > 8 and run.isascii():
+                        self._draw_ascii(run)  # worth its setup only for longer runs
+                    else:
+                        for ch in run:
+                            self._draw_char(ch)
         except Exception:
             self.errors_caught += 1
 
@@ -197,7 +207,7 @@ class PyteScreen(pyte.Screen):
         cols, i, n = self.columns, 0, len(text)
         cursor = self.cursor
         _, fg, bg, flags = cursor.attrs
-        autowrap = mo.DECAWM in self.mode
+        autowrap = DECAWM in self.mode
         repeat = itertools.repeat
         while i < n:
             if self.is_wrap_pending:
@@ -209,8 +219,8 @@ class PyteScreen(pyte.Screen):
             if x + k < cols and line[x + k][0] == "":
                 line[x + k] = BLANK
             chars = text[i : i + k]
-            cells = zip(chars, repeat(fg, k), repeat(bg, k), repeat(flags, k), strict=True)
-            line.update(zip(range(x, x + k), cells, strict=True))
+            cells = zip(chars, repeat(fg), repeat(bg), repeat(flags), strict=False)
+            line.update(zip(range(x, x + k), cells, strict=False))
             i += k
             x += k
             if x >= cols:
@@ -235,12 +245,12 @@ class PyteScreen(pyte.Screen):
         if self.is_wrap_pending:
             self._wrap()
         if width == 2 and cursor.x == cols - 1:
-            if mo.DECAWM in self.mode:
+            if DECAWM in self.mode:
                 self._wrap()
             else:
                 cursor.x = cols - 2
         x, line = cursor.x, self.buffer[cursor.y]
-        if mo.IRM in self.mode:
+        if IRM in self.mode:
             row = self._cells(line)
             _split_middle(row, x)
             row[x:] = ([BLANK] * width + row[x:])[: cols - x]
@@ -260,7 +270,7 @@ class PyteScreen(pyte.Screen):
         x += width
         if x >= cols:
             cursor.x = cols - 1
-            self.is_wrap_pending = mo.DECAWM in self.mode
+            self.is_wrap_pending = DECAWM in self.mode
         else:
             cursor.x = x
 
@@ -340,7 +350,7 @@ class PyteScreen(pyte.Screen):
 
     def _goto(self, x: int, y: int) -> None:
         self.is_wrap_pending = False
-        if mo.DECOM in self.mode:
+        if DECOM in self.mode:
             y = min(y + self.margins.top, self.margins.bottom)
         self.cursor.x = min(max(x, 0), self.columns - 1)
         self.cursor.y = min(max(y, 0), self.lines - 1)
@@ -409,8 +419,8 @@ class PyteScreen(pyte.Screen):
         buffer = self.buffer
         if keep and top == 0 and not self.is_alternate and self.scrollback_limit:
             self.history.extend(_pack(self._cells(buffer[y])) for y in range(n))
-        moved = [buffer[y] for y in range(top + n, bottom + 1)]
-        buffer.update(zip(range(top, bottom + 1 - n), moved, strict=True))
+        for y in range(top, bottom + 1 - n):
+            buffer[y] = buffer[y + n]
         bg = self.cursor.attrs[2]
         for y in range(bottom + 1 - n, bottom + 1):
             buffer[y] = self._new_line(bg)
@@ -418,8 +428,8 @@ class PyteScreen(pyte.Screen):
     def _scroll_down(self, top: int, bottom: int, n: int) -> None:
         n = min(n, bottom - top + 1)
         buffer = self.buffer
-        moved = [buffer[y] for y in range(top, bottom + 1 - n)]
-        buffer.update(zip(range(top + n, bottom + 1), moved, strict=True))
+        for y in range(bottom, top + n - 1, -1):
+            buffer[y] = buffer[y - n]
         bg = self.cursor.attrs[2]
         for y in range(top, top + n):
             buffer[y] = self._new_line(bg)
@@ -585,14 +595,14 @@ class PyteScreen(pyte.Screen):
         elif mode in _FLAG_MODES:
             update(_FLAG_MODES[mode])
         elif mode == 6:
-            update(mo.DECOM)
+            update(DECOM)
             self._goto(0, 0)
         elif mode == 7:
-            update(mo.DECAWM)
+            update(DECAWM)
             if not on:
                 self.is_wrap_pending = False
         elif mode == 25:
-            update(mo.DECTCEM)
+            update(DECTCEM)
             self.cursor.hidden = not on
         elif mode in MOUSE_MODES:
             self.mouse = mode if on else 0
@@ -635,8 +645,8 @@ class PyteScreen(pyte.Screen):
 
     def soft_reset(self) -> None:
         """DECSTR (pyte lacks it)."""
-        self.mode -= {mo.IRM, mo.DECOM}
-        self.mode.add(mo.DECTCEM)
+        self.mode -= {IRM, DECOM}
+        self.mode.add(DECTCEM)
         self.cursor.hidden = False
         self.cursor.attrs = BLANK
         self.margins = Margins(0, self.lines - 1)
@@ -654,7 +664,7 @@ class PyteScreen(pyte.Screen):
             fg,
             bg,
             flags,
-            mo.DECOM in self.mode,
+            DECOM in self.mode,
             list(self.designators),
             self.charset,
         )
@@ -663,7 +673,7 @@ class PyteScreen(pyte.Screen):
         saved = self.saved[self.is_alternate] or (0, 0, 0, 0, 0, False, ["B", "B"], 0)
         x, y, fg, bg, flags, origin, designators, charset = saved
         self.cursor.attrs = (" ", fg, bg, flags)
-        (self.mode.add if origin else self.mode.discard)(mo.DECOM)
+        (self.mode.add if origin else self.mode.discard)(DECOM)
         self.define_charset(designators[0], "(")
         self.define_charset(designators[1], ")")
         self.charset = charset
@@ -696,7 +706,7 @@ class PyteScreen(pyte.Screen):
         if not kwargs.get("private"):
             super().report_device_status(mode)
         elif mode == 6:
-            y = self.cursor.y - (self.margins.top if mo.DECOM in self.mode else 0)
+            y = self.cursor.y - (self.margins.top if DECOM in self.mode else 0)
             self.write_process_input(f"\x1b[?{y + 1};{self.cursor.x + 1}R")
 
     def set_title(self, param: str) -> None:
@@ -776,12 +786,12 @@ class PyteScreen(pyte.Screen):
             cursor_shape=self.cursor_shape,
             title=self.title,
             modes={
-                "insert": mo.IRM in mode,
-                "lnm": mo.LNM in mode,
+                "insert": IRM in mode,
+                "lnm": LNM in mode,
                 "cursor_keys": DECCKM in mode,
-                "reverse_video": mo.DECSCNM in mode,
-                "origin": mo.DECOM in mode,
-                "autowrap": mo.DECAWM in mode,
+                "reverse_video": DECSCNM in mode,
+                "origin": DECOM in mode,
+                "autowrap": DECAWM in mode,
                 "bracketed_paste": BRACKETED_PASTE in mode,
                 "focus": FOCUS_EVENTS in mode,
                 "sync": SYNCHRONIZED_OUTPUT in mode,
