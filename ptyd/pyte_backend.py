@@ -77,8 +77,14 @@ DECNKM = 66 << 5  # keypad application mode; ESC = and ESC > set the same flag
 FOCUS_EVENTS = 1004 << 5
 BRACKETED_PASTE = 2004 << 5
 SYNCHRONIZED_OUTPUT = 2026 << 5
-_FLAG_MODES = {1: DECCKM, 5: DECSCNM, 66: DECNKM, 1004: FOCUS_EVENTS, 2004: BRACKETED_PASTE,
-               2026: SYNCHRONIZED_OUTPUT}  # fmt: skip
+_FLAG_MODES = {
+    1: DECCKM,
+    5: DECSCNM,
+    66: DECNKM,
+    1004: FOCUS_EVENTS,
+    2004: BRACKETED_PASTE,
+    2026: SYNCHRONIZED_OUTPUT,
+}
 
 # pyte's VT100_MAP draws DEC graphics "h" as U+2591; xterm (and ptyd's shared table) as U+2424.
 DEC_TABLE = str.maketrans({chr(code): ch for code, ch in DEC_GRAPHICS.items()})
@@ -137,8 +143,8 @@ class PyteScreen(pyte.Screen):
         return BLANK
 
     def reset(self) -> None:
-        """RIS. pyte's reset also clears the title, keeps a G1 of DEC graphics, sets no tab stop
-        at column 0 and leaves no margins; xterm's RIS does none of these."""
+        """RIS (and construction). pyte's reset also clears the title, makes G1 the DEC graphics
+        set, sets no tab stop at column 0 and leaves margins unset."""
         self._blank_row = dict.fromkeys(range(self.columns), BLANK)
         self.buffer: defaultdict[int, Line] = defaultdict(self._new_line)  # type: ignore[assignment]
         self.other_buffer: defaultdict[int, Line] = defaultdict(self._new_line)
