@@ -401,6 +401,11 @@ PYTE_DIFFERENCES: dict[str, tuple[bytes, int, int, tuple[int, int] | None, dict[
     "decaln-homes": (b"\x1b[2;3r\x1b[3;3H\x1b#8", 4, 4, None, {"cursor": (0, 0)}),
     "deccolm-ignored": (b"\x1b[?3h", 10, 2, None, {"cols": 10}),
     "ris-keeps-title": (b"\x1b]2;T\x07\x1bc", 4, 1, None, {"title": "T"}),
+    "wide-half-overwritten": ("中\x1b[1;2Hx".encode(), 4, 1, None, {"lines": [" x"]}),
+    "combining-as-typed": ("e\u0301".encode(), 4, 1, None, {"lines": ["e\u0301"]}),
+    "title-sanitized": (b"\x1b]2;a\x01b\x07", 4, 1, None, {"title": "ab"}),
+    "dch-fills-background": (b"\x1b[44m\x1b[3P", 8, 1, None, {"bce": True}),
+    "si-so-in-utf8": (b"\x1b)0\x0eq\x0fq", 4, 1, None, {"lines": ["\u2500q"]}),
     "c1-csi-ignored": ("a\u009b2Cb".encode(), 6, 1, None, {"lines": ["a2Cb"]}),
 }
 
