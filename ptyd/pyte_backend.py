@@ -1167,6 +1167,14 @@ def _pack(row: Row) -> PackedRow:
 
     Memory then follows the text kept (a few bytes per character), as in the compiled engine.
     """
+    texts, fgs, bgs, flags = zip(*row, strict=True)
+    n = len(texts)
+    if fgs.count(0) == bgs.count(0) == flags.count(0) == n and "" not in texts:
+        # Default attributes throughout (most scrolled lines): trimming is rstrip, in C.
+        text = "".join(texts)
+        if len(text) == n:
+            text = text.rstrip(" ")
+            return (text, 0, 0, 0) if text else ()
     cells = trim_row(row)
     if not cells:
         return ()
