@@ -833,9 +833,11 @@ class PyteStream(pyte.ByteStream):
 
     pyte's ``feed`` loop, UTF-8 decoder and event tables are kept; its parser is replaced
     because it passes every CSI parameter to handlers that take one (the ``TypeError`` on
-    ``CSI 1;2 C``), prints colon sub-parameters, DCS/SOS/PM/APC bodies and text after a stray
-    control, reads OSC numbers as one character, ignores designations and SI/SO in UTF-8 mode,
-    knows no intermediates or private markers but ``?``, and treats C1 bytes as controls.
+    ``CSI 1;2 C``), prints colon sub-parameters and DCS/SOS/PM/APC bodies as text, reads OSC
+    numbers as one character, ignores designations and SI/SO in UTF-8 mode, knows no
+    intermediates or private markers but ``?``, and takes U+009B and U+009D for CSI and OSC.
+    Its text pattern is replaced too: pyte hands other controls to ``draw``, which drops the
+    text after them.
     """
 
     # Only printable characters go to ``draw`` in one run; every control reaches the parser.
