@@ -31,7 +31,7 @@ def _load_compiled() -> tuple[ModuleType, type] | None:
 
 def _load_pure() -> tuple[ModuleType, type]:
     from . import _fast_py
-    from .emulator import PyteEmulator
+    from .pyte_backend import PyteEmulator
 
     return _fast_py, PyteEmulator
 

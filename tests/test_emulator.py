@@ -9,7 +9,8 @@ import pyte
 import pytest
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import EmulatorProtocol, PyteEmulator, sanitize_title
+from ptyd.emulator import EmulatorProtocol, sanitize_title
+from ptyd.pyte_backend import PyteEmulator, PyteScreen
 from tests.emulator_corpus import (
     XTERM_UNCOVERED,
     pyte_case,
@@ -131,6 +132,56 @@ def test_title_sanitized_and_capped(emu_class: type) -> None:
 def test_sequences_that_crash_pyte(emu_class: type, seq: bytes) -> None:
     emu = make(emu_class, b"ab" + seq + b"cd")
     assert "cd" in lines(emu)[0]
+    assert getattr(emu, "errors_caught", 0) == 0  # corrected, not merely caught
+
+
+@pytest.mark.parametrize("seq", [b"\x1b[1;2C", b"\x1b[?6n"])
+def test_pyte_itself_still_raises(seq: bytes) -> None:
+    """The difference the pure backend corrects is pyte's (0.8.2); if pyte fixes it, say so."""
+    with pytest.raises(TypeError):
+        pyte.ByteStream(pyte.Screen(80, 24)).feed(seq)
+
+
+def test_pure_guard_contains_a_raising_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a pyte handler raises stays inside the backend; later output still works."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("a pyte handler failed")
+
+    monkeypatch.setattr(PyteScreen, "erase_in_line", broken)
+    monkeypatch.setattr(PyteScreen, "_draw_char", broken)
+    emu = PyteEmulator(10, 2)
+    emu.feed("ab\x1b[Kcd\x1b[2;1H\u00e9f".encode())  # EL and the non-ASCII run raise
+    assert lines(emu) == ["abcd", ""]
+    assert emu.errors_caught == 2
+    emu.feed(b"\x1b[2;3Hok")
+    assert lines(emu) == ["abcd", "  ok"]
+
+
+def test_pure_guard_resets_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception out of pyte's own feed loop leaves the parser in the ground state."""
+    emu = PyteEmulator(10, 1)
+    emu.feed(b"\x1b[")  # the parser is now inside a CSI sequence
+    stream = emu._stream
+
+    def broken(data: str) -> None:
+        raise ValueError("pyte's feed failed")
+
+    monkeypatch.setattr(pyte.Stream, "feed", lambda self, data: broken(data))
+    emu.feed(b"1")
+    monkeypatch.undo()
+    assert emu.errors_caught == 1
+    emu.feed(b"Xy")  # text, not the end of the CSI sequence (ECH)
+    assert lines(emu) == ["Xy"]
+    assert stream is emu._stream
+
+
+def test_pure_backend_is_pyte() -> None:
+    emu = PyteEmulator(10, 2)
+    assert isinstance(emu.pyte_screen, pyte.Screen)
+    assert isinstance(emu._stream, pyte.ByteStream)
+    emu.feed("ab\x1b[2;1H中".encode())
+    assert emu.pyte_screen.display == ["ab        ", "中        "]
 
 
 def test_sgr_colon_and_truecolor(emu_class: type) -> None:
@@ -318,3 +369,89 @@ def test_json_snapshot_is_plain_msgpack_types(emu_class: type) -> None:
     snap = emu.snapshot_json(scrollback=5)
     check(snap)
     assert msgpack.unpackb(msgpack.packb(snap)) == snap
+
+
+# docs/emulator.md lists every difference of pyte 0.8.2 from xterm that the pure backend
+# corrects. Each case: bytes, cols, rows, a resize to apply after them (or None), and what xterm
+# shows. Plain pyte must still differ (or raise), so the list stays true; both backends must not.
+PYTE_DIFFERENCES: dict[str, tuple[bytes, int, int, tuple[int, int] | None, dict[str, object]]] = {
+    "el-at-pending-wrap": (b"x" * 10 + b"\x1b[K", 10, 2, None, {"lines": ["x" * 9, ""]}),
+    "cursor-at-pending-wrap": (b"x" * 10, 10, 2, None, {"cursor": (9, 0)}),
+    "wide-at-margin": ("abcd中".encode(), 5, 2, None, {"lines": ["abcd", "中"]}),
+    "text-after-zero-width": ("a\u200bbc".encode(), 5, 1, None, {"lines": ["a\u200bbc"]}),
+    "nel-column-0": (b"ab\x1bEc", 4, 2, None, {"lines": ["ab", "c"]}),
+    "dcs-body": (b"\x1bPqabc\x1b\\X", 6, 1, None, {"lines": ["X"]}),
+    "dec-graphics-in-utf8": (b"\x1b(0qh", 4, 1, None, {"lines": ["\u2500\u2424"]}),
+    "colon-sgr": (b"\x1b[38:5:1mX", 8, 1, None, {"lines": ["X"]}),
+    "osc-number": (b"\x1b]10;x\x07\x1b]133;A\x07", 4, 1, None, {"icon_name": ""}),
+    "erase-recolours": (b"\x1b[44m\x1b[2J", 8, 1, None, {"bce": True}),
+    "resize-clamps-cursor": (b"\x1b[5;8H", 10, 5, (4, 3), {"cursor": (3, 2)}),
+    "alternate-screen": (b"a\x1b[?1049hb\x1b[?1049l", 4, 1, None, {"lines": ["a"]}),
+    "csi-extra-parameter": (b"a\x1b[1;2Cb", 6, 1, None, {"lines": ["a b"]}),
+    "decxcpr": (b"\x1b[?6n", 6, 1, None, {"replies": b"\x1b[?1;1R"}),
+    "lf-below-region": (b"\x1b[1;2r\x1b[4;1H\nX", 4, 5, None, {"cursor": (1, 4)}),
+    "cuu-above-region": (b"\x1b[3;4r\x1b[1;1H\x1b[A", 4, 5, None, {"cursor": (0, 0)}),
+    "vpr-past-region": (b"\x1b[1;2r\x1b[3e", 4, 5, None, {"cursor": (0, 3)}),
+    "decstbm-homes": (b"\x1b[3;3H\x1b[r", 4, 4, None, {"cursor": (0, 0)}),
+    "cup-origin-clamps": (b"\x1b[1;2r\x1b[?6h\x1b[3;1HX", 4, 4, None, {"cursor": (1, 1)}),
+    "decrc-twice": (b"\x1b[2;2H\x1b7\x1b[3;3H\x1b8\x1b[1;1H\x1b8", 4, 4, None, {"cursor": (1, 1)}),
+    "hpa": (b"abc\x1b[5`X", 6, 1, None, {"lines": ["abc X"]}),
+    "da2": (b"\x1b[>c", 4, 1, None, {"replies": b"\x1b[>1;10;0c"}),
+    "decstr": (b"ab\x1b[!pcd", 6, 1, None, {"lines": ["abcd"]}),
+    "decaln-homes": (b"\x1b[2;3r\x1b[3;3H\x1b#8", 4, 4, None, {"cursor": (0, 0)}),
+    "deccolm-ignored": (b"\x1b[?3h", 10, 2, None, {"cols": 10}),
+    "ris-keeps-title": (b"\x1b]2;T\x07\x1bc", 4, 1, None, {"title": "T"}),
+    "wide-half-overwritten": ("中\x1b[1;2Hx".encode(), 4, 1, None, {"lines": [" x"]}),
+    "combining-as-typed": ("e\u0301".encode(), 4, 1, None, {"lines": ["e\u0301"]}),
+    "title-sanitized": (b"\x1b]2;a\x01b\x07", 4, 1, None, {"title": "ab"}),
+    "dch-fills-background": (b"\x1b[44m\x1b[3P", 8, 1, None, {"bce": True}),
+    "si-so-in-utf8": (b"\x1b)0\x0eq\x0fq", 4, 1, None, {"lines": ["\u2500q"]}),
+    "c1-csi-ignored": ("a\u009b2Cb".encode(), 6, 1, None, {"lines": ["a2Cb"]}),
+}
+
+
+def observe(emu: EmulatorProtocol) -> dict[str, object]:
+    state = emu.state()  # type: ignore[attr-defined]
+    return {
+        "lines": lines(emu),
+        "cursor": cursor(emu),
+        "icon_name": emu.icon_name,  # type: ignore[attr-defined]
+        "title": emu.title,
+        "replies": emu.take_replies(),
+        "cols": emu.cols,
+        "bce": state.lines[0][-1][2] != 0,
+    }
+
+
+def observe_pyte(data: bytes, cols: int, rows: int, size: tuple[int, int] | None) -> object:
+    screen = pyte.Screen(cols, rows)
+    replies: list[str] = []
+    screen.write_process_input = replies.append  # type: ignore[method-assign]
+    try:
+        pyte.ByteStream(screen).feed(data)
+    except TypeError as exc:
+        return exc
+    if size:
+        screen.resize(size[1], size[0])
+    return {
+        "lines": [line.rstrip(" ") for line in screen.display],
+        "cursor": (screen.cursor.x, screen.cursor.y),
+        "icon_name": screen.icon_name,
+        "title": screen.title,
+        "replies": "".join(replies).encode(),
+        "cols": screen.columns,
+        "bce": screen.buffer[0][cols - 1].bg != "default",
+    }
+
+
+@pytest.mark.parametrize("case", list(PYTE_DIFFERENCES))
+def test_pyte_differences_are_corrected(emu_class: type, case: str) -> None:
+    data, cols, rows, size, expected = PYTE_DIFFERENCES[case]
+    emu = make(emu_class, data, cols, rows)
+    if size:
+        emu.resize(*size)
+    seen = observe(emu)
+    assert {key: seen[key] for key in expected} == expected
+    plain = observe_pyte(data, cols, rows, size)
+    if isinstance(plain, dict):
+        assert {key: plain[key] for key in expected} != expected, "pyte now agrees: update docs"

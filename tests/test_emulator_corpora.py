@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import COLOR_INDEXED, COLOR_RGB, PyteEmulator
+from ptyd.emulator import COLOR_INDEXED, COLOR_RGB
+from ptyd.pyte_backend import PyteEmulator
 from tests.emulator_corpus import (
     ALACRITTY_UNCOVERED,
     LIBVTERM_UNCOVERED,

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import MAX_COMBINING, PyteEmulator
+from ptyd.emulator import MAX_COMBINING
+from ptyd.pyte_backend import PyteEmulator
 from tests.emulator_corpus import pyte_case, pyte_cases
 
 pytestmark = [

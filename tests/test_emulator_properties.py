@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import PyteEmulator
+from ptyd.pyte_backend import PyteEmulator
 from tests.emulator_streams import SIZES, STREAM, chunked
 
 BACKENDS: dict[str, type] = {"compiled": VtEmulator, "pure": PyteEmulator}
@@ -23,6 +23,8 @@ SETTINGS = settings(
 def full_state(emu: object) -> tuple[object, ...]:
     """Everything both backends must agree on, in the shared snapshot form."""
     state = emu.state()  # type: ignore[attr-defined]
+    # The pure backend's guards must never have fired: they hide bugs from the comparison.
+    assert getattr(emu, "errors_caught", 0) == 0
     return (state, emu.take_replies(), emu.title, emu.icon_name, emu.marks)  # type: ignore[attr-defined]
 
 
