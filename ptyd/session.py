@@ -155,7 +155,7 @@ class Session:
         if is_eof:
             self._on_pty_eof()
 
-    def _after_output(self, data: bytes, changed: list[Any]) -> None:
+    def _after_output(self, data: bytes | memoryview, changed: list[Any]) -> None:
         if data:
             self.shadow.feed(data)
             if self.shadow.backlog >= BACKLOG_LIMIT:

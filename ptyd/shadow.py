@@ -50,7 +50,8 @@ class EmulatorShadow:
         self._is_closed = False
         self.backlog = 0  # bytes queued and not yet fed; maintained on the loop thread
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
+        """Queue output for the emulator (a view of a shared frame is kept, never copied)."""
         self.backlog += len(data)
         self._submit(("data", data))
 
