@@ -9,12 +9,28 @@
 # Copies per batch: kernel -> read buffer, read buffer -> frame, read buffer -> ring.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef extern from "unistd.h" nogil:
     ssize_t c_read "read"(int fd, void* buf, size_t count)
+
+cdef extern from "poll.h" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int c_poll "poll"(pollfd* fds, unsigned long nfds, int timeout)
+    enum: POLLIN
+
+cdef extern from "Python.h":
+    PyObject* new_bytes "PyBytes_FromStringAndSize"(const char* data, Py_ssize_t n) except NULL
+    int _PyBytes_Resize(PyObject** obj, Py_ssize_t n) except -1
+    char* bytes_data "PyBytes_AS_STRING"(PyObject* obj)
 
 NORMAL = NORMAL_LEVEL
 WARNING = WARNING_LEVEL
@@ -228,6 +244,25 @@ cdef class OutputPump:
         data, changed = self._publish(read_buf, total)
         return data, is_eof, changed
 
+    def read_batch(self, Py_ssize_t budget, int quiet_ms=0, int max_ms=0):
+        """Read up to ``budget`` bytes into a new bytes object, with the GIL released: for a
+        worker thread, never while pump() may run for the same PTY. When the PTY runs dry the
+        batch ends, unless it has lasted less than ``max_ms`` and more output comes within
+        ``quiet_ms``. Returns (data, is_eof); publish(data) on the loop thread then appends it
+        to the stream."""
+        if budget <= 0:
+            raise ValueError("budget must be positive")
+        cdef PyObject* raw = new_bytes(NULL, budget)  # owned reference, resized below
+        cdef char* dst = bytes_data(raw)
+        cdef Py_ssize_t total = 0
+        cdef int is_eof
+        with nogil:
+            is_eof = read_until_quiet(self.fd, dst, budget, quiet_ms, max_ms, &total)
+        _PyBytes_Resize(&raw, total)  # on failure it has freed raw and raised MemoryError
+        data = <object>raw
+        Py_DECREF(data)  # the cast took a second reference
+        return data, is_eof != 0
+
     def publish(self, const unsigned char[::1] data):
         """Append data to the stream: ring, one frame, try-put to each subscriber."""
         return self._publish(&data[0] if data.shape[0] else NULL, data.shape[0])[1]
@@ -242,6 +277,41 @@ cdef class OutputPump:
         frame = _encode_output(self.frame_prefix, offset, data, n)
         changed = fan_out(self.subscribers, frame)
         return memoryview(frame)[len(frame) - n:], changed
+
+
+# Read fd into dst until budget bytes, end of file, or the PTY dry with no more output within
+# quiet_ms (or max_ms since the start); *total is the count read. Returns 1 at end of file or
+# EIO, else 0. Called without the GIL, on a worker thread.
+cdef int read_until_quiet(int fd, char* dst, Py_ssize_t budget, int quiet_ms, int max_ms,
+                          Py_ssize_t* total) noexcept nogil:
+    cdef ssize_t got
+    cdef Py_ssize_t n = 0
+    cdef int result = 0
+    cdef long waited_ms
+    cdef timespec start, now
+    cdef pollfd ready
+    ready.fd = fd
+    ready.events = POLLIN
+    clock_gettime(CLOCK_MONOTONIC, &start)
+    while n < budget:
+        got = c_read(fd, dst + n, min(<Py_ssize_t>READ_SIZE, budget - n))
+        if got > 0:
+            n += got
+            continue
+        if got == 0:
+            result = 1
+        elif errno == EINTR:
+            continue
+        elif errno != EAGAIN:
+            result = 1  # EIO: every slave descriptor is closed
+        else:
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            waited_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) // 1000000
+            if waited_ms < max_ms and c_poll(&ready, 1, min(quiet_ms, max_ms - waited_ms)) > 0:
+                continue
+        break
+    total[0] = n
+    return result
 
 
 cdef inline void _put_be(unsigned char* dst, unsigned long long value, int width) noexcept nogil:

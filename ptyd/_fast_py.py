@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import time
 from typing import Any, Protocol
 
 # Flow levels (index into protocol.FLOW_LEVELS) and policies (index into FLOW_POLICIES).
@@ -164,13 +166,33 @@ class OutputPump:
         every subscriber. Returns (data read, whether the PTY reached its end, subscribers
         whose level changed); the data is a view of the frame's payload when a frame was built
         (bytes when there was no subscriber to build one for)."""
+        data, is_eof = self.read_batch(self.read_budget)
+        if not data:
+            return b"", is_eof, []
+        shared, changed = self._publish(data)
+        return shared, is_eof, changed
+
+    def read_batch(self, budget: int, quiet_ms: int = 0, max_ms: int = 0) -> tuple[bytes, bool]:
+        """Read up to ``budget`` bytes into a new bytes object, with the GIL released: for a
+        worker thread, never while pump() may run for the same PTY. When the PTY runs dry the
+        batch ends, unless it has lasted less than ``max_ms`` and more output comes within
+        ``quiet_ms``. Returns (data, is_eof); publish(data) on the loop thread then appends it
+        to the stream."""
+        if budget <= 0:
+            raise ValueError("budget must be positive")
         chunks = []
         total = 0
         is_eof = False
-        while total < self.read_budget:
+        start = time.monotonic()
+        ready = select.poll()
+        ready.register(self.fd, select.POLLIN)
+        while total < budget:
             try:
-                chunk = os.read(self.fd, min(READ_SIZE, self.read_budget - total))
+                chunk = os.read(self.fd, min(READ_SIZE, budget - total))
             except BlockingIOError:
+                waited_ms = int((time.monotonic() - start) * 1000)
+                if waited_ms < max_ms and ready.poll(min(quiet_ms, max_ms - waited_ms)):
+                    continue
                 break
             except OSError as exc:
                 if exc.errno == errno.EINTR:
@@ -182,11 +204,7 @@ class OutputPump:
                 break
             chunks.append(chunk)
             total += len(chunk)
-        if not chunks:
-            return b"", is_eof, []
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        shared, changed = self._publish(data)
-        return shared, is_eof, changed
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), is_eof
 
     def publish(self, data: bytes) -> list[Subscriber]:
         """Append data to the stream: ring, one frame, try-put to each subscriber."""

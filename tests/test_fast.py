@@ -147,3 +147,23 @@ def test_pump_hands_back_a_view_of_the_shared_frame(fast) -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_read_batch_takes_what_is_there_and_reports_the_end(fast) -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    try:
+        pump = fast.OutputPump(read_fd, protocol.output_frame_prefix(9), 1 << 10, 1 << 14)
+        os.write(write_fd, b"a" * 5000)
+        assert pump.read_batch(4096) == (b"a" * 4096, False)  # the budget bounds the batch
+        assert pump.read_batch(1 << 16, 1, 5) == (b"a" * 904, False)  # dry and quiet: ends
+        assert pump.offset == 0  # reading publishes nothing
+        assert pump.publish(b"a" * 904) == [] and pump.offset == 904
+        os.write(write_fd, b"tail")
+        os.close(write_fd)
+        write_fd = -1
+        assert pump.read_batch(1 << 16, 1, 5) == (b"tail", True)
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
