@@ -8,7 +8,7 @@
 # count, never a copy; the data handed back to the control plane is a view of the same frame.
 # Copies per batch: kernel -> read buffer, read buffer -> frame, read buffer -> ring.
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
 from libc.errno cimport EAGAIN, EINTR, errno
@@ -205,7 +205,7 @@ cdef class ReplayRing:
 cdef class OutputPump:
     """Reads one session's PTY and fans each batch out to its subscribers as one shared frame."""
 
-    def __cinit__(self, int fd, bytes frame_prefix, Py_ssize_t ring_capacity, Py_ssize_t read_budget):
+    def __cinit__(self, int fd, bytes frame_prefix not None, Py_ssize_t ring_capacity, Py_ssize_t read_budget):
         if read_budget <= 0:
             raise ValueError("read_budget must be positive")
         self.fd = fd
@@ -276,7 +276,7 @@ cdef class OutputPump:
             return PyBytes_FromStringAndSize(<const char*>data, n), []
         frame = _encode_output(self.frame_prefix, offset, data, n)
         changed = fan_out(self.subscribers, frame)
-        return memoryview(frame)[len(frame) - n:], changed
+        return memoryview(frame)[PyBytes_GET_SIZE(frame) - n:], changed
 
 
 # Read fd into dst until budget bytes, end of file, or the PTY dry with no more output within
@@ -321,7 +321,7 @@ cdef inline void _put_be(unsigned char* dst, unsigned long long value, int width
 
 
 cdef bytes _encode_output(bytes prefix, unsigned long long offset, const unsigned char* data, Py_ssize_t n):
-    cdef Py_ssize_t plen = len(prefix)
+    cdef Py_ssize_t plen = PyBytes_GET_SIZE(prefix)
     cdef Py_ssize_t body = plen + OFFSET_FIELD + DATA_FIELD + n
     frame = PyBytes_FromStringAndSize(NULL, 4 + body)
     cdef unsigned char* out = <unsigned char*>PyBytes_AS_STRING(frame)
@@ -340,7 +340,7 @@ cdef bytes _encode_output(bytes prefix, unsigned long long offset, const unsigne
     return frame
 
 
-def encode_output(bytes prefix, unsigned long long offset, const unsigned char[::1] data):
+def encode_output(bytes prefix not None, unsigned long long offset, const unsigned char[::1] data):
     """The complete output frame; layout defined by protocol.output_frame_prefix."""
     return _encode_output(prefix, offset, &data[0] if data.shape[0] else NULL, data.shape[0])
 
@@ -348,7 +348,7 @@ def encode_output(bytes prefix, unsigned long long offset, const unsigned char[:
 cpdef list fan_out(list subscribers, bytes frame):
     """Offer one shared frame to every subscriber (try-put against its limit); return those
     whose level changed."""
-    cdef Py_ssize_t size = len(frame)
+    cdef Py_ssize_t size = len(frame)  # raises TypeError for None
     cdef list changed = []
     cdef Subscriber sub
     for item in subscribers:
