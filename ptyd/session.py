@@ -20,7 +20,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,18 @@ READ_BUDGET = 16 * 1024
 WORKER_READ_BUDGET = 256 * 1024
 WORKER_QUIET_MS = 1
 WORKER_BATCH_MS = 5
+_readers: ThreadPoolExecutor | None = None  # flood reads; created with the first flood
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """The threads that read flooding PTYs: their own pool, so a read never waits in the queue
+    behind emulator work (which would serialise reading and emulating, and two floods would get
+    no more than one). A read lasts at most WORKER_BATCH_MS plus WORKER_QUIET_MS."""
+    global _readers
+    if _readers is None:
+        workers = max(2, os.cpu_count() or 2)
+        _readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ptyd-reader")
+    return _readers
 EXIT_DRAIN_SECONDS = 0.25  # after the program exits, how long others may keep the PTY open
 _TITLE_MAX = 256
 
@@ -105,7 +117,6 @@ class Session:
             child.master_fd, protocol.output_frame_prefix(session_id), config.replay_bytes, READ_BUDGET
         )
         self.shadow = EmulatorShadow(cols, rows, config.scrollback, loop, executor, self._on_emulated)
-        self._executor = executor
         self._input: deque[bytes] = deque()
         self._input_bytes = 0
         self._blockers: set[Any] = set()  # block-policy subscribers at their limit
@@ -177,7 +188,7 @@ class Session:
     def _read_on_worker(self) -> None:
         """Hand the PTY's reads to a worker thread until a batch comes back small."""
         self._is_worker_reading = True
-        self._executor.submit(self._worker_read)
+        _reader_pool().submit(self._worker_read)
 
     def _worker_read(self) -> None:
         """Worker thread: one batch, read with the GIL released; the loop publishes it."""
