@@ -1046,6 +1046,7 @@ def _memory(table: Table, tools: list[Tool], plan: Plan, log: Callable[[str], No
     sub_row = table.add(f"daemon KiB per idle subscriber, {count}", "KiB", "lower")
     for tool in tools:
         if isinstance(tool, Ptyd):
+            tool.reset()  # a fresh daemon: memory freed by the clients above would be reused
             per: list[float] = []
             action = partial(_first_of_pair, partial(memory_subscribers, tool, count), per)
             measure(conn_row, tool.name, action)
