@@ -716,10 +716,11 @@ def fanout_sockets(tool: Ptyd, path: Path, size: int, readers: int) -> float:
     so this is the daemon's fan-out rather than the clients' decoding."""
     name = f"fan{readers}"
     tool.new(name, f"read x; cat {path}; exec cat")
-    clients = [SocketClient(tool.socket) for _ in range(readers)]
+    clients: list[SocketClient] = []
     try:
         skimmers = {}
-        for client in clients:
+        for _ in range(readers):  # one at a time: at most 64 may wait for their hello
+            clients.append(client := SocketClient(tool.socket))
             client.hello()
             reply = client.request("attach", session=name, snapshot=None, policy="block")
             assert client.decoder.buffered == 0  # nothing is printed before the Enter key
