@@ -50,4 +50,4 @@ cdef class OutputPump:
     cdef readonly Py_ssize_t read_budget
     cdef public list subscribers
 
-    cdef tuple _publish(self, const unsigned char* data, Py_ssize_t n)
+    cdef tuple _publish(self, const unsigned char* data, Py_ssize_t n, bint is_data_wanted)

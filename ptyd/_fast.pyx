@@ -241,7 +241,7 @@ cdef class OutputPump:
             break
         if total == 0:
             return b"", is_eof, []
-        data, changed = self._publish(read_buf, total)
+        data, changed = self._publish(read_buf, total, True)
         return data, is_eof, changed
 
     def read_batch(self, Py_ssize_t budget, int quiet_ms=0, int max_ms=0):
@@ -265,17 +265,20 @@ cdef class OutputPump:
 
     def publish(self, const unsigned char[::1] data):
         """Append data to the stream: ring, one frame, try-put to each subscriber."""
-        return self._publish(&data[0] if data.shape[0] else NULL, data.shape[0])[1]
+        return self._publish(&data[0] if data.shape[0] else NULL, data.shape[0], False)[1]
 
     # Ring, then one frame (only if someone subscribes) offered to every subscriber; returns
-    # (the data as a bytes-like object, subscribers whose level changed).
-    cdef tuple _publish(self, const unsigned char* data, Py_ssize_t n):
+    # (the data as a bytes-like object if is_data_wanted else None, subscribers whose level
+    # changed).
+    cdef tuple _publish(self, const unsigned char* data, Py_ssize_t n, bint is_data_wanted):
         cdef unsigned long long offset = self.ring.end
         self.ring.append_c(data, n)
         if not self.subscribers:
-            return PyBytes_FromStringAndSize(<const char*>data, n), []
+            return PyBytes_FromStringAndSize(<const char*>data, n) if is_data_wanted else None, []
         frame = _encode_output(self.frame_prefix, offset, data, n)
         changed = fan_out(self.subscribers, frame)
+        if not is_data_wanted:
+            return None, changed
         return memoryview(frame)[PyBytes_GET_SIZE(frame) - n:], changed
 
 
