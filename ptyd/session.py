@@ -44,6 +44,8 @@ READ_BUDGET = 16 * 1024
 WORKER_READ_BUDGET = 256 * 1024
 WORKER_QUIET_MS = 1
 WORKER_BATCH_MS = 5
+EXIT_DRAIN_SECONDS = 0.25  # after the program exits, how long others may keep the PTY open
+_TITLE_MAX = 256
 _readers: ThreadPoolExecutor | None = None  # flood reads; created with the first flood
 
 
@@ -56,8 +58,6 @@ def _reader_pool() -> ThreadPoolExecutor:
         workers = max(2, os.cpu_count() or 2)
         _readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ptyd-reader")
     return _readers
-EXIT_DRAIN_SECONDS = 0.25  # after the program exits, how long others may keep the PTY open
-_TITLE_MAX = 256
 
 
 def _clean_title(title: str) -> str:
