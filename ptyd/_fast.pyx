@@ -94,8 +94,8 @@ cdef class Subscriber:
             level = NORMAL_LEVEL
         if level == self.level:
             return False
-        if level == WARNING_LEVEL and self.level == NORMAL_LEVEL:
-            self.warnings += 1
+        if self.level == NORMAL_LEVEL:
+            self.warnings += 1  # a jump straight to the limit is warned too
         self.level = level
         return True
 
@@ -352,16 +352,20 @@ cpdef list fan_out(list subscribers, bytes frame):
     """Offer one shared frame to every subscriber (try-put against its limit); return those
     whose level changed."""
     cdef Py_ssize_t size = len(frame)  # raises TypeError for None
+    cdef Py_ssize_t backlog
     cdef list changed = []
     cdef Subscriber sub
     for item in subscribers:
         sub = <Subscriber>item
         if sub.is_lagging:
             continue
-        if sub.policy != BLOCK_POLICY and sub.backlog() + size > sub.limit:
+        backlog = sub.backlog()
+        if sub.policy != BLOCK_POLICY and backlog > 0 and backlog + size > sub.limit:
             if sub.policy == RESYNC_POLICY:
                 sub.start_lagging()
             if sub.level != LIMIT_LEVEL:
+                if sub.level == NORMAL_LEVEL:
+                    sub.warnings += 1
                 sub.level = LIMIT_LEVEL
                 changed.append(sub)
             continue

@@ -86,8 +86,8 @@ class Subscriber:
             level = NORMAL
         if level == self.level:
             return False
-        if level == WARNING and self.level == NORMAL:
-            self.warnings += 1
+        if self.level == NORMAL:
+            self.warnings += 1  # a jump straight to the limit is warned too
         self.level = level
         return True
 
@@ -242,16 +242,20 @@ def encode_output(prefix: bytes, offset: int, data: bytes) -> bytes:
 def fan_out(subscribers: list[Subscriber], frame: bytes) -> list[Subscriber]:
     """Offer one shared frame to every subscriber (try-put against its limit); return those
     whose level changed. A block-policy subscriber always takes the frame: the control plane
-    pauses the PTY instead."""
+    pauses the PTY instead. An empty queue takes any frame, so a batch larger than the limit
+    still reaches a client that keeps up."""
     size = len(frame)
     changed = []
     for sub in subscribers:
         if sub.is_lagging:
             continue
-        if sub.policy != BLOCK and sub.backlog() + size > sub.limit:
+        backlog = sub.backlog()
+        if sub.policy != BLOCK and backlog > 0 and backlog + size > sub.limit:
             if sub.policy == RESYNC:
                 sub.start_lagging()
             if sub.level != LIMIT:
+                if sub.level == NORMAL:
+                    sub.warnings += 1
                 sub.level = LIMIT
                 changed.append(sub)
             continue

@@ -141,6 +141,16 @@ def describe_exit(code: int | None, signum: int | None) -> str:
     return f"code {code}"
 
 
+def terminal_size(fd: int) -> tuple[int, int]:
+    """The terminal's columns and rows; 80x24 where it reports none or zero (a pty that
+    ``script`` or a CI runner opened without a size), as tmux does."""
+    try:
+        size = os.get_terminal_size(fd)
+    except OSError:
+        return 80, 24
+    return size.columns or 80, size.lines or 24
+
+
 class Terminal:
     """The user's terminal while attached: raw input, non-blocking buffered output; on exit
     RESTORE, then the saved termios and file flags."""
@@ -158,24 +168,32 @@ class Terminal:
         self._saved_blocking = {fd: os.get_blocking(fd) for fd in (fd_in, fd_out)}
 
     def __enter__(self) -> Terminal:
+        self.take()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def take(self) -> None:
+        """Raw input, non-blocking output (again, after a stop)."""
         if self.is_raw:
             self._saved_modes = termios.tcgetattr(self.fd_in)
             tty.setraw(self.fd_in, termios.TCSADRAIN)
         # A regular file never blocks and cannot be polled: writes to it stay blocking.
         if not stat.S_ISREG(os.fstat(self.fd_out).st_mode):
             os.set_blocking(self.fd_out, False)
-        return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.loop.remove_writer(self.fd_out)
+    def release(self) -> None:
+        """Give the terminal back as it was: on every ending, and while this process is stopped."""
         # Output still held goes only as far as the terminal takes it now: a reader that has
         # stopped must not keep us from restoring (an exit drains it before it gets here).
         with contextlib.suppress(OSError):
             while self._pending:
                 del self._pending[: os.write(self.fd_out, self._pending)]
         self._pending.clear()
+        self._wake(None)
         with contextlib.suppress(OSError):
             os.set_blocking(self.fd_out, True)
             final = RESTORE if self.is_raw else b""
@@ -189,8 +207,7 @@ class Terminal:
                 os.set_blocking(fd, is_blocking)
 
     def size(self) -> tuple[int, int]:
-        size = os.get_terminal_size(self.fd_out)
-        return size.columns, size.lines
+        return terminal_size(self.fd_out)
 
     @property
     def pending(self) -> int:
@@ -267,6 +284,8 @@ class Relay:
         self._next_read: asyncio.Handle | None = None
         self._is_resize_due = False
         self._resizer: asyncio.Task[None] | None = None
+        self._repainter: asyncio.Task[None] | None = None
+        self._skip_before = 0  # output before this offset is already on the repainted screen
 
     async def run(self, target: Target) -> Ending:
         options = self.options
@@ -298,6 +317,8 @@ class Relay:
             self._start_reading()
         if not (options.is_plain or options.is_read_only):
             self.loop.add_signal_handler(signal.SIGWINCH, self._on_resize)
+        if not options.is_plain:
+            self.loop.add_signal_handler(signal.SIGTSTP, self._on_suspend)
         try:
             ending = await self.ended
             self._stop_reading()
@@ -309,10 +330,12 @@ class Relay:
         finally:
             self._stop_reading()
             self.loop.remove_signal_handler(signal.SIGWINCH)
+            self.loop.remove_signal_handler(signal.SIGTSTP)
             if self._armed_key is not None:
                 self._armed_key.cancel()
-            if self._resizer is not None:
-                tasks.append(self._resizer)
+            for extra in (self._resizer, self._repainter):
+                if extra is not None:
+                    tasks.append(extra)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -348,7 +371,9 @@ class Relay:
         terminal = self.terminal
         async for event in self.client.events():
             if isinstance(event, OutputEvent) and event.session == self.session:
-                terminal.write(event.data)
+                if event.end <= self._skip_before:
+                    continue
+                terminal.write(event.data[max(self._skip_before - event.offset, 0) :])
                 if terminal.pending > HIGH_WATER:
                     await terminal.drained()  # meanwhile the daemon's flow control takes over
             elif isinstance(event, LaggingEvent):
@@ -466,6 +491,37 @@ class Relay:
                     elif exc.code != errors.SESSION_EXITED:  # the exit event is on its way
                         raise
             self._is_input_idle.set()
+
+    # -- stop and continue -------------------------------------------------------------------
+
+    def _on_suspend(self) -> None:
+        """SIGTSTP from outside (``kill -TSTP``, a job-control shell; Ctrl-Z itself goes to the
+        session): give the terminal back while stopped, take it again on SIGCONT and repaint
+        from a fresh snapshot, since output went on meanwhile."""
+        self._stop_reading()
+        self.terminal.release()
+        os.kill(os.getpid(), signal.SIGSTOP)
+        # Continued (fg, SIGCONT).
+        if self.ended.done():
+            return
+        self.terminal.take()
+        self._start_reading()
+        if self._repainter is None or self._repainter.done():
+            self._repainter = self.loop.create_task(self._repaint())
+            self._repainter.add_done_callback(self._on_task_done)
+        if not self.options.is_read_only:
+            self._on_resize()  # the terminal may have changed size while we were stopped
+
+    async def _repaint(self) -> None:
+        try:
+            snapshot = await self.client.snapshot(self.session, "ansi")
+        except RequestError as exc:
+            if exc.code != errors.NO_SUCH_SESSION:  # gone: the exit event is on its way
+                raise
+            return
+        self._skip_before = snapshot.offset
+        self.terminal.discard()
+        self.terminal.write(REPAINT + snapshot.data)
 
     # -- size --------------------------------------------------------------------------------
 

@@ -269,21 +269,13 @@ def _target(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
-def _terminal_size() -> tuple[int, int]:
-    try:
-        size = os.get_terminal_size(sys.stdout.fileno())
-        return size.columns, size.lines
-    except OSError:
-        return 80, 24
-
-
 def cmd_new(client: Client, args: argparse.Namespace) -> int:
-    from .attach import attach_terminal, require_terminal
+    from .attach import attach_terminal, require_terminal, terminal_size
 
     if not args.detached:
         require_terminal(args)
     argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    cols, rows = args.size or _terminal_size()
+    cols, rows = args.size or terminal_size(sys.stdout.fileno())
     info = client.create(
         argv or [os.environ.get("SHELL") or "/bin/sh"],
         name=args.name,
@@ -299,7 +291,7 @@ def cmd_new(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_attach(client: Client, args: argparse.Namespace) -> int:
-    from .attach import attach_terminal, require_terminal
+    from .attach import attach_terminal, require_terminal, terminal_size
 
     argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if argv is args.cmd and argv[:1] and argv[0].startswith("-"):
@@ -314,7 +306,7 @@ def cmd_attach(client: Client, args: argparse.Namespace) -> int:
         try:
             client.info(target)
         except SessionNotFound:
-            cols, rows = _terminal_size()
+            cols, rows = terminal_size(sys.stdout.fileno())
             try:
                 client.create(
                     argv or [os.environ.get("SHELL") or "/bin/sh"],

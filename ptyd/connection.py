@@ -308,6 +308,11 @@ class Connection(asyncio.Protocol):
         session = attachment.session
         if is_attach and not session.is_running and not held:
             self.write_frame(session.exit_frame())  # attached after the end: nothing else comes
+        # Held bytes now sit in the socket buffer or are gone: if the socket took them all,
+        # no resume_writing will come to lower the level (and release a blocked session).
+        sub.update_level()
+        if sub.level != attachment.reported_level:
+            self.on_flow_change(attachment)
 
     def _start_resync(self, attachment: Attachment) -> None:
         """Resync policy: once the socket has drained, send a fresh snapshot and go live."""
@@ -337,8 +342,6 @@ class Connection(asyncio.Protocol):
                 )
             )
             self._go_live(attachment, is_attach=False)
-            if sub.update_level():
-                self.on_flow_change(attachment)
 
         future.add_done_callback(send)
 
@@ -346,19 +349,13 @@ class Connection(asyncio.Protocol):
         """Called by the session when a subscriber's flow level changes."""
         sub = attachment.sub
         session = attachment.session
-        level = protocol.FLOW_LEVELS[sub.level]
-        self.write(
-            protocol.event(
-                "flow",
-                session=session.id,
-                level=level,
-                backlog=sub.backlog(),
-                threshold=sub.threshold,
-                limit=sub.limit,
-                policy=attachment.policy,
-            )
-        )
-        log.debug("client %d session %s flow %s", self.id, session.label, level)
+        if attachment.is_resyncing and sub.level != fast.LIMIT:
+            return  # still "limit" for the client until its snapshot is sent; _go_live reports
+        if sub.level == attachment.reported_level:
+            return
+        if sub.level == fast.LIMIT and attachment.reported_level == fast.NORMAL:
+            self._report_level(attachment, fast.WARNING)  # never act without a warning first
+        self._report_level(attachment, sub.level)
         if sub.level != fast.LIMIT:
             if attachment.policy == "block":
                 session.unblock(sub)
@@ -382,6 +379,23 @@ class Connection(asyncio.Protocol):
         else:
             self.write(protocol.event("lagging", session=session.id, offset=session.pump.offset))
             self._start_resync(attachment)
+
+    def _report_level(self, attachment: Attachment, level: int) -> None:
+        sub = attachment.sub
+        attachment.reported_level = level
+        self.write(
+            protocol.event(
+                "flow",
+                session=attachment.session.id,
+                level=protocol.FLOW_LEVELS[level],
+                backlog=sub.backlog(),
+                threshold=sub.threshold,
+                limit=sub.limit,
+                policy=attachment.policy,
+            )
+        )
+        log.debug("client %d session %s flow %s", self.id, attachment.session.label,
+                  protocol.FLOW_LEVELS[level])
 
     def _attachment(self, session: Session) -> Attachment | None:
         return self.attachments.get(session.id)

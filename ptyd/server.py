@@ -243,6 +243,7 @@ class Daemon:
                     "name": session.name,
                     "state": "running" if session.is_running else "exited",
                     "bytes_out": session.pump.offset,
+                    "frames_out": session.frames_out,
                     "read_rate": session.pump.offset / age,
                     "subscribers": len(session.attachments),
                     "input_backlog": session.input_backlog,

@@ -76,6 +76,7 @@ class Attachment:
     cols: int | None = None
     rows: int | None = None
     is_resyncing: bool = False  # a resync snapshot is being prepared
+    reported_level: int = 0  # the flow level the client was last told (fast.NORMAL first)
     sub: Any = field(default=None)  # the fast.Subscriber
 
 
@@ -113,6 +114,7 @@ class Session:
         self.exit_signal: int | None = None
         self.exited_at: float | None = None
         self.attachments: list[Attachment] = []
+        self.frames_out = 0  # output frames sent: few and large under a flood, one per echo
         self.pump = fast.OutputPump(
             child.master_fd, protocol.output_frame_prefix(session_id), config.replay_bytes, READ_BUDGET
         )
@@ -220,6 +222,7 @@ class Session:
 
     def _after_output(self, data: bytes | memoryview, changed: list[Any]) -> None:
         if data:
+            self.frames_out += 1
             self.shadow.feed(data)
             if self.shadow.backlog >= BACKLOG_LIMIT:
                 self._pause_reading()

@@ -1,11 +1,20 @@
-"""Helpers for tests that read a session's stream: collect output until a condition holds."""
+"""Helpers for tests that talk to the daemon: collect a session's stream until a condition
+holds, a bare-socket client that reads only when told to, bounded polling."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
+import socket
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from ptyd import protocol
 from ptyd.client import Client
 from ptyd.events import Event, ExitEvent, OutputEvent
 
@@ -19,7 +28,7 @@ class Stream:
     data: bytearray = field(default_factory=bytearray)
     exit: ExitEvent | None = None
     others: list[Event] = field(default_factory=list)
-    digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     keep: bool = True
 
     @property
@@ -52,3 +61,72 @@ def until_exit(stream: Stream) -> bool:
 
 def contains(text: bytes) -> Callable[[Stream], bool]:
     return lambda stream: text in stream.data
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> float:
+    """Poll ``check`` until true (a bounded wait for a condition); return the seconds it took."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+class RawClient:
+    """A protocol client on a bare socket that reads only when told to: a stalled, hostile or
+    very numerous client the library client cannot imitate."""
+
+    def __init__(self, path: Path, *, rcvbuf: int | None = None, hello: bool = False) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(os.fspath(path))
+        self.decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)
+        self.pending: deque[Any] = deque()
+        self.ids = itertools.count(1)
+        if hello:
+            self.hello()
+
+    @staticmethod
+    def frame(kind: str, request_id: int, **fields: Any) -> bytes:
+        return protocol.encode(protocol.request(request_id, kind, **fields))
+
+    def send(self, kind: str, **fields: Any) -> int:
+        request_id = next(self.ids)
+        self.sock.sendall(self.frame(kind, request_id, **fields))
+        return request_id
+
+    def read_message(self, timeout: float = 30) -> dict[str, Any] | None:
+        """The next frame, or None at end of stream."""
+        while not self.pending:
+            self.sock.settimeout(timeout)
+            try:
+                data = self.sock.recv(1 << 20)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                return None
+            self.pending.extend(self.decoder.feed(data))
+        message = self.pending.popleft()
+        assert isinstance(message, dict), message
+        return message
+
+    def call(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send a request and read up to its response (events before it are kept for later)."""
+        request_id = self.send(kind, **fields)
+        skipped = []
+        while True:
+            message = self.read_message()
+            assert message is not None, f"connection closed before the {kind} response"
+            if message.get("type") == "response" and message.get("id") == request_id:
+                self.pending.extendleft(reversed(skipped))
+                assert message["ok"], message
+                return message["result"]
+            skipped.append(message)
+
+    def hello(self) -> dict[str, Any]:
+        return self.call("hello", version=protocol.VERSION_TEXT, features=sorted(protocol.FEATURES))
+
+    def close(self) -> None:
+        self.sock.close()

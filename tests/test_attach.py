@@ -5,6 +5,7 @@ Every wait is on screen content (or a file the pane's shell writes), bounded by 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -330,3 +331,57 @@ def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
             process.kill()
             process.wait()
         os.close(master)
+
+
+def test_new_in_a_terminal_without_a_size_shows_a_short_command(daemon) -> None:
+    """A pty opened without a size (script(1), CI runners) reports 0x0: the session gets 80x24,
+    and a command that exits at once still shows its output and returns its status."""
+    master, slave = pty.openpty()  # no TIOCSWINSZ: 0 columns, 0 rows
+    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
+    process = subprocess.Popen(
+        [*command, "new", "-n", "short", "--", "sh", "-c", "echo short-output; exit 3"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=daemon.env,
+    )
+    os.close(slave)
+    try:
+        terminal = VtEmulator(80, 24, scrollback=100)
+        with contextlib.suppress(OSError):  # EIO: the command line exited, its pty is closed
+            read_pty(master, terminal, lambda: False, timeout=30)
+        assert process.wait(timeout=30) == 3
+        # The exit line at the bottom scrolls the repainted screen up by one: look in history.
+        assert "short-output" in terminal.snapshot_text(100)
+        info = daemon.client().info("short")
+        assert (info.cols, info.rows) == (80, 24)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+
+
+def test_stopped_attach_gives_the_terminal_back_and_repaints_on_fg(daemon, tmux) -> None:
+    """SIGTSTP to the attach client (job control, ``kill -TSTP``): the shell gets a cooked
+    terminal back; ``fg`` takes it again and repaints what the session printed meanwhile."""
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="stops")
+        tmux.type(pane, ptyd(daemon, "attach", "stops"))
+        tmux.wait_for(pane, at_prompt)
+        attach_pid = int(tmux("display", "-p", "-t", pane, "#{pane_pid}").strip())
+        children = Path(f"/proc/{attach_pid}/task/{attach_pid}/children").read_text().split()
+        assert len(children) == 1, children
+        os.kill(int(children[0]), signal.SIGTSTP)
+        tmux.wait_for(pane, lambda screen: screen_lines(screen)[-1] == "$")
+        tmux.type(pane, "echo cooked-$((3*3))")
+        tmux.wait_for(pane, "cooked-9\n")  # the pane's own shell echoed and ran it
+        client.send("stops", "echo while-stopped-$((2*4))\r")
+        tmux.type(pane, "fg")
+        shown = tmux.wait_for(pane, "while-stopped-8\n")
+        assert "cooked-9" not in shown, "not repainted from the session's screen"
+        tmux.type(pane, "echo after-$((5+5))")
+        tmux.wait_for(pane, "after-10\n")
+        tmux.keys(pane, "C-\\")
+        tmux.wait_for(pane, "[detached from stops]")

@@ -17,7 +17,6 @@ from ptyd.errors import VersionMismatch
 
 from .conftest import start_daemon
 
-
 _open_sockets: list[socket.socket] = []
 
 

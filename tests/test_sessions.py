@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import subprocess
 
@@ -11,7 +10,6 @@ import pytest
 
 from ptyd import errors
 from ptyd.errors import RequestError, SessionNotFound, SpawnFailed
-from ptyd.events import ExitEvent
 
 from .helpers import Stream, contains, read_until, until_exit
 
