@@ -1,6 +1,7 @@
 """ptyd next to the peers installed here, on the same workloads: a table of medians and ratios.
 
-Run: python -m benchmarks.compare [--quick] [--size MIB] [--backends compiled,pure]
+Run: python -m benchmarks.compare [--quick] [--many] [--only WORKLOADS] [--size MIB]
+     [--backends compiled,pure]
 
 Tools: ptyd (each backend), tmux, dtach, abduco and GNU screen when they are on PATH, and a raw
 PTY reader (the harness reading the program's PTY itself: the physical limit). Nothing is
@@ -20,6 +21,7 @@ import os
 import platform
 import selectors
 import shutil
+import socket
 import statistics
 import struct
 import subprocess
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.terminal_text import generate
+from ptyd import protocol
 from ptyd.client import AsyncClient, Client
 from ptyd.events import OutputEvent
 from tests.conftest import Daemon, start_daemon
@@ -60,10 +63,17 @@ class Plan:
     session_counts: tuple[int, ...]  # idle sessions for the memory figure
     client_counts: tuple[int, ...]  # idle ptyd connections for the memory figure
     fanout: int  # attached clients for the fan-out figure
+    readers: tuple[int, ...]  # socket readers for the daemon's own fan-out figure
+    flood_seconds: float  # measuring window of the concurrent-flood figure
 
 
-FULL = Plan(16 << 20, 3, 300, 20, 10_000, (1, 10, 100), (10, 100), 10)
-QUICK = Plan(1 << 20, 1, 20, 3, 1_000, (10,), (10,), 2)
+FULL = Plan(16 << 20, 3, 300, 20, 10_000, (1, 10, 100), (10, 100), 10, (1, 10), 3.0)
+QUICK = Plan(1 << 20, 1, 20, 3, 1_000, (10,), (10,), 2, (1, 2), 0.5)
+# --many: what the default run leaves out because it takes minutes (1,000 PTYs and processes).
+MANY_SESSIONS = 1000
+MANY_CLIENTS = 1000
+MANY_READERS = 100
+WORKLOADS = ("throughput", "echo", "attach", "memory", "fanout", "floods")
 
 
 # -- terminals the harness drains ---------------------------------------------------------------
@@ -560,13 +570,13 @@ async def _attach_library(tool: Ptyd, runs: int, lines: int) -> tuple[list[float
     tool.new(name, _history_command(lines))
     conn = await AsyncClient.connect(tool.socket)
     try:
-        attached = await conn.attach(name, snapshot=None)
+        # From offset 0 (the replay ring): the history may be printed before the attach.
+        await conn.attach(name, snapshot=None, from_offset=0)
         tail = b""
-        if SCREEN_END not in (attached.snapshot or b""):
-            while SCREEN_END not in tail:
-                event = await conn.next_event(TIMEOUT)
-                if isinstance(event, OutputEvent):
-                    tail = (tail + event.data)[-64:]
+        while SCREEN_END not in tail:
+            event = await conn.next_event(TIMEOUT)
+            if isinstance(event, OutputEvent):
+                tail = (tail + event.data)[-64:]
         attach_ms, snapshot_ms = [], []
         for _ in range(runs):
             start = time.perf_counter()
@@ -609,6 +619,218 @@ async def _memory_clients(tool: Ptyd, count: int) -> float:
 def memory_clients(tool: Ptyd, count: int) -> float:
     """Daemon MiB with ``count`` idle connected clients (and whatever sessions exist)."""
     return asyncio.run(_memory_clients(tool, count))
+
+
+class SocketClient:
+    """A minimal blocking client on a raw socket: prebuilt frames, no asyncio, no event objects;
+    what is measured through it is the daemon's own cost."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.decoder = protocol.FrameDecoder(1 << 26)
+        self.next_id = 1
+
+    def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        request_id = self.next_id
+        self.next_id += 1
+        self.sock.sendall(protocol.encode(protocol.request(request_id, kind, **fields)))
+        return self.wait(lambda m: m.get("id") == request_id)
+
+    def wait(self, accept: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        while True:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("the daemon closed the connection")
+            for message in self.decoder.feed(chunk):
+                if isinstance(message, dict) and accept(message):
+                    return message
+
+    def hello(self) -> None:
+        self.request("hello", version=protocol.VERSION_TEXT, features=[], client="benchmarks")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def echo_socket(tool: Ptyd, n: int, flood: Path | None) -> list[float]:
+    """Milliseconds from sending an input request until its echo arrives, through a minimal
+    blocking socket client: the daemon's share of the terminal client's echo."""
+    name = "secho-flood" if flood else "secho"
+    tool.new(name, ECHO)
+    if flood:
+        tool.new(name + "-src", f"while :; do cat {flood}; done")
+    client = SocketClient(tool.socket)
+    try:
+        client.hello()
+        client.request("attach", session=name, snapshot=None)
+        samples = []
+        for i in range(n):
+            key = KEYS[i % len(KEYS)]
+            frame = protocol.encode(protocol.request(1000 + i, "input", session=name, data=key))
+            start = time.perf_counter()
+            client.sock.sendall(frame)
+            client.wait(lambda m, key=key: m.get("event") == "output" and key in m["data"])
+            samples.append((time.perf_counter() - start) * 1e3)
+        return samples
+    finally:
+        client.close()
+
+
+class OutputSkimmer:
+    """Follows the frames of one connection by their length prefixes and keeps the last bytes
+    of the output stream, without decoding anything (output frames have a fixed layout)."""
+
+    def __init__(self, session_id: int) -> None:
+        self.skip = len(protocol.output_frame_prefix(session_id)) + 19  # offset and bin header
+        self.header = bytearray()
+        self.remaining = 0  # body bytes of the current frame still to come
+        self.position = 0  # body bytes of the current frame seen so far
+        self.tail = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        pos, end = 0, len(chunk)
+        while pos < end:
+            if self.remaining == 0:
+                take = min(4 - len(self.header), end - pos)
+                self.header += chunk[pos : pos + take]
+                pos += take
+                if len(self.header) == 4:
+                    self.remaining = int.from_bytes(self.header, "big")
+                    self.position = 0
+                    self.header.clear()
+                continue
+            take = min(self.remaining, end - pos)
+            start = max(pos, pos + self.skip - self.position)  # the data part of this piece
+            if start < pos + take:
+                self.tail += chunk[max(start, pos + take - 64) : pos + take]
+                del self.tail[:-64]
+            self.position += take
+            self.remaining -= take
+            pos += take
+
+
+def fanout_sockets(tool: Ptyd, path: Path, size: int, readers: int) -> float:
+    """MB/s of each of ``readers`` raw-socket subscribers of one session printing ``path``
+    (block policy: every byte to every reader). The readers parse only the length prefixes,
+    so this is the daemon's fan-out rather than the clients' decoding."""
+    name = f"fan{readers}"
+    tool.new(name, f"read x; cat {path}; exec cat")
+    clients: list[SocketClient] = []
+    try:
+        skimmers = {}
+        for _ in range(readers):  # one at a time: at most 64 may wait for their hello
+            clients.append(client := SocketClient(tool.socket))
+            client.hello()
+            reply = client.request("attach", session=name, snapshot=None, policy="block")
+            assert client.decoder.buffered == 0  # nothing is printed before the Enter key
+            skimmers[client.sock.fileno()] = OutputSkimmer(reply["result"]["session"]["id"])
+        with selectors.DefaultSelector() as selector:
+            for client in clients:
+                client.sock.setblocking(False)
+                selector.register(client.sock, selectors.EVENT_READ, client)
+            start = time.perf_counter()
+            clients[0].sock.sendall(
+                protocol.encode(protocol.request(99, "input", session=name, data=b"\r"))
+            )
+            pending = len(clients)
+            while pending:
+                ready = selector.select(SILENCE)
+                if not ready:
+                    raise TimeoutError(f"{SENTINEL!r} not delivered after {SILENCE:.0f} s")
+                for key, _ in ready:
+                    sock = key.data.sock
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        raise ConnectionError("the daemon closed a reader")
+                    skimmer = skimmers[sock.fileno()]
+                    skimmer.feed(chunk)
+                    if SENTINEL in skimmer.tail:
+                        selector.unregister(sock)
+                        pending -= 1
+            return size / (time.perf_counter() - start) / 1e6
+    finally:
+        for client in clients:
+            client.close()
+
+
+def memory_subscribers(tool: Ptyd, count: int) -> tuple[float, float]:
+    """Daemon KiB per idle connection, and per idle attached subscriber on top of that."""
+    tool.new("msub", "exec cat")
+    clients: list[SocketClient] = []
+    try:
+        before = rss_bytes(tool.daemon.process.pid)
+        for _ in range(count):
+            clients.append(SocketClient(tool.socket))
+            clients[-1].hello()
+        connected = rss_bytes(tool.daemon.process.pid)
+        for client in clients:
+            client.request("attach", session="msub", snapshot="ansi")
+        attached = rss_bytes(tool.daemon.process.pid)
+        return (connected - before) / count / 1024, (attached - connected) / count / 1024
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
+
+
+def floods(tool: Ptyd, flood: Path, sessions: int, seconds: float) -> tuple[float, float]:
+    """Total MB/s read from ``sessions`` detached sessions each printing ``flood`` in a loop,
+    and the daemon's CPU over the same window (100% = one core)."""
+    for i in range(sessions):
+        tool.new(f"flood{sessions}x{i}", f"while :; do cat {flood}; done")
+    time.sleep(min(1.0, seconds))  # warm-up: every flood running; a window, not a sync point
+
+    def total() -> int:
+        return sum(info.bytes_out for info in tool.client.list_sessions())
+
+    pid = tool.daemon.process.pid
+    out, ticks, start = total(), _cpu_ticks(pid), time.perf_counter()
+    time.sleep(seconds)
+    elapsed = time.perf_counter() - start
+    mbps = (total() - out) / elapsed / 1e6
+    cpu = (_cpu_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK") / elapsed * 100
+    return mbps, cpu
+
+
+def floods_raw(flood: Path, sessions: int, seconds: float) -> float:
+    """The same floods read by the harness from PTYs of its own (a thread per PTY)."""
+    import threading
+
+    terminals = [
+        Terminal(["sh", "-c", f"while :; do cat {flood}; done"], dict(os.environ), False)
+        for _ in range(sessions)
+    ]
+    counts = [0] * sessions
+    stop = threading.Event()
+
+    def drain(index: int) -> None:
+        master = terminals[index].master
+        os.set_blocking(master, True)
+        while not stop.is_set():
+            try:
+                counts[index] += len(os.read(master, 1 << 16))
+            except OSError:
+                return
+
+    threads = [threading.Thread(target=drain, args=(i,), daemon=True) for i in range(sessions)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(min(1.0, seconds))
+        before, start = sum(counts), time.perf_counter()
+        time.sleep(seconds)
+        return (sum(counts) - before) / (time.perf_counter() - start) / 1e6
+    finally:
+        stop.set()
+        for terminal in terminals:
+            terminal.close()  # ends the reads: EIO
+        for thread in threads:
+            thread.join()
 
 
 # -- the run and the table ----------------------------------------------------------------------
@@ -674,9 +896,13 @@ def _p99(samples: list[float]) -> float:
 
 
 def run(
-    plan: Plan, backends: list[str], log: Callable[[str], None]
+    plan: Plan,
+    backends: list[str],
+    log: Callable[[str], None],
+    workloads: tuple[str, ...] = WORKLOADS,
 ) -> tuple[Table, list[str], list[str]]:
-    """Measure every available tool; returns the table, the tool columns and notes."""
+    """Measure every available tool on ``workloads``; returns the table, the tool columns and
+    notes."""
     notes: list[str] = []
     table = Table()
     with tempfile.TemporaryDirectory(prefix="ptyd-b-", dir="/tmp") as tmp_name:
@@ -704,90 +930,181 @@ def run(
         mib = f"{size / 2**20:.0f} MiB"
 
         try:
-            log("throughput")
-            term = table.add(f"cat {mib}, one terminal client", "MB/s", "higher")
-            lib = table.add(f"cat {mib}, library client", "MB/s", "higher")
-            measure(term, "raw", partial(_repeat, plan.repeats, throughput_raw, text, size))
-            lib.values["raw"] = term.values["raw"]
-            for tool in tools:
-                if tool.attach_argv("x"):
-                    measure(
-                        term,
-                        tool.name,
-                        partial(_repeat, plan.repeats, throughput_terminal, tool, text, size, 1),
-                    )
-                if isinstance(tool, Ptyd):
-                    measure(
-                        lib,
-                        tool.name,
-                        partial(_repeat, plan.repeats, throughput_library, tool, text, size, 1),
-                    )
-            _reset(tools)
-
-            log("echo latency")
-            for flood_path, label in ((None, "idle"), (flood, "another session flooding")):
-                median_row = table.add(f"echo median, {label}", "ms", "lower")
-                p99_row = table.add(f"echo p99, {label}", "ms", "lower")
-                _echo_rows(median_row, p99_row, "raw", partial(echo_raw, plan.echoes, flood_path))
-                for tool in tools:
-                    echo = echo_library if _is_library_only(tool) else echo_terminal
-                    _echo_rows(
-                        median_row, p99_row, tool.name, partial(echo, tool, plan.echoes, flood_path)
-                    )
-                    tool.reset()
-
-            log("attach and snapshot")
-            attach_row = table.add("attach, 80x24 screen shown by the client", "ms", "lower")
-            lib_row = table.add("attach with an ANSI snapshot, library", "ms", "lower")
-            snap_row = table.add(f"snapshot, {plan.scrollback} lines of history", "ms", "lower")
-            for tool in tools:
-                if tool.has_screen and tool.attach_argv("x"):
-                    runs = plan.attaches
-                    measure(
-                        attach_row,
-                        tool.name,
-                        partial(attach_time_terminal, tool, runs, plan.scrollback),
-                    )
-                elif not tool.has_screen:
-                    attach_row.values[tool.name] = "n/a: no screen"
-                if isinstance(tool, Ptyd):
-                    snapshots: list[float] = []
-                    library = partial(attach_library, tool, plan.attaches, plan.scrollback)
-                    measure(lib_row, tool.name, partial(_first_of_two, library, snapshots))
-                    if snapshots:
-                        snap_row.values[tool.name] = statistics.median(snapshots)
-                elif isinstance(tool, Tmux):
-                    measure(
-                        snap_row,
-                        tool.name,
-                        partial(snapshot_time_tmux, tool, plan.attaches, plan.scrollback),
-                    )
-                tool.reset()
-
-            log("memory")
-            for count in plan.session_counts:
-                row = table.add(f"RSS, {count} idle sessions", "MiB", "lower")
-                for tool in tools:
-                    measure(row, tool.name, partial(memory_sessions, tool, count))
-                    tool.reset()
-            for count in plan.client_counts:
-                row = table.add(f"RSS, {count} idle clients", "MiB", "lower")
-                for tool in tools:
-                    if isinstance(tool, Ptyd):
-                        measure(row, tool.name, partial(memory_clients, tool, count))
-
-            log("fan-out")
-            fan = table.add(f"cat {mib} to {plan.fanout} clients (each)", "MB/s", "higher")
-            for tool in tools:
-                if _is_library_only(tool):
-                    action = partial(throughput_library, tool, text, size, plan.fanout, 0)
-                else:
-                    action = partial(throughput_terminal, tool, text, size, plan.fanout, 0)
-                measure(fan, tool.name, action)
+            if "throughput" in workloads:
+                _throughput(table, tools, plan, text, size, mib, log)
+            if "echo" in workloads:
+                _echo(table, tools, plan, flood, log)
+            if "attach" in workloads:
+                _attach(table, tools, plan, log)
+            if "memory" in workloads:
+                _memory(table, tools, plan, log)
+            if "fanout" in workloads:
+                _fanout(table, tools, plan, text, size, mib, log)
+            if "floods" in workloads:
+                _floods(table, tools, plan, flood, log)
         finally:
             for tool in tools:
                 tool.stop()
     return table, columns, notes
+
+
+def _throughput(
+    table: Table,
+    tools: list[Tool],
+    plan: Plan,
+    text: Path,
+    size: int,
+    mib: str,
+    log: Callable[[str], None],
+) -> None:
+    log("throughput")
+    term = table.add(f"cat {mib}, one terminal client", "MB/s", "higher")
+    lib = table.add(f"cat {mib}, library client", "MB/s", "higher")
+    measure(term, "raw", partial(_repeat, plan.repeats, throughput_raw, text, size))
+    lib.values["raw"] = term.values["raw"]
+    for tool in tools:
+        if tool.attach_argv("x"):
+            measure(
+                term,
+                tool.name,
+                partial(_repeat, plan.repeats, throughput_terminal, tool, text, size, 1),
+            )
+        if isinstance(tool, Ptyd):
+            measure(
+                lib,
+                tool.name,
+                partial(_repeat, plan.repeats, throughput_library, tool, text, size, 1),
+            )
+    _reset(tools)
+
+
+def _echo(
+    table: Table, tools: list[Tool], plan: Plan, flood: Path, log: Callable[[str], None]
+) -> None:
+    log("echo latency")
+    for flood_path, label in ((None, "idle"), (flood, "another session flooding")):
+        median_row = table.add(f"echo median, {label}", "ms", "lower")
+        p99_row = table.add(f"echo p99, {label}", "ms", "lower")
+        _echo_rows(median_row, p99_row, "raw", partial(echo_raw, plan.echoes, flood_path))
+        for tool in tools:
+            echo = echo_library if _is_library_only(tool) else echo_terminal
+            _echo_rows(median_row, p99_row, tool.name, partial(echo, tool, plan.echoes, flood_path))
+            tool.reset()
+        # The daemon's share: the same echo through a minimal socket client (no asyncio).
+        median_row = table.add(f"echo median, socket client, {label}", "ms", "lower")
+        p99_row = table.add(f"echo p99, socket client, {label}", "ms", "lower")
+        for tool in tools:
+            if isinstance(tool, Ptyd):
+                action = partial(echo_socket, tool, plan.echoes, flood_path)
+                _echo_rows(median_row, p99_row, tool.name, action)
+                tool.reset()
+
+
+def _attach(table: Table, tools: list[Tool], plan: Plan, log: Callable[[str], None]) -> None:
+    log("attach and snapshot")
+    attach_row = table.add("attach, 80x24 screen shown by the client", "ms", "lower")
+    lib_row = table.add("attach with an ANSI snapshot, library", "ms", "lower")
+    snap_row = table.add(f"snapshot, {plan.scrollback} lines of history", "ms", "lower")
+    for tool in tools:
+        if tool.has_screen and tool.attach_argv("x"):
+            runs = plan.attaches
+            measure(
+                attach_row,
+                tool.name,
+                partial(attach_time_terminal, tool, runs, plan.scrollback),
+            )
+        elif not tool.has_screen:
+            attach_row.values[tool.name] = "n/a: no screen"
+        if isinstance(tool, Ptyd):
+            snapshots: list[float] = []
+            library = partial(attach_library, tool, plan.attaches, plan.scrollback)
+            measure(lib_row, tool.name, partial(_first_of_two, library, snapshots))
+            if snapshots:
+                snap_row.values[tool.name] = statistics.median(snapshots)
+        elif isinstance(tool, Tmux):
+            measure(
+                snap_row,
+                tool.name,
+                partial(snapshot_time_tmux, tool, plan.attaches, plan.scrollback),
+            )
+        tool.reset()
+
+
+def _memory(table: Table, tools: list[Tool], plan: Plan, log: Callable[[str], None]) -> None:
+    log("memory")
+    for count in plan.session_counts:
+        row = table.add(f"RSS, {count} idle sessions", "MiB", "lower")
+        for tool in tools:
+            measure(row, tool.name, partial(memory_sessions, tool, count))
+            tool.reset()
+    for count in plan.client_counts:
+        row = table.add(f"RSS, {count} idle clients", "MiB", "lower")
+        for tool in tools:
+            if isinstance(tool, Ptyd):
+                measure(row, tool.name, partial(memory_clients, tool, count))
+    count = max(plan.client_counts)
+    conn_row = table.add(f"daemon KiB per idle connection, {count}", "KiB", "lower")
+    sub_row = table.add(f"daemon KiB per idle subscriber, {count}", "KiB", "lower")
+    for tool in tools:
+        if isinstance(tool, Ptyd):
+            tool.reset()  # a fresh daemon: memory freed by the clients above would be reused
+            per: list[float] = []
+            action = partial(_first_of_pair, partial(memory_subscribers, tool, count), per)
+            measure(conn_row, tool.name, action)
+            if per:
+                sub_row.values[tool.name] = per[0]
+            tool.reset()
+
+
+def _fanout(
+    table: Table,
+    tools: list[Tool],
+    plan: Plan,
+    text: Path,
+    size: int,
+    mib: str,
+    log: Callable[[str], None],
+) -> None:
+    log("fan-out")
+    fan = table.add(f"cat {mib} to {plan.fanout} clients (each)", "MB/s", "higher")
+    for tool in tools:
+        if _is_library_only(tool):
+            action = partial(throughput_library, tool, text, size, plan.fanout, 0)
+        else:
+            action = partial(throughput_terminal, tool, text, size, plan.fanout, 0)
+        measure(fan, tool.name, action)
+    _reset(tools)
+    # The daemon's own fan-out: socket readers that only follow the frame lengths.
+    rows = {
+        n: table.add(f"cat {mib} to {n} socket readers (each)", "MB/s", "higher")
+        for n in plan.readers
+    }
+    for tool in tools:
+        if isinstance(tool, Ptyd):
+            for readers, row in rows.items():
+                measure(row, tool.name, partial(fanout_sockets, tool, text, size, readers))
+            tool.reset()
+
+
+def _floods(
+    table: Table, tools: list[Tool], plan: Plan, flood: Path, log: Callable[[str], None]
+) -> None:
+    log("concurrent floods")
+    seconds = plan.flood_seconds
+    for sessions in (1, 2):
+        rate = table.add(f"flood, {sessions} detached session(s), total", "MB/s", "higher")
+        cpu = table.add(f"daemon CPU, {sessions} flooding session(s)", "%", "lower")
+        measure(rate, "raw", partial(floods_raw, flood, sessions, seconds))
+        for tool in tools:
+            if isinstance(tool, Ptyd):
+                used: list[float] = []
+                action = partial(
+                    _first_of_pair, partial(floods, tool, flood, sessions, seconds), used
+                )
+                measure(rate, tool.name, action)
+                if used:
+                    cpu.values[tool.name] = used[0]
+                tool.reset()
 
 
 def _echo_rows(median_row: Row, p99_row: Row, tool: str, action: Callable[[], list[float]]) -> None:
@@ -804,6 +1121,12 @@ def _echo_rows(median_row: Row, p99_row: Row, tool: str, action: Callable[[], li
 
 def _repeat(times: int, action: Callable[..., float], *args: Any) -> list[float]:
     return [action(*args, run) for run in range(times)]
+
+
+def _first_of_pair(action: Callable[[], tuple[float, float]], second: list[float]) -> float:
+    first, other = action()
+    second.append(other)
+    return first
 
 
 def _first_of_two(
@@ -848,10 +1171,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backends", default="compiled,pure", help="ptyd backends to run (default compiled,pure)"
     )
+    parser.add_argument(
+        "--many",
+        action="store_true",
+        help=f"also {MANY_SESSIONS} idle sessions, {MANY_CLIENTS} idle clients and "
+        f"{MANY_READERS} socket readers (minutes)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="WORKLOADS",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.size:
         plan = replace(plan, size=args.size << 20)
+    if args.many:
+        plan = replace(
+            plan,
+            session_counts=(*plan.session_counts, MANY_SESSIONS),
+            client_counts=(*plan.client_counts, MANY_CLIENTS),
+            readers=(*plan.readers, MANY_READERS),
+        )
+    workloads = tuple(w for w in args.only.split(",") if w)
+    if not workloads or not set(workloads) <= set(WORKLOADS):
+        parser.error(f"--only: a comma-separated list of {', '.join(WORKLOADS)}")
     backends = [b for b in args.backends.split(",") if b]
     if not backends or not set(backends) <= {"compiled", "pure"}:
         parser.error("--backends: a comma-separated list of compiled and pure")
@@ -860,7 +1205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {stage}", file=sys.stderr, flush=True)
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    table, columns, notes = run(plan, backends, log)
+    table, columns, notes = run(plan, backends, log, workloads)
     print(f"ptyd side by side, {started}; {describe_machine()}")
     given = " ".join(argv if argv is not None else sys.argv[1:])
     print(f"command: python -m benchmarks.compare {given}".rstrip())

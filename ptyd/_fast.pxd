@@ -32,13 +32,15 @@ cdef class Subscriber:
 
 
 cdef class ReplayRing:
-    cdef unsigned char* buf
+    cdef unsigned char* buf  # size bytes, grown on demand up to capacity
     cdef readonly Py_ssize_t capacity
-    cdef Py_ssize_t used  # bytes held, at most capacity
+    cdef Py_ssize_t size  # bytes allocated; the circle wraps at size
+    cdef Py_ssize_t used  # bytes held, at most size
     cdef Py_ssize_t head  # index of the oldest byte
     cdef readonly unsigned long long end
 
-    cdef void append_c(self, const unsigned char* data, Py_ssize_t n) noexcept nogil
+    cdef int grow(self, Py_ssize_t need) except -1
+    cdef int append_c(self, const unsigned char* data, Py_ssize_t n) except -1
 
 
 cdef class OutputPump:
@@ -47,6 +49,5 @@ cdef class OutputPump:
     cdef readonly ReplayRing ring
     cdef readonly Py_ssize_t read_budget
     cdef public list subscribers
-    cdef unsigned char* buf  # owned read buffer, read_budget bytes, reused for every batch
 
-    cdef list _publish(self, const unsigned char* data, Py_ssize_t n)
+    cdef tuple _publish(self, const unsigned char* data, Py_ssize_t n, bint is_data_wanted)

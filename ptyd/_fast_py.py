@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import time
 from typing import Any, Protocol
 
 # Flow levels (index into protocol.FLOW_LEVELS) and policies (index into FLOW_POLICIES).
@@ -110,8 +112,10 @@ class ReplayRing:
     """The last ``capacity`` bytes of a session's output, addressed by stream offset."""
 
     def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError("capacity must not be negative")
         self.capacity = capacity
-        self._data = bytearray()
+        self._data = bytearray()  # grows with the output, up to capacity
         self.end = 0  # stream offset one past the last byte appended
 
     def append(self, data: bytes) -> None:
@@ -128,6 +132,11 @@ class ReplayRing:
         """The oldest offset still held."""
         return self.end - len(self._data)
 
+    @property
+    def allocated(self) -> int:
+        """Bytes held now (grows with the output, up to capacity)."""
+        return len(self._data)
+
     def since(self, offset: int) -> bytes | None:
         """Exactly the bytes from ``offset`` to the end, or None if they are no longer held."""
         if not self.start <= offset <= self.end:
@@ -139,6 +148,8 @@ class OutputPump:
     """Reads one session's PTY and fans each batch out to its subscribers as one shared frame."""
 
     def __init__(self, fd: int, frame_prefix: bytes, ring_capacity: int, read_budget: int) -> None:
+        if read_budget <= 0:
+            raise ValueError("read_budget must be positive")
         self.fd = fd
         self.frame_prefix = frame_prefix
         self.ring = ReplayRing(ring_capacity)
@@ -150,17 +161,38 @@ class OutputPump:
         """Bytes of output read so far: the offset the next output frame starts at."""
         return self.ring.end
 
-    def pump(self) -> tuple[bytes, bool, list[Subscriber]]:
+    def pump(self) -> tuple[bytes | memoryview, bool, list[Subscriber]]:
         """Read until EAGAIN, end of file or the byte budget; frame the batch once, offer it to
         every subscriber. Returns (data read, whether the PTY reached its end, subscribers
-        whose level changed)."""
+        whose level changed); the data is a view of the frame's payload when a frame was built
+        (bytes when there was no subscriber to build one for)."""
+        data, is_eof = self.read_batch(self.read_budget)
+        if not data:
+            return b"", is_eof, []
+        shared, changed = self._publish(data)
+        return shared, is_eof, changed
+
+    def read_batch(self, budget: int, quiet_ms: int = 0, max_ms: int = 0) -> tuple[bytes, bool]:
+        """Read up to ``budget`` bytes into a new bytes object, with the GIL released: for a
+        worker thread, never while pump() may run for the same PTY. When the PTY runs dry the
+        batch ends, unless it has lasted less than ``max_ms`` and more output comes within
+        ``quiet_ms``. Returns (data, is_eof); publish(data) on the loop thread then appends it
+        to the stream."""
+        if budget <= 0:
+            raise ValueError("budget must be positive")
         chunks = []
         total = 0
         is_eof = False
-        while total < self.read_budget:
+        start = time.monotonic()
+        ready = select.poll()
+        ready.register(self.fd, select.POLLIN)
+        while total < budget:
             try:
-                chunk = os.read(self.fd, min(READ_SIZE, self.read_budget - total))
+                chunk = os.read(self.fd, min(READ_SIZE, budget - total))
             except BlockingIOError:
+                waited_ms = int((time.monotonic() - start) * 1000)
+                if waited_ms < max_ms and ready.poll(min(quiet_ms, max_ms - waited_ms)):
+                    continue
                 break
             except OSError as exc:
                 if exc.errno == errno.EINTR:
@@ -172,16 +204,23 @@ class OutputPump:
                 break
             chunks.append(chunk)
             total += len(chunk)
-        if not chunks:
-            return b"", is_eof, []
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return data, is_eof, self.publish(data)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), is_eof
 
     def publish(self, data: bytes) -> list[Subscriber]:
         """Append data to the stream: ring, one frame, try-put to each subscriber."""
-        frame = encode_output(self.frame_prefix, self.ring.end, data)
+        return self._publish(data)[1]
+
+    def _publish(self, data: bytes) -> tuple[bytes | memoryview, list[Subscriber]]:
+        """Ring, then one frame (only if someone subscribes) offered to every subscriber;
+        returns the data (a view of the frame's payload if one was built) and the
+        subscribers whose level changed."""
+        offset = self.ring.end
         self.ring.append(data)
-        return fan_out(self.subscribers, frame)
+        if not self.subscribers:
+            return data, []
+        frame = encode_output(self.frame_prefix, offset, data)
+        changed = fan_out(self.subscribers, frame)
+        return memoryview(frame)[len(frame) - len(data) :], changed
 
 
 def encode_output(prefix: bytes, offset: int, data: bytes) -> bytes:

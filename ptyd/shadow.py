@@ -6,8 +6,10 @@ cores and the loop keeps forwarding echoes during a flood). Every operation (dat
 snapshot) is queued in stream order, so a snapshot requested when the stream was at offset X is
 taken after exactly the bytes before X: the consistency of attach rests on that.
 
-Threading: only the worker touches the emulator; the queue is shared under a lock; results come
-back to the loop with ``call_soon_threadsafe``.
+Threading: one thread at a time touches the emulator: the worker while it runs, else the loop,
+which feeds small output (a keystroke's echo) itself when the queue is empty and no worker runs
+(only the loop submits, so none can start meanwhile). The queue is shared under a lock; results
+come back to the loop with ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 FEED_BATCH = 1024 * 1024  # most bytes handed to one feed() call; the worker checks for close between
 BACKLOG_LIMIT = 8 * 1024 * 1024  # unfed bytes at which the session stops reading its PTY
+# Output up to this size is fed on the loop thread when the worker is idle: a keystroke's echo
+# costs the emulator a microsecond, less than waking a worker and reporting back to the loop.
+INLINE_BYTES = 1024
 
 
 class EmulatorShadow:
@@ -50,9 +55,22 @@ class EmulatorShadow:
         self._is_closed = False
         self.backlog = 0  # bytes queued and not yet fed; maintained on the loop thread
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
+        """Queue output for the emulator (a view of a shared frame is kept, never copied)."""
+        if len(data) <= INLINE_BYTES and not self._is_running and not self._is_closed:
+            # No worker holds the emulator and none can start (only this thread submits).
+            self._apply_inline(data)
+            return
         self.backlog += len(data)
         self._submit(("data", data))
+
+    def _apply_inline(self, data: bytes | memoryview) -> None:
+        emulator = self._emulator
+        try:
+            emulator.feed(data)
+        except Exception:  # the emulator must never take the daemon down
+            log.exception("emulator failed on data")
+        self._on_progress(emulator.take_replies(), emulator.title)
 
     def resize(self, cols: int, rows: int) -> None:
         self._submit(("resize", cols, rows))

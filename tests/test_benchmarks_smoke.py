@@ -19,12 +19,23 @@ def _run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return result
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_compare_quick_measures_ptyd_on_every_workload() -> None:
     """Absent peers are skipped, so this passes with or without them; a peer may fail a
     workload (dtach drops output for slow clients), ptyd may not."""
-    result = _run("-m", "benchmarks.compare", "--quick", timeout=55)
-    for row in ("terminal client", "library client", "echo p99", "snapshot", "idle sessions"):
+    result = _run("-m", "benchmarks.compare", "--quick", timeout=115)
+    rows = (
+        "terminal client",
+        "library client",
+        "echo p99",
+        "echo median, socket client",
+        "snapshot",
+        "idle sessions",
+        "per idle subscriber",
+        "socket readers",
+        "flood, 2 detached",
+    )
+    for row in rows:
         assert row in result.stdout
     failures = [line for line in result.stderr.splitlines() if line.startswith("  ptyd")]
     assert failures == []

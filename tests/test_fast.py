@@ -108,3 +108,62 @@ def test_pump_reads_a_batch_and_frames_it_once(fast) -> None:
         os.close(read_fd)
         if write_fd >= 0:
             os.close(write_fd)
+
+
+@given(st.lists(st.binary(min_size=1, max_size=3000), max_size=12), st.integers(0, 9000))
+def test_replay_ring_grows_on_demand_and_wraps(chunks: list[bytes], capacity: int) -> None:
+    from ptyd import _fast, _fast_py
+
+    for module in (_fast, _fast_py):
+        ring = module.ReplayRing(capacity)
+        assert ring.allocated == 0  # nothing allocated before the first byte
+        stream = b""
+        for chunk in chunks:
+            ring.append(chunk)
+            stream += chunk
+            assert ring.allocated <= capacity
+        assert ring.start == len(stream) - min(capacity, len(stream))
+        for offset in (0, ring.start, (ring.start + len(stream)) // 2, len(stream)):
+            expected = stream[offset:] if ring.start <= offset <= len(stream) else None
+            assert ring.since(offset) == expected
+
+
+def test_pump_hands_back_a_view_of_the_shared_frame(fast) -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    try:
+        pump = fast.OutputPump(read_fd, protocol.output_frame_prefix(7), 1 << 10, 1 << 16)
+        os.write(write_fd, b"nobody")
+        data, _, _ = pump.pump()
+        assert isinstance(data, bytes) and data == b"nobody"  # no subscriber: no frame built
+        sub = fast.Subscriber(MemoryTransport(), fast.RESYNC, 1 << 20, 2 << 20, None)
+        sub.take_held()
+        pump.subscribers.append(sub)
+        os.write(write_fd, b"shared")
+        data, _, _ = pump.pump()
+        [frame] = sub.transport.frames
+        assert isinstance(data, memoryview) and data.obj is frame and bytes(data) == b"shared"
+        assert pump.ring.since(0) == b"nobodyshared"
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_read_batch_takes_what_is_there_and_reports_the_end(fast) -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    try:
+        pump = fast.OutputPump(read_fd, protocol.output_frame_prefix(9), 1 << 10, 1 << 14)
+        os.write(write_fd, b"a" * 5000)
+        assert pump.read_batch(4096) == (b"a" * 4096, False)  # the budget bounds the batch
+        assert pump.read_batch(1 << 16, 1, 5) == (b"a" * 904, False)  # dry and quiet: ends
+        assert pump.offset == 0  # reading publishes nothing
+        assert pump.publish(b"a" * 904) == [] and pump.offset == 904
+        os.write(write_fd, b"tail")
+        os.close(write_fd)
+        write_fd = -1
+        assert pump.read_batch(1 << 16, 1, 5) == (b"tail", True)
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
