@@ -352,7 +352,7 @@ def test_attach_during_heavy_output_has_no_gap_and_no_duplicate(make_daemon, bac
     full = attach_stream(client, info.id, policy="block")
     reference = Emulator(cols, rows, 0)
     fed = 0
-    trials = 300 if backend == "compiled" else 100
+    trials = 300 if backend == "compiled" else 40
     for _ in range(trials):
         other = daemon.client()
         # Block policy: the attach can never be resolved by a resync, so every trial tests the
