@@ -22,12 +22,15 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from ._backend import Emulator
+from ._backend import BACKEND, Emulator
 
 log = logging.getLogger(__name__)
 
 FEED_BATCH = 1024 * 1024  # most bytes handed to one feed() call; the worker checks for close between
-BACKLOG_LIMIT = 8 * 1024 * 1024  # unfed bytes at which the session stops reading its PTY
+# Unfed bytes at which the session stops reading its PTY (it reads again at half): about a
+# second of the engine's work, so a snapshot never waits long behind queued output. The pyte
+# backend feeds well under 1 MB/s.
+BACKLOG_LIMIT = 8 * 1024 * 1024 if BACKEND == "compiled" else 512 * 1024
 # Output up to this size is fed on the loop thread when the worker is idle: a keystroke's echo
 # costs the emulator a microsecond, less than waking a worker and reporting back to the loop.
 INLINE_BYTES = 1024

@@ -1,0 +1,603 @@
+"""Reliability and security rows of issue 5 against the real daemon: hostile socket paths,
+foreign peers, impostors, start races, hostile frames, slowloris, many clients, churn, signals,
+a killed daemon and the hang-up ladder. Each test asserts its figure (docs/reliability.md).
+
+Tests that never touch the output hot path or the emulator (socket directory checks, start
+races) run once, without the backend parameter: both backends share that code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from ptyd import errors, protocol
+from ptyd.client import Client
+from ptyd.errors import DaemonImpostor, RequestError
+
+from .conftest import start_daemon
+from .helpers import RawClient, wait_until
+
+NOBODY = 65534
+MIB = 1024 * 1024
+
+
+def serve(
+    socket_path: Path, *flags: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A daemon process whose failure we want to see (start_daemon raises on failure)."""
+    full_env = {k: v for k, v in (env or os.environ).items() if not k.startswith("PTYD_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ptyd", "serve", "-S", os.fspath(socket_path), *flags],
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def tree_state(root: Path) -> list[tuple[str, int, int, int, int]]:
+    """(path, mode, uid, inode, mtime) of everything under ``root``, without following links."""
+    rows = []
+    for path in sorted([root, *root.rglob("*")]):
+        info = os.lstat(path)
+        rows.append((str(path), info.st_mode, info.st_uid, info.st_ino, info.st_mtime_ns))
+    return rows
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    """Pids still running (zombies count as gone: they have exited)."""
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z":
+            alive.append(pid)
+    return alive
+
+
+# -- A. socket, authentication ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["mode-0755", "other-owner", "symlink", "regular-file"])
+def test_hostile_socket_directory_refused_untouched(short_tmp: Path, variant: str) -> None:
+    target = short_tmp / "run"
+    if variant == "mode-0755":
+        target.mkdir(0o755)
+        os.chmod(target, 0o755)
+    elif variant == "other-owner":
+        target.mkdir(0o700)
+        os.chown(target, NOBODY, NOBODY)
+    elif variant == "symlink":
+        real = short_tmp / "real"
+        real.mkdir(0o700)
+        target.symlink_to(real)
+    else:
+        target.write_bytes(b"not a directory")
+    before = tree_state(short_tmp)
+    process = serve(target / "d.sock")
+    _, err = process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert str(target).encode() in err, err
+    assert tree_state(short_tmp) == before
+
+
+def test_socket_0600_in_a_0700_directory(short_tmp: Path) -> None:
+    socket_dir = short_tmp / "fresh"
+    running = start_daemon(socket_dir / "d.sock", "compiled")
+    try:
+        assert os.stat(socket_dir).st_mode & 0o777 == 0o700
+        assert os.stat(running.socket).st_mode & 0o777 == 0o600
+        # No abstract or inet listeners: every socket inode the daemon holds is a path socket.
+        inodes = {
+            os.readlink(f"/proc/{running.process.pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{running.process.pid}/fd")
+        }
+        inodes = {name[8:-1] for name in inodes if name.startswith("socket:[")}
+        tcp = Path("/proc/net/tcp").read_text() + Path("/proc/net/tcp6").read_text()
+        assert not any(
+            line.split()[9] in inodes for line in tcp.splitlines()[1:] if len(line.split()) > 9
+        )
+        abstract = [
+            line
+            for line in Path("/proc/net/unix").read_text().splitlines()[1:]
+            if line.split()[6] in inodes
+            and len(line.split()) > 7
+            and line.split()[7].startswith("@")
+        ]
+        assert abstract == []
+    finally:
+        assert running.stop() == 0
+
+
+def _connect_as(uid: int, path: Path, payload: bytes) -> bytes:
+    """Fork a child that drops to ``uid``, connects, sends ``payload`` and returns all it read."""
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect(os.fspath(path))
+            with contextlib.suppress(OSError):
+                sock.sendall(payload)
+            got = b""
+            try:
+                while chunk := sock.recv(65536):
+                    got += chunk
+            except ConnectionResetError:
+                pass  # the daemon closed with our bytes unread: the kernel resets
+            os.write(out_w, got)
+        except BaseException as exc:
+            os.write(out_w, f"CHILD-ERROR {exc!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(out_w)
+    with os.fdopen(out_r, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return data
+
+
+def test_foreign_uid_refused_before_a_byte_is_read(daemon) -> None:
+    """With only the peer check standing in the way (dir 0711, socket 0666), uid 65534 gets one
+    auth_refused frame and EOF: its hello and a malformed frame behind it are never parsed."""
+    os.chmod(daemon.socket.parent, 0o711)
+    os.chmod(daemon.socket, 0o666)
+    hello = protocol.encode(protocol.request(1, "hello", version=protocol.VERSION_TEXT))
+    times = []
+    for _ in range(20):
+        start = time.monotonic()
+        got = _connect_as(NOBODY, daemon.socket, hello + b"\x00\x00\x00\x02\xc1\xc1")
+        times.append(time.monotonic() - start)
+        messages = protocol.FrameDecoder(1 << 20).feed(got)
+        assert len(messages) == 1, got
+        assert messages[0]["id"] is None and messages[0]["error"]["code"] == errors.AUTH_REFUSED
+    print(
+        f"\n{daemon.backend}: 20/20 foreign connections refused, slowest {max(times) * 1000:.0f} ms"
+    )
+    with daemon.client() as client:
+        assert client.stats()["daemon"]["clients"] == 1
+
+
+def test_client_refuses_an_impostor_socket(short_tmp: Path) -> None:
+    path = short_tmp / "d.sock"
+    impostor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    impostor.bind(os.fspath(path))
+    impostor.listen(8)
+    impostor.setblocking(False)
+    os.chown(path, NOBODY, NOBODY)
+    try:
+        with pytest.raises(DaemonImpostor, match="owned by uid 65534"):
+            Client(path, timeout=10)
+        with pytest.raises(BlockingIOError):
+            impostor.accept()  # the client never even connected
+    finally:
+        impostor.close()
+
+
+def test_concurrent_starts_leave_exactly_one_daemon(short_tmp: Path) -> None:
+    for trial in range(3):
+        path = short_tmp / f"race{trial}.sock"
+        ready_r, ready_w = os.pipe()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PTYD_")}
+        env["PTYD_READY_FD"] = str(ready_w)
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "ptyd", "serve", "-S", os.fspath(path)],
+                env=env,
+                pass_fds=(ready_w,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(5)
+        ]
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            ready.read()  # EOF once every racer has reported ready or failure
+        losers = []
+        with Client(path, timeout=10) as client:
+            survivor_pid = client.daemon_info["pid"]
+        for racer in racers:
+            if racer.pid == survivor_pid:
+                continue
+            _, err = racer.communicate(timeout=30)
+            assert racer.returncode != 0 and b"already running" in err, err
+            losers.append(racer)
+        assert len(losers) == 4
+        survivor = next(r for r in racers if r.pid == survivor_pid)
+        survivor.terminate()
+        survivor.communicate(timeout=30)
+        assert survivor.returncode == 0
+        assert not path.exists()
+
+
+def test_stale_socket_replaced_live_one_kept(short_tmp: Path) -> None:
+    path = short_tmp / "d.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(os.fspath(path))
+    stale.close()  # a socket file nobody listens on
+    running = start_daemon(path, "compiled")
+    try:
+        second = serve(path)
+        _, err = second.communicate(timeout=30)
+        assert second.returncode != 0 and b"already running" in err
+        with Client(path, timeout=10) as client:
+            assert client.daemon_info["pid"] == running.process.pid
+    finally:
+        assert running.stop() == 0
+
+
+def test_regular_file_at_the_socket_path_is_left_alone(short_tmp: Path) -> None:
+    path = short_tmp / "d.sock"
+    path.write_bytes(b"precious")
+    before = tree_state(short_tmp)
+    process = serve(path)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode != 0 and str(path).encode() in err
+    assert [row for row in tree_state(short_tmp) if row[0] == str(path)] == before[1:]
+    assert path.read_bytes() == b"precious"
+
+
+def test_socket_path_too_long(short_tmp: Path) -> None:
+    """107 bytes is the most sun_path holds with its NUL: it works; 108 and 200 are refused
+    with the limit in the message and nothing is created at a truncated path."""
+    deep = short_tmp / ("x" * (104 - len(os.fsencode(short_tmp))))
+    ok = deep / "s"
+    assert len(os.fsencode(ok)) == 107
+    running = start_daemon(ok, "compiled")
+    assert running.stop() == 0
+    for path in (deep / "sx", short_tmp / ("y" * 200)):
+        process = serve(path)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode != 0 and b"107 bytes" in err, err
+    assert not any(p.is_socket() for p in short_tmp.rglob("*"))
+
+
+def test_session_names_validated(daemon) -> None:
+    client = daemon.client()
+    bad = [
+        "",
+        "a/b",
+        "..",
+        ".",
+        "-x",
+        "1abc",
+        "a b",
+        "x\x1b[2J",
+        "n" * 65,
+        "x" * 10000,
+        "é",
+        "a\nb",
+    ]
+    for name in bad:
+        with pytest.raises(RequestError) as refused:
+            client.request("create", argv=["true"], name=name)
+        assert refused.value.code == errors.BAD_REQUEST, name
+    assert client.list_sessions() == []
+
+
+# -- B. wire protocol ---------------------------------------------------------------------------
+
+
+def _bombs() -> list[tuple[str, bytes, str]]:
+    """(label, frame body, expected error code) for each hostile frame."""
+    deep = b"\x91" * 100_000 + b"\xc0"
+    return [
+        ("invalid byte 0xc1", b"\xc1", errors.BAD_FRAME),
+        ("not a map", msgpack.packb([1, 2, 3]), errors.BAD_FRAME),
+        ("trailing data", msgpack.packb({"type": "list", "id": 9}) + b"\x01", errors.BAD_FRAME),
+        ("array32 of 2**32-1", b"\xdd\xff\xff\xff\xff", errors.BAD_FRAME),
+        ("map32 of 2**32-1", b"\xdf\xff\xff\xff\xff", errors.BAD_FRAME),
+        ("str32 of 2**32-1", b"\xdb\xff\xff\xff\xff", errors.BAD_FRAME),
+        ("100,000-deep nesting", deep, errors.BAD_FRAME),
+        ("64 KiB of empty arrays", b"\xdd\x00\x01\x00\x00" + b"\x90" * 65536, errors.BAD_FRAME),
+        (
+            "wide map of empty maps",
+            msgpack.packb({"type": "list", "id": 9, "x": [{}] * 60000}),
+            errors.BAD_REQUEST,
+        ),
+        ("unknown type", msgpack.packb({"type": "frobnicate", "id": 9}), errors.UNKNOWN_TYPE),
+        (
+            "bad field type",
+            msgpack.packb({"type": "info", "id": 9, "session": [1]}),
+            errors.BAD_REQUEST,
+        ),
+        ("rows 0", msgpack.packb({"type": "create", "id": 9, "rows": 0}), errors.BAD_REQUEST),
+        (
+            "cols 65536",
+            msgpack.packb({"type": "create", "id": 9, "cols": 65536}),
+            errors.BAD_REQUEST,
+        ),
+        ("negative id", msgpack.packb({"type": "list", "id": -1}), errors.BAD_REQUEST),
+        ("non-utf8 str", b"\x82\xa4type\xa4list\xa2id\xa2\xff\xfe", errors.BAD_FRAME),
+    ]
+
+
+def test_hostile_frames_get_errors_while_others_keep_working(daemon) -> None:
+    bystander = daemon.client()
+    info = bystander.create(["cat"])
+    base = bystander.stats()["daemon"]
+    hostile = RawClient(daemon.socket, hello=True)
+    worst = 0.0
+    for label, body, code in _bombs():
+        start = time.monotonic()
+        hostile.sock.sendall(struct.pack(">I", len(body)) + body)
+        answer = hostile.read_message(timeout=10)
+        worst = max(worst, time.monotonic() - start)
+        assert answer is not None and not answer["ok"], label
+        assert answer["error"]["code"] == code, (label, answer)
+        assert bystander.info(info.id).is_running  # the daemon still serves others
+    assert hostile.call("list")["sessions"][0]["id"] == info.id  # and the hostile one too
+    # Oversized prefixes: frame_too_large, then the connection closes.
+    for prefix in (0xFFFFFFFF, 4 * MIB + 1, 2**31):
+        victim = RawClient(daemon.socket, hello=True)
+        victim.sock.sendall(struct.pack(">I", prefix) + b"\x80")
+        answer = victim.read_message(timeout=10)
+        assert answer["error"]["code"] == errors.FRAME_TOO_LARGE
+        assert victim.read_message(timeout=10) is None
+        victim.close()
+    # Truncated frames: EOF mid-prefix and mid-body.
+    for cut in (b"\x00\x00", b"\x00\x00\x00\x10\x81"):
+        truncated = RawClient(daemon.socket, hello=True)
+        truncated.sock.sendall(cut)
+        truncated.close()
+    hostile.close()
+    after = bystander.stats()["daemon"]
+    growth = after["rss"] - base["rss"]
+    print(
+        f"\n{daemon.backend}: {len(_bombs())} hostile frames, worst answer {worst * 1000:.0f} ms, "
+        f"RSS growth {growth / MIB:.1f} MiB"
+    )
+    assert growth <= 16 * MIB
+    assert worst < 1.0
+    wait_until(lambda: bystander.stats()["daemon"]["clients"] == 1, 10, "hostile clients gone")
+
+
+def test_slowloris_before_hello_timed_out_and_capped(backend, short_tmp: Path) -> None:
+    running = start_daemon(
+        short_tmp / "d.sock", backend, "--hello-timeout", "1", "--max-unauthenticated", "8"
+    )
+    try:
+        start = time.monotonic()
+        idle = [RawClient(running.socket) for _ in range(8)]
+        idle[0].sock.sendall(b"\x00")  # one drips a byte
+        over = RawClient(running.socket)
+        refused = over.read_message(timeout=5)
+        assert refused["error"]["code"] == errors.TOO_MANY_CONNECTIONS
+        assert over.read_message(timeout=5) is None
+        over.close()
+        closed_at = []
+        for sock in idle:
+            answer = sock.read_message(timeout=5)
+            assert answer["error"]["code"] == errors.TIMEOUT
+            assert sock.read_message(timeout=5) is None
+            closed_at.append(time.monotonic() - start)
+            sock.close()
+        print(
+            f"\n{backend}: slowloris closed after "
+            f"{min(closed_at):.2f}-{max(closed_at):.2f} s (timeout 1 s)"
+        )
+        assert min(closed_at) >= 0.9 and max(closed_at) <= 2.5
+        legit_start = time.monotonic()
+        with Client(running.socket, timeout=10) as client:
+            client.list_sessions()
+        assert time.monotonic() - legit_start < 1.0
+    finally:
+        assert running.stop() == 0
+
+
+# -- C. connections and resources ---------------------------------------------------------------
+
+
+def test_a_thousand_concurrent_clients_held(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["cat"])
+    base = client.stats()["daemon"]
+    socks = []
+    for _ in range(1000):
+        raw = RawClient(daemon.socket)
+        raw.sock.sendall(RawClient.frame("hello", 1, version=protocol.VERSION_TEXT))
+        raw.sock.sendall(RawClient.frame("attach", 2, session=info.id, snapshot=None))
+        socks.append(raw)
+    for raw in socks:
+        for _ in range(2):
+            assert raw.read_message(timeout=30)["ok"]
+    held = client.stats()["daemon"]
+    assert held["clients"] == 1001
+    per_client = (held["rss"] - base["rss"]) / 1000
+    start = time.monotonic()
+    client.send(info.id, b"ping-all\n")
+    for raw in socks:
+        message = raw.read_message(timeout=30)
+        assert message["event"] == "output" and b"ping-all" in message["data"]
+    fan_out = time.monotonic() - start
+    print(
+        f"\n{daemon.backend}: 1000 attached clients, {per_client / 1024:.1f} KiB RSS each, "
+        f"one line reached all in {fan_out * 1000:.0f} ms"
+    )
+    assert per_client <= 16 * 1024
+    assert fan_out < 2.0
+    for raw in socks:
+        raw.close()
+    wait_until(lambda: client.stats()["daemon"]["clients"] == 1, 30, "clients gone")
+
+
+def test_clients_killed_mid_write_and_churn_leave_no_residue(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "stty raw -echo; while :; do cat /etc/services; done"])
+    for _ in range(5):  # warm up every code path once
+        RawClient(daemon.socket, hello=True).close()
+    base = client.stats()["daemon"]
+    # Each snapshot attach waits for the emulator to catch up with the flood: pyte is slow.
+    cycles = 200 if daemon.backend == "compiled" else 40
+    for cycle in range(cycles):
+        raw = RawClient(daemon.socket, hello=True, rcvbuf=4096)
+        raw.call("attach", session=info.id, snapshot="text" if cycle % 2 else None)
+        if cycle % 4 == 0:
+            raw.call("detach", session=info.id)
+        else:
+            raw.sock.recv(1000)
+        if cycle % 3 == 0:  # reset: SO_LINGER 0 makes close send RST mid-stream
+            raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.close()
+    wait_until(lambda: client.stats()["daemon"]["clients"] == 1, 30, "clients gone")
+    after = client.stats()["daemon"]
+    print(
+        f"\n{daemon.backend}: {cycles} connect/attach/detach/reset cycles: fds {base['open_fds']} -> "
+        f"{after['open_fds']}, RSS {(after['rss'] - base['rss']) / MIB:+.1f} MiB"
+    )
+    assert abs(after["open_fds"] - base["open_fds"]) <= 2
+    assert client.stats()["sessions"][0]["subscribers"] == 0
+    client.kill(info.id)
+
+
+# -- G. lifecycle, F. children ------------------------------------------------------------------
+
+LOOPS = ["uvloop", "asyncio"]
+
+
+def _loop_flags(loop: str) -> tuple[str, ...]:
+    return ("--asyncio",) if loop == "asyncio" else ()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGHUP", "shutdown"])
+def test_graceful_shutdown(backend, short_tmp: Path, loop: str, how: str) -> None:
+    running = start_daemon(short_tmp / "d.sock", backend, *_loop_flags(loop))
+    client = running.client()
+    pids = [client.create(["sleep", "600"]).pid for _ in range(3)]
+    pids.append(client.create(["sh", "-c", "trap '' HUP; exec sleep 600"]).pid)
+    watcher = running.client()
+    watcher.attach(1, snapshot=None)
+    start = time.monotonic()
+    if how == "shutdown":
+        assert running.cli("shutdown").returncode == 0
+    else:
+        running.process.send_signal(getattr(signal, how))
+    status = running.process.wait(timeout=30)
+    elapsed = time.monotonic() - start
+    events = []
+    while True:
+        event = watcher.next_event(10)
+        events.append(type(event).__name__)
+        if event.__class__.__name__ == "DisconnectedEvent":
+            break
+    print(f"\n{backend}/{loop}/{how}: exit {status} in {elapsed:.2f} s")
+    assert status == 0
+    assert "ShutdownEvent" in events
+    assert pids_alive(pids) == []
+    assert not running.socket.exists()
+    assert elapsed <= 2 * 0.5 + 2.5  # kill ladder (PTYD_KILL_GRACE 0.5) + flush bound
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_second_signal_exits_at_once(backend, short_tmp: Path, loop: str) -> None:
+    env = dict(os.environ, PTYD_KILL_GRACE="30")
+    running = start_daemon(short_tmp / "d.sock", backend, *_loop_flags(loop), env=env)
+    client = running.client()
+    stubborn = client.create(
+        ["sh", "-c", "trap '' HUP TERM; echo armed; while :; do sleep 1; done"]
+    )
+    wait_until(lambda: client.info(stubborn.id).bytes_out >= 5, 10, "trap armed")
+    running.process.send_signal(signal.SIGTERM)
+    wait_until(
+        lambda: not running.socket.exists() or _is_shutting_down(running.socket),
+        10,
+        "shutdown began",
+    )
+    start = time.monotonic()
+    running.process.send_signal(signal.SIGTERM)
+    status = running.process.wait(timeout=10)
+    elapsed = time.monotonic() - start
+    print(f"\n{backend}/{loop}: second signal -> exit {status} in {elapsed * 1000:.0f} ms")
+    assert elapsed <= 0.5 and status != 0
+    wait_until(lambda: pids_alive([stubborn.pid]) == [], 5, "stubborn child killed")
+
+
+def _is_shutting_down(path: Path) -> bool:
+    try:
+        with Client(path, timeout=5) as probe:
+            probe.list_sessions()
+    except Exception:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_sigkilled_daemon_hangs_up_its_sessions_and_restarts(
+    backend, short_tmp: Path, loop: str
+) -> None:
+    running = start_daemon(short_tmp / "d.sock", backend, *_loop_flags(loop))
+    client = running.client()
+    pids = [client.create(["sleep", "600"]).pid for _ in range(10)]
+    running.process.kill()
+    running.process.wait(timeout=10)
+    gone = wait_until(lambda: pids_alive(pids) == [], 5, "sessions hung up")
+    assert running.socket.exists()  # stale: left behind by the dead daemon
+    start = time.monotonic()
+    again = start_daemon(running.socket, backend, *_loop_flags(loop))
+    ready = time.monotonic() - start
+    print(
+        f"\n{backend}/{loop}: 10/10 sessions gone {gone:.2f} s after SIGKILL; "
+        f"restart ready in {ready:.2f} s"
+    )
+    try:
+        assert again.client().list_sessions() == []
+    finally:
+        assert again.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("trap", "expected"),
+    [("HUP", signal.SIGTERM), ("HUP TERM", signal.SIGKILL)],
+)
+def test_hang_up_ladder(daemon, trap: str, expected: int) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", f"trap '' {trap}; echo armed; while :; do sleep 1; done"])
+    wait_until(lambda: client.info(info.id).bytes_out >= 5, 10, "trap armed")
+    start = time.monotonic()
+    client.kill(info.id)
+    status = client.wait(info.id, timeout=10)
+    elapsed = time.monotonic() - start
+    assert status.signal == expected
+    assert elapsed <= 2 * 0.5 + 0.5  # PTYD_KILL_GRACE 0.5 in tests
+    wait_until(lambda: pids_alive([info.pid]) == [], 5, "child gone")
+
+
+def test_background_process_does_not_keep_a_session_alive(daemon, short_tmp: Path) -> None:
+    """A setsid-ed grandchild holds the PTY open; the session still ends when the shell exits."""
+    client = daemon.client()
+    marker = short_tmp / "bg.pid"
+    script = (
+        f"setsid sh -c 'echo $$ > {marker}.tmp; mv {marker}.tmp {marker}; exec sleep 600' & "
+        f"while [ ! -e {marker} ]; do :; done; exit 4"
+    )
+    info = client.create(["sh", "-c", script])
+    start = time.monotonic()
+    status = client.wait(info.id, timeout=10)
+    elapsed = time.monotonic() - start
+    background = int(marker.read_text())
+    try:
+        print(f"\n{daemon.backend}: session ended {elapsed:.2f} s after start with a setsid child")
+        assert status.code == 4 and elapsed <= 1.5
+        assert pids_alive([background]) == [background]  # it escaped; the session ended anyway
+    finally:
+        os.kill(background, signal.SIGKILL)
