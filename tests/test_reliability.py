@@ -461,7 +461,8 @@ def test_clients_killed_mid_write_and_churn_leave_no_residue(daemon) -> None:
     wait_until(lambda: client.stats()["daemon"]["clients"] == 1, 30, "clients gone")
     after = client.stats()["daemon"]
     print(
-        f"\n{daemon.backend}: {cycles} connect/attach/detach/reset cycles: fds {base['open_fds']} -> "
+        f"\n{daemon.backend}: {cycles} connect/attach/detach/reset cycles: "
+        f"fds {base['open_fds']} -> "
         f"{after['open_fds']}, RSS {(after['rss'] - base['rss']) / MIB:+.1f} MiB"
     )
     assert abs(after["open_fds"] - base["open_fds"]) <= 2
