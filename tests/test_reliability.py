@@ -602,3 +602,118 @@ def test_background_process_does_not_keep_a_session_alive(daemon, short_tmp: Pat
         assert pids_alive([background]) == [background]  # it escaped; the session ended anyway
     finally:
         os.kill(background, signal.SIGKILL)
+
+
+# -- B8/B9 input, E5/E7 query replies ------------------------------------------------------------
+
+# Print the hex of every byte read, one token per byte: what reaches the program, exactly.
+HEX_ECHO = """
+import os, tty
+tty.setraw(0)
+os.write(1, b"READY ")
+while True:
+    os.write(1, b"%02x " % os.read(0, 1)[0])
+"""
+
+
+def test_every_byte_value_reaches_the_program_unchanged(daemon) -> None:
+    """B9: each of the 256 byte values sent alone arrives as itself; the session lives on."""
+    client = daemon.client()
+    info = client.create(["python3", "-c", HEX_ECHO])
+    client.attach(info.id, snapshot=None, from_offset=0)
+    seen = bytearray()
+    while b"READY " not in seen:
+        seen += client.next_event(10).data
+    for value in range(256):
+        client.send(info.id, bytes([value]))
+    expected = "".join(f"{value:02x} " for value in range(256)).encode()
+    while not seen.endswith(expected):
+        event = client.next_event(10)
+        assert getattr(event, "data", None) is not None, event
+        seen += event.data
+    assert client.info(info.id).is_running
+    print(f"\n{daemon.backend}: 256/256 byte values delivered unchanged, session alive")
+
+
+def test_a_paste_into_a_program_that_never_reads_is_refused_not_buffered(daemon) -> None:
+    """B8: 100 MiB sent to a program that never reads: the bounded input queue refuses the
+    excess with input_overflow, daemon memory stays bounded, other sessions are served."""
+    client = daemon.client()
+    stuck = client.create(["sleep", "600"])
+    other = client.create(["cat"])
+    base = client.stats()["daemon"]["rss"]
+    chunk = b"x" * (1024 * 1024)
+    accepted = refused = 0
+    for _ in range(100):
+        try:
+            client.send(stuck.id, chunk)
+            accepted += 1
+        except RequestError as exc:
+            assert exc.code == errors.INPUT_OVERFLOW
+            refused += 1
+    growth = client.stats()["daemon"]["rss"] - base
+    print(
+        f"\n{daemon.backend}: 100 MiB paste: {accepted} MiB queued, {refused} MiB refused with "
+        f"input_overflow, RSS growth {growth / MIB:.1f} MiB"
+    )
+    assert refused >= 90 and growth <= 16 * MIB  # 4 MiB PTYD_INPUT_LIMIT + one frame + slack
+    client.attach(other.id, snapshot=None, from_offset=0)
+    client.send(other.id, b"still-served\n")
+    seen = b""
+    while b"still-served" not in seen:
+        seen += client.next_event(10).data
+    assert client.info(stuck.id).is_running
+
+
+# The program asks, then reports (as hex) every byte the terminal side answered, after 0.3 s of
+# quiet following the DSR 5 sentinel's answer.
+ASK = """
+import os, select, sys, time, tty
+tty.setraw(0)
+os.write(1, bytes.fromhex(sys.argv[1]) + b"\\x1b[5n")
+got, deadline = b"", time.monotonic() + 10
+while time.monotonic() < deadline:
+    if select.select([0], [], [], 0.3)[0]:
+        got += os.read(0, 4096)
+    elif got.endswith(b"\\x1b[0n"):
+        break
+os.write(1, b"\\r\\nGOT:" + got.hex().encode() + b":END\\r\\n")
+os.read(0, 1)
+"""
+
+
+def replies_to(daemon, query: bytes, attached: int) -> bytes:
+    """Everything written back into the PTY after ``query`` (with ``attached`` clients)."""
+    client = daemon.client()
+    info = client.create(["python3", "-c", ASK, query.hex()])
+    watchers = [daemon.client() for _ in range(attached)]
+    for watcher in watchers:
+        watcher.attach(info.id, snapshot="ansi")
+    seen = b""
+    client.attach(info.id, snapshot=None, from_offset=0)
+    while b":END" not in seen:
+        seen += client.next_event(15).data
+    hex_text = seen.split(b"GOT:")[1].split(b":END")[0].decode()
+    client.kill(info.id)
+    return bytes.fromhex(hex_text)
+
+
+@pytest.mark.parametrize("attached", [0, 1, 2])
+def test_each_query_is_answered_once_by_the_daemon(daemon, attached: int) -> None:
+    """E7: DA1, DA2 and CPR are answered exactly once, whether 0, 1 or 2 clients watch."""
+    got = replies_to(daemon, b"\x1b[c\x1b[>c\x1b[3;7H\x1b[6n", attached)
+    assert got == b"\x1b[?62;22c\x1b[>1;10;0c\x1b[3;7R\x1b[0n", got
+
+
+def test_no_reply_echoes_program_text(daemon) -> None:
+    """E5: title report, DECRQSS, OSC 52 and OSC 50 queries after a hostile title get no reply
+    at all (CVE-2003-0063, CVE-2008-2383, CVE-2022-45063): only the DSR sentinel is answered."""
+    hostile = (
+        b"\x1b]2;rm -rf ~\n\x07"  # a title with a newline in it
+        b"\x1b[21t\x1b[20t"  # report title / icon name
+        b"\x1bP$qrm -rf ~\n\x1b\\"  # DECRQSS with an unknown request
+        b"\x1b]52;c;?\x07\x1b]50;?\x07"  # clipboard and font queries
+    )
+    got = replies_to(daemon, hostile, 1)
+    assert got == b"\x1b[0n", got
+    print(f"\n{daemon.backend}: 6 hostile queries, 0 replies; sentinel answered once")
