@@ -44,6 +44,7 @@ READ_BUDGET = 16 * 1024
 WORKER_READ_BUDGET = 256 * 1024
 WORKER_QUIET_MS = 1
 WORKER_BATCH_MS = 5
+REPLY_BACKLOG = 64 * 1024  # queued input past which emulator query replies are dropped
 EXIT_DRAIN_SECONDS = 0.25  # after the program exits, how long others may keep the PTY open
 _TITLE_MAX = 256
 _readers: ThreadPoolExecutor | None = None  # flood reads; created with the first flood
@@ -230,7 +231,9 @@ class Session:
             sub.owner.connection.on_flow_change(sub.owner)
 
     def _on_emulated(self, replies: bytes, title: str) -> None:
-        if replies and self._is_pty_open:
+        # A program that floods queries and never reads its input gets its replies dropped
+        # past REPLY_BACKLOG rather than growing the input queue (tmux drops them too).
+        if replies and self._is_pty_open and self._input_bytes < REPLY_BACKLOG:
             self._write_input(replies)
         if title != self.title:
             self.title = _clean_title(title)
