@@ -21,7 +21,7 @@ from ._backend import BACKEND
 from ._version import __version__
 from .config import Config
 from .connection import Connection
-from .errors import RequestError
+from .errors import PtydError, RequestError
 from .session import Session
 from .socketdir import Listener
 
@@ -54,6 +54,7 @@ class Daemon:
         self._is_shutting_down = False
         self._retention: dict[int, asyncio.TimerHandle] = {}
         self._all_closed: asyncio.Future[None] | None = None  # set during shutdown
+        self._background: set[asyncio.Task[None]] = set()  # e.g. recreating the socket
 
     # -- running -----------------------------------------------------------------------------
 
@@ -67,6 +68,7 @@ class Daemon:
         _raise_fd_limit()
         for signum in _SHUTDOWN_SIGNALS:
             self.loop.add_signal_handler(signum, self._on_signal, signum)
+        self.loop.add_signal_handler(signal.SIGUSR1, self._on_recreate_signal)
         assert self.listener.sock is not None
         self._server = await self.loop.create_unix_server(
             lambda: Connection(self), sock=self.listener.sock, backlog=1024
@@ -90,6 +92,33 @@ class Daemon:
             log.warning("second signal (%s): exiting at once", name)
             self._exit_now()
         self.request_shutdown(name)
+
+    def _on_recreate_signal(self) -> None:
+        """SIGUSR1, as in tmux: recreate the socket if it was deleted from under us."""
+        if not self._is_shutting_down:
+            task = self.loop.create_task(self._recreate_socket())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _recreate_socket(self) -> None:
+        old_sock = self.listener.sock
+        try:
+            new_sock = self.listener.rebind()
+        except (PtydError, OSError) as exc:
+            log.error("SIGUSR1: cannot recreate the socket: %s", exc)
+            return
+        if new_sock is None:
+            log.info("SIGUSR1: the socket is in place")
+            return
+        old_server = self._server
+        self._server = await self.loop.create_unix_server(
+            lambda: Connection(self), sock=new_sock, backlog=1024
+        )
+        if old_server is not None:
+            old_server.close()  # the old listening socket; connections stay
+        elif old_sock is not None:
+            old_sock.close()
+        log.warning("SIGUSR1: the socket was gone; listening again on %s", self.config.socket)
 
     def _exit_now(self) -> None:
         for session in self.sessions.values():

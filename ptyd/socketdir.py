@@ -136,6 +136,19 @@ class Listener:
         self.sock = sock
         return sock
 
+    def rebind(self) -> socket.socket | None:
+        """A fresh listening socket at the path if ours is gone from it (a tmp cleaner or a
+        user deleted it), else None. We still hold the lock, so no other daemon owns the
+        path; the caller closes the old socket once it listens on the new one."""
+        try:
+            info = os.lstat(self.path)
+            if (info.st_dev, info.st_ino) == self._inode:
+                return None
+        except FileNotFoundError:
+            pass
+        check_dir(self.path.parent, create=True)
+        return self._bind()
+
     def close(self) -> None:
         """Remove the socket if it is still the one we bound; release the lock."""
         if self._inode is not None:

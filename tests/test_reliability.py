@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -789,3 +790,21 @@ def test_shutdown_removes_only_its_own_socket(backend, short_tmp: Path) -> None:
             assert client.daemon_info["pid"] == second.process.pid
     finally:
         second.stop()
+
+
+def test_sigusr1_recreates_a_deleted_socket(daemon) -> None:
+    """G4: a tmp cleaner deletes the socket; SIGUSR1 (as with tmux) listens again at the path,
+    sessions and connected clients untouched."""
+    client = daemon.client()
+    info = client.create(["sleep", "600"])
+    os.unlink(daemon.socket)
+    with socket.socket(socket.AF_UNIX) as probe, pytest.raises(OSError):
+        probe.connect(os.fspath(daemon.socket))
+    daemon.process.send_signal(signal.SIGUSR1)
+    wait_until(lambda: daemon.socket.exists(), 10, "the socket to come back")
+    with Client(daemon.socket, timeout=10) as again:
+        assert [s.id for s in again.list_sessions()] == [info.id]
+    assert client.info(info.id).is_running  # the old connection still works
+    assert stat.S_IMODE(os.stat(daemon.socket).st_mode) == 0o600
+    daemon.process.send_signal(signal.SIGUSR1)  # in place: nothing changes
+    assert client.info(info.id).is_running
