@@ -48,7 +48,7 @@ ctypedef struct Cell:                # 16 bytes: a run of cells is written with 
     uint16_t comb                   # combining marks: index into VtEmulator.comb_marks, 0 = none
 
 ctypedef struct Row:                # one screen line
-    Cell* cells
+    Cell* cells                     # NULL until the first write (then ncols cells)
     int used                        # cells [used, ncols) are blank with background `fill`
     uint32_t fill                   # (lazy blanking: scrolling and erasing write no cells)
     bint wrapped                    # the line continues on the next one (autowrap)
@@ -76,6 +76,7 @@ ctypedef struct Mark:               # OSC 133 shell-integration mark
 cdef class VtEmulator:
     cdef int ncols, nrows
     cdef Row* grid                  # active screen
+    cdef Cell* scratch              # ncols cells written instead of a row malloc could not give
     cdef Row* other                 # the inactive (primary or alternate) screen
     cdef uint8_t* tabs
     cdef bint alt
@@ -99,7 +100,7 @@ cdef class VtEmulator:
     cdef uint32_t private_marker
     cdef uint8_t inter[2]
     cdef int ninter
-    cdef uint32_t strbuf[MAX_STRING]
+    cdef uint32_t* strbuf           # MAX_STRING code points, allocated by the first OSC
     cdef int strlen
     cdef bint overflow
     # UTF-8 decoder
@@ -129,6 +130,7 @@ cdef class VtEmulator:
     cdef void free_screen(self, Row* screen, int rows) noexcept
     cdef inline Cell* touch(self, int y, int n) noexcept nogil
     cdef list row_cells(self, const Cell* cells, int n)
+    cdef list screen_rows(self, const Row* screen)
     cdef void full_reset(self) noexcept nogil
     cdef void swap_screens(self) noexcept nogil
     cdef void process(self, uint32_t cp) noexcept nogil

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from .emulator import ScreenState, ScreenView
+from .emulator import ScreenState
+from .pyte_view import ScreenView
 
 class VtEmulator:
     def __init__(self, cols: int, rows: int, scrollback: int = 1000) -> None: ...

@@ -15,11 +15,7 @@ of the ``ATTR_*`` constants.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any, NamedTuple, Protocol, runtime_checkable
-
-import pyte
-from wcwidth import wcwidth
 
 __all__ = [
     "ATTR_BLINK",
@@ -324,85 +320,6 @@ def render_ansi(state: ScreenState) -> bytes:
     return "".join(out).encode("utf-8", "replace")
 
 
-class CursorView(NamedTuple):
-    x: int
-    y: int
-    hidden: bool
-
-
-class CellView(NamedTuple):
-    """A cell with pyte's ``Char`` field names (colours as ``"default"``, a name or hex)."""
-
-    data: str
-    fg: str
-    bg: str
-    bold: bool
-    italics: bool
-    underscore: bool
-    strikethrough: bool
-    reverse: bool
-    blink: bool
-
-
-_PYTE_DECCKM = 1 << 5  # pyte stores private mode n as n << 5 and has no DECCKM constant
-_PYTE_NAMES = ("black", "red", "green", "brown", "blue", "magenta", "cyan", "white")
-
-
-def _pyte_color(color: int) -> str:
-    if color & COLOR_RGB:
-        return f"{color & 0xFFFFFF:06x}"
-    if color & COLOR_INDEXED:
-        n = color & 0xFF
-        if n < 8:
-            return _PYTE_NAMES[n]
-        if n < 16:
-            return "bright" + _PYTE_NAMES[n - 8].replace("brown", "yellow")
-        return str(n)
-    return "default"
-
-
-class ScreenView:
-    """A read-only, pyte-compatible view (``display``, ``cursor``, ``buffer``, ``mode``, ...).
-
-    Tests and tools written against ``pyte.Screen`` work unchanged on either backend.
-    """
-
-    def __init__(self, state: ScreenState) -> None:
-        self.columns = state.cols
-        self.lines = state.rows
-        self.cursor = CursorView(state.cursor_x, state.cursor_y, not state.cursor_visible)
-        self.title = state.title
-        self.margins = pyte.screens.Margins(state.scroll_top, state.scroll_bottom)
-        self.buffer = [
-            [
-                CellView(
-                    text,
-                    _pyte_color(fg),
-                    _pyte_color(bg),
-                    bool(flags & ATTR_BOLD),
-                    bool(flags & ATTR_ITALIC),
-                    bool(flags & ATTR_UNDERLINE),
-                    bool(flags & ATTR_STRIKE),
-                    bool(flags & ATTR_REVERSE),
-                    bool(flags & ATTR_BLINK),
-                )
-                for text, fg, bg, flags in row
-            ]
-            for row in state.lines
-        ]
-        self.display = ["".join(cell.data for cell in row) for row in self.buffer]
-        flags = {
-            pyte.modes.DECAWM: state.modes["autowrap"],
-            pyte.modes.DECTCEM: state.cursor_visible,
-            pyte.modes.DECOM: state.modes["origin"],
-            pyte.modes.IRM: state.modes["insert"],
-            pyte.modes.LNM: state.modes["lnm"],
-            pyte.modes.DECSCNM: state.modes["reverse_video"],
-            _PYTE_DECCKM: state.modes["cursor_keys"],
-        }
-        self.mode = {mode for mode, on in flags.items() if on}
-
-
 # --------------------------------------------------------------------------------------------
 # DEC special graphics, for ESC ( 0: the VT100 line-drawing set (0x5f-0x7e).
 DEC_GRAPHICS = dict(
@@ -414,17 +331,3 @@ DEC_GRAPHICS = dict(
         strict=True,
     )
 )
-
-
-_CELLS = {-1: 1, 0: 0, 1: 1, 2: 2}  # wcwidth's result -> cells (non-printables take one)
-
-
-@lru_cache(maxsize=4096)
-def char_width(ch: str) -> int:
-    """Cells taken by a code point: 0 combines with the previous cell, else 1 or 2."""
-    return _CELLS[wcwidth(ch)]
-
-
-def width_table(start: int, stop: int) -> bytes:
-    """``char_width`` of every code point in [start, stop), for the compiled engine's table."""
-    return bytes([_CELLS[wcwidth(chr(c))] for c in range(start, stop)])

@@ -54,8 +54,6 @@ from .emulator import (
     Cell,
     Row,
     ScreenState,
-    ScreenView,
-    char_width,
     clamp_dimension,
     render_ansi,
     render_json,
@@ -63,6 +61,8 @@ from .emulator import (
     sanitize_title,
     trim_row,
 )
+from .pyte_view import ScreenView
+from .widths import char_width
 
 __all__ = ["PyteEmulator", "PyteScreen", "PyteStream"]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import msgpack
@@ -11,6 +14,7 @@ import pytest
 from ptyd._vt import VtEmulator
 from ptyd.emulator import EmulatorProtocol, sanitize_title
 from ptyd.pyte_backend import PyteEmulator, PyteScreen
+from ptyd.widths import char_width, width_blocks
 from tests.emulator_corpus import (
     XTERM_UNCOVERED,
     pyte_case,
@@ -351,6 +355,65 @@ def test_compiled_feed_releases_the_gil() -> None:
     worker.join()
     assert spins > 10_000
     assert lines(emu)[0] == "x" * 79
+
+
+def _width_sample() -> list[int]:
+    """Every code point of U+0300..U+33FF and every 97th one above, surrogates left out."""
+    return [
+        cp
+        for cp in [*range(0x300, 0x3400), *range(0x3400, 0x110000, 97)]
+        if not 0xD800 <= cp <= 0xDFFF
+    ]
+
+
+def test_compiled_widths_follow_the_width_rule() -> None:
+    """The width table compiled in at build time agrees with ptyd.widths (the pure rule)."""
+    wrong = []
+    emu = VtEmulator(20, 2)
+    for cp in _width_sample():
+        emu.feed(b"\x1b[H\x1b[2Ja" + chr(cp).encode() + b"b")
+        expected = 2 + char_width(chr(cp))
+        if cursor(emu)[0] != expected:
+            wrong.append(f"U+{cp:04X}")
+    assert wrong == []
+
+
+def test_width_blocks_rebuild_the_width_rule() -> None:
+    index, blocks = width_blocks()
+    assert all(
+        blocks[index[cp >> 8]][cp & 0xFF] == (1 if cp < 0x300 else char_width(chr(cp)))
+        for cp in _width_sample()
+    )
+
+
+def test_compiled_rows_get_cells_on_first_write() -> None:
+    """An idle 80x24 session holds no cells; content survives resizes either way."""
+    cell_row = 80 * 16
+    emu = VtEmulator(80, 24)
+    idle = emu.memory_usage
+    assert idle < 4 * cell_row
+    emu.feed(b"$ ")
+    assert emu.memory_usage == idle + cell_row
+    emu.feed(b"\x1b[?1049h\x1b[10;5Hvim\x1b[?1049l")
+    assert emu.memory_usage == idle + 2 * cell_row
+    emu.resize(100, 30)
+    emu.resize(60, 20)
+    assert lines(emu)[0] == "$"
+    assert emu.memory_usage < idle + 2 * 100 * 16
+    emu.feed(b"\x1b[44m\x1b[2J")
+    emu.resize(70, 20)
+    assert emu.state().lines[19][59][2] != 0  # the erased colour is kept
+
+
+def test_daemon_modules_do_not_import_pyte() -> None:
+    """The compiled daemon does not pay for pyte and wcwidth (about 6 MiB of tables)."""
+    code = (
+        "import sys, ptyd.server, ptyd.cli\n"
+        "print(sorted({'pyte', 'wcwidth'} & set(sys.modules)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PTYD_PURE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "[]", out.stderr
 
 
 def test_json_snapshot_is_plain_msgpack_types(emu_class: type) -> None:
