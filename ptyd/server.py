@@ -46,9 +46,12 @@ class Daemon:
         self.bytes_in = 0
         self._next_session = 1
         self._next_connection = 1
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="ptyd-emulator"
-        )
+        workers = max(2, os.cpu_count() or 2)
+        # Emulator feeds, and reads of flooding PTYs: separate pools, so that a read never waits
+        # behind emulator work (which would serialise reading and emulating, and two floods
+        # would get no more than one). A read lasts at most a few milliseconds (session.py).
+        self._emulators = ThreadPoolExecutor(workers, thread_name_prefix="ptyd-emulator")
+        self._readers = ThreadPoolExecutor(workers, thread_name_prefix="ptyd-reader")
         self._server: asyncio.AbstractServer | None = None
         self._stopping: asyncio.Future[str] | None = None
         self._is_shutting_down = False
@@ -156,7 +159,8 @@ class Daemon:
             timer.cancel()
         for session in self.sessions.values():
             session.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._emulators.shutdown(wait=False, cancel_futures=True)
+        self._readers.shutdown(wait=False, cancel_futures=True)
         self.listener.close()
         log.info("stopped")
 
@@ -230,7 +234,7 @@ class Daemon:
         self._next_session += 1
         session = Session(
             session_id, name, argv, cwd, child, cols, rows, self.config, self.loop,
-            self._executor, self._on_session_finished,
+            self._emulators, self._readers, self._on_session_finished,
         )
         self.sessions[session_id] = session
         if name is not None:

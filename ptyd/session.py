@@ -20,7 +20,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,18 +47,6 @@ WORKER_BATCH_MS = 5
 REPLY_BACKLOG = 64 * 1024  # queued input past which emulator query replies are dropped
 EXIT_DRAIN_SECONDS = 0.25  # after the program exits, how long others may keep the PTY open
 _TITLE_MAX = 256
-_readers: ThreadPoolExecutor | None = None  # flood reads; created with the first flood
-
-
-def _reader_pool() -> ThreadPoolExecutor:
-    """The threads that read flooding PTYs: their own pool, so a read never waits in the queue
-    behind emulator work (which would serialise reading and emulating, and two floods would get
-    no more than one). A read lasts at most WORKER_BATCH_MS plus WORKER_QUIET_MS."""
-    global _readers
-    if _readers is None:
-        workers = max(2, os.cpu_count() or 2)
-        _readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ptyd-reader")
-    return _readers
 
 
 def _clean_title(title: str) -> str:
@@ -95,7 +83,8 @@ class Session:
         rows: int,
         config: Config,
         loop: asyncio.AbstractEventLoop,
-        executor: Executor,
+        emulators: Executor,
+        readers: Executor,
         on_finished: Callable[[Session], None],
     ) -> None:
         self.id = session_id
@@ -119,7 +108,10 @@ class Session:
         self.pump = fast.OutputPump(
             child.master_fd, protocol.output_frame_prefix(session_id), config.replay_bytes, READ_BUDGET
         )
-        self.shadow = EmulatorShadow(cols, rows, config.scrollback, loop, executor, self._on_emulated)
+        self.shadow = EmulatorShadow(
+            cols, rows, config.scrollback, loop, emulators, self._on_emulated
+        )
+        self._readers = readers
         self._input: deque[bytes] = deque()
         self._input_bytes = 0
         self._blockers: set[Any] = set()  # block-policy subscribers at their limit
@@ -191,7 +183,7 @@ class Session:
     def _read_on_worker(self) -> None:
         """Hand the PTY's reads to a worker thread until a batch comes back small."""
         self._is_worker_reading = True
-        _reader_pool().submit(self._worker_read)
+        self._readers.submit(self._worker_read)
 
     def _worker_read(self) -> None:
         """Worker thread: one batch, read with the GIL released; the loop publishes it."""
