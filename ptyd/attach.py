@@ -25,7 +25,7 @@ from typing import Any
 
 import uvloop
 
-from . import errors
+from . import errors, protocol
 from .client import AsyncClient, Attached, Client, Target
 from .errors import ConnectionFailed, PtydError, RequestError
 from .events import (
@@ -274,7 +274,7 @@ class Relay:
         self.session = 0
         self.label = ""
         self._input = bytearray()
-        self._has_input = asyncio.Event()
+        self._sending: asyncio.Future[dict[str, Any]] | None = None  # the input request in flight
         self._is_input_idle = asyncio.Event()
         self._is_input_idle.set()
         self._armed_key: asyncio.TimerHandle | None = None
@@ -307,10 +307,7 @@ class Relay:
         if not attached.session.is_running:
             info = attached.session
             return self._exited(info.exit_code, info.exit_signal)
-        tasks = [
-            self.loop.create_task(self._take_events()),
-            self.loop.create_task(self._send_input()),
-        ]
+        tasks = [self.loop.create_task(self._take_events())]
         for task in tasks:
             task.add_done_callback(self._on_task_done)
         if self.reads_input:
@@ -466,31 +463,43 @@ class Relay:
             return
         self._input += keys
         self._is_input_idle.clear()
-        self._has_input.set()
+        if self._sending is None:
+            self._send_next()  # at once, from the read callback: no task between key and socket
 
-    async def _send_input(self) -> None:
-        try:
-            await self._send_queued_input()
-        finally:
-            self._is_input_idle.set()  # nothing more will be sent: never keep a detach waiting
-
-    async def _send_queued_input(self) -> None:
-        while True:
-            await self._has_input.wait()
-            self._has_input.clear()
-            while self._input:
-                data = bytes(self._input)
-                self._input.clear()
-                if not self.ended.done() and self.reads_input:
-                    self._start_reading()
-                try:
-                    await self.client.send(self.session, data)
-                except RequestError as exc:
-                    if exc.code == errors.INPUT_OVERFLOW:
-                        self.terminal.write(b"\x07")  # the program is not reading: tell the user
-                    elif exc.code != errors.SESSION_EXITED:  # the exit event is on its way
-                        raise
+    def _send_next(self) -> None:
+        """Send what is queued as one request; its response paces the next one."""
+        if not self._input:
+            self._sending = None
             self._is_input_idle.set()
+            return
+        data = bytes(self._input[: protocol.MAX_INPUT_CHUNK])
+        del self._input[: len(data)]
+        if not self.ended.done() and self.reads_input:
+            self._start_reading()
+        try:
+            self._sending = self.client.submit("input", session=self.session, data=data)
+        except ConnectionFailed as exc:
+            self._fail(exc)
+            return
+        self._sending.add_done_callback(self._on_sent)
+
+    def _on_sent(self, sent: asyncio.Future[dict[str, Any]]) -> None:
+        exc = None if sent.cancelled() else sent.exception()
+        if isinstance(exc, RequestError) and exc.code == errors.INPUT_OVERFLOW:
+            self.terminal.write(b"\x07")  # the program is not reading: tell the user
+        elif isinstance(exc, RequestError) and exc.code == errors.SESSION_EXITED:
+            pass  # the exit event is on its way
+        elif exc is not None:
+            self._fail(exc)
+            return
+        self._send_next()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._input.clear()
+        self._sending = None
+        self._is_input_idle.set()  # nothing more will be sent: never keep a detach waiting
+        if not self.ended.done():
+            self.ended.set_exception(exc)
 
     # -- stop and continue -------------------------------------------------------------------
 

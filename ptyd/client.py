@@ -10,14 +10,13 @@ missing bytes if the daemon still holds them, else a fresh snapshot.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import config as config_module
 from . import errors, events, protocol
@@ -98,6 +97,64 @@ def resolve_socket(socket_path: str | os.PathLike[str] | None = None) -> Path:
     return config_module.load().socket
 
 
+class _Wire(asyncio.Protocol):
+    """One socket connection of an AsyncClient: frames are dispatched as they arrive (no reader
+    task between the socket and the application), and writes wait while the socket is full."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self.decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)
+        self.transport: asyncio.Transport | None = None
+        self._writable: asyncio.Future[None] | None = None  # set while the socket is full
+        self._reason = "the daemon closed the connection"
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.decoder.feed(data)
+        except ProtocolError as exc:
+            messages = [exc]
+        for message in messages:
+            if isinstance(message, ProtocolError):
+                self._reason = f"protocol error from the daemon: {message}"
+                assert self.transport is not None
+                self.transport.abort()
+                return
+            self.client._dispatch(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._reason = f"connection lost: {exc}"
+        self._wake_writers()
+        self.closed.set_result(None)
+        self.client._on_wire_lost(self, self._reason)
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    async def drain(self) -> None:
+        if self._writable is not None:
+            await asyncio.shield(self._writable)
+        if not self.is_open:
+            raise ConnectionFailed(f"connection to the daemon lost: {self._reason}")
+
+
 class AsyncClient:
     """An asyncio connection to a ptyd daemon. Use ``await AsyncClient.connect()``."""
 
@@ -114,16 +171,18 @@ class AsyncClient:
         self.client_name = client_name or f"ptyd-py/{__version__}"
         self.features: frozenset[str] = frozenset()
         self.daemon_info: dict[str, Any] = {}
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._wire: _Wire | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._events: asyncio.Queue[Event] = asyncio.Queue(event_queue_size)
-        self._read_task: asyncio.Task[None] | None = None
+        # Events wait here for the application; at event_queue_size the socket stops being
+        # read (the daemon's flow control then applies) until half of them have been taken.
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._event_limit = max(1, event_queue_size)
+        self._is_reading_paused = False
         self._is_closed = False
         self._resume_from: dict[int, int] = {}  # attached session -> next offset expected
         self._attach_options: dict[int, dict[str, Any]] = {}
-        self._write_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def connect(
@@ -147,9 +206,10 @@ class AsyncClient:
 
     async def _open(self) -> None:
         check_daemon_socket(self.socket_path)
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.open_unix_connection(
-                os.fspath(self.socket_path), limit=2**20
+            _, wire = await loop.create_unix_connection(
+                lambda: _Wire(self), os.fspath(self.socket_path)
             )
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise ConnectionFailed(
@@ -157,8 +217,8 @@ class AsyncClient:
             ) from None
         except OSError as exc:
             raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
-        self._reader, self._writer = reader, writer
-        self._read_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
+        self._wire = wire
+        self._is_reading_paused = False
         result = await self.request(
             "hello",
             version=protocol.VERSION_TEXT,
@@ -170,14 +230,12 @@ class AsyncClient:
 
     async def close(self) -> None:
         self._is_closed = True
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(OSError, ConnectionError):
-                await self._writer.wait_closed()
-        if self._read_task is not None:
-            self._read_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._read_task
+        if self._wire is not None and self._wire.transport is not None:
+            self._wire.transport.close()
+            await self._wire.closed
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -189,39 +247,30 @@ class AsyncClient:
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send one request and wait for its response; raise RequestError on an error."""
-        if self._writer is None or self._is_closed:
+        future = self.submit(kind, **fields)
+        assert self._wire is not None
+        try:
+            await self._wire.drain()
+        except ConnectionFailed:
+            if not future.done():
+                future.cancel()
+                raise
+        return await future
+
+    def submit(self, kind: str, **fields: Any) -> asyncio.Future[dict[str, Any]]:
+        """Send one request now, without waiting: its response (or RequestError) as a future.
+        Requests are written in the order of the calls; the socket's buffer is not waited for."""
+        wire = self._wire
+        if wire is None or not wire.is_open or self._is_closed:
             raise ConnectionFailed("not connected")
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        try:
-            async with self._write_lock:
-                self._writer.write(protocol.encode(protocol.request(request_id, kind, **fields)))
-                await self._writer.drain()
-        except (OSError, ConnectionError) as exc:
-            self._pending.pop(request_id, None)
-            raise ConnectionFailed(f"connection to the daemon lost: {exc}") from None
-        return await future
+        assert wire.transport is not None
+        wire.transport.write(protocol.encode(protocol.request(request_id, kind, **fields)))
+        return future
 
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)
-        reason = "the daemon closed the connection"
-        try:
-            while True:
-                data = await reader.read(2**20)
-                if not data:
-                    break
-                for message in decoder.feed(data):
-                    if isinstance(message, ProtocolError):
-                        raise message
-                    await self._dispatch(message)
-        except ProtocolError as exc:
-            reason = f"protocol error from the daemon: {exc}"
-        except (OSError, ConnectionError) as exc:
-            reason = f"connection lost: {exc}"
-        await self._connection_lost(reason)
-
-    async def _dispatch(self, message: dict[str, Any]) -> None:
+    def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "response":
             request_id = message.get("id")
@@ -244,7 +293,24 @@ class AsyncClient:
             if isinstance(event, OutputEvent | SnapshotEvent) and event.session in self._resume_from:
                 end = event.end if isinstance(event, OutputEvent) else event.offset
                 self._resume_from[event.session] = end
-            await self._events.put(event)
+            self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        self._events.put_nowait(event)
+        wire = self._wire
+        if self._events.qsize() >= self._event_limit and not self._is_reading_paused and wire:
+            self._is_reading_paused = True
+            if wire.transport is not None:
+                wire.transport.pause_reading()
+
+    def _taken(self, event: Event) -> Event:
+        """Bookkeeping after the application took an event: resume reading the socket."""
+        if self._is_reading_paused and self._events.qsize() <= self._event_limit // 2:
+            self._is_reading_paused = False
+            if self._wire is not None and self._wire.is_open:
+                assert self._wire.transport is not None
+                self._wire.transport.resume_reading()
+        return event
 
     def _fail_all(self, exc: Exception) -> None:
         for future in self._pending.values():
@@ -252,14 +318,21 @@ class AsyncClient:
                 future.set_exception(exc)
         self._pending.clear()
 
-    async def _connection_lost(self, reason: str) -> None:
+    def _on_wire_lost(self, wire: _Wire, reason: str) -> None:
+        if wire is not self._wire:
+            return
         self._fail_all(ConnectionFailed(reason))
-        if self._writer is not None:
-            self._writer.close()
+        if self._is_closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._connection_lost(reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _connection_lost(self, reason: str) -> None:
         if self.reconnect and not self._is_closed and await self._reconnect():
             return
         self._is_closed = True
-        await self._events.put(DisconnectedEvent(reason))
+        self._deliver(DisconnectedEvent(reason))
 
     async def _reconnect(self, attempts: int = 50) -> bool:
         """Re-establish the connection and resume every attached session."""
@@ -281,7 +354,7 @@ class AsyncClient:
                     self._resume_from.pop(session, None)
                     continue
                 if not result.get("resumed") and result.get("snapshot") is not None:
-                    await self._events.put(
+                    self._deliver(
                         SnapshotEvent(session, result["offset"], result["format"], result["snapshot"])
                     )
                 self._resume_from[session] = result["offset"]
@@ -292,12 +365,12 @@ class AsyncClient:
 
     async def next_event(self, timeout: float | None = None) -> Event:
         """The next event; raises TimeoutError after ``timeout`` seconds."""
-        return await asyncio.wait_for(self._events.get(), timeout)
+        return self._taken(await asyncio.wait_for(self._events.get(), timeout))
 
     async def events(self) -> AsyncIterator[Event]:
         """All events in order, ending after a DisconnectedEvent."""
         while True:
-            event = await self._events.get()
+            event = self._taken(await self._events.get())
             yield event
             if isinstance(event, DisconnectedEvent):
                 return

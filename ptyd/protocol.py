@@ -73,20 +73,34 @@ class FrameDecoder:
         """Decoded messages, in order; a malformed body becomes a ProtocolError in the list
         (its frame boundary is known, so the stream stays usable). An oversized length prefix
         raises ProtocolError: the stream cannot be resynchronised after it."""
-        self._buffer += data
+        if self._buffer:
+            self._buffer += data
+            stream: bytes | bytearray = self._buffer
+        else:
+            stream = data  # the common case: the read starts on a frame boundary, no copy
         out: list[dict[str, Any] | errors.ProtocolError] = []
-        while len(self._buffer) >= 4:
-            (length,) = HEADER.unpack_from(self._buffer)
-            if length > self.max_frame:
-                raise errors.ProtocolError(
-                    errors.FRAME_TOO_LARGE,
-                    f"frame of {length} bytes exceeds the limit of {self.max_frame} bytes",
-                )
-            if len(self._buffer) < 4 + length:
-                break
-            body = bytes(self._buffer[4 : 4 + length])
-            del self._buffer[: 4 + length]
-            out.append(decode_body(body))
+        start, end = 0, len(stream)
+        oversized = 0
+        with memoryview(stream) as view:
+            while end - start >= 4:
+                (length,) = HEADER.unpack_from(view, start)
+                if length > self.max_frame:
+                    oversized = length
+                    break
+                if end - start - 4 < length:
+                    break
+                out.append(decode_body(view[start + 4 : start + 4 + length]))
+                start += 4 + length
+        # One cut per feed, not one per frame: a read of many frames stays linear.
+        if stream is self._buffer:
+            del self._buffer[:start]
+        else:
+            self._buffer = bytearray(stream[start:]) if start < end else bytearray()
+        if oversized:
+            raise errors.ProtocolError(
+                errors.FRAME_TOO_LARGE,
+                f"frame of {oversized} bytes exceeds the limit of {self.max_frame} bytes",
+            )
         return out
 
     @property
@@ -95,7 +109,7 @@ class FrameDecoder:
         return len(self._buffer)
 
 
-def decode_body(body: bytes) -> dict[str, Any] | errors.ProtocolError:
+def decode_body(body: bytes | memoryview) -> dict[str, Any] | errors.ProtocolError:
     """One frame body as a message map, or the reason it is not one."""
     try:
         # Container and string sizes default to the body length, so a small frame cannot
