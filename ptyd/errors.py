@@ -18,6 +18,7 @@ TIMEOUT: Final = "timeout"
 NO_SUCH_SESSION: Final = "no_such_session"
 NAME_TAKEN: Final = "name_taken"
 SPAWN_FAILED: Final = "spawn_failed"
+PTY_UNAVAILABLE: Final = "pty_unavailable"  # no PTY or no fd for one (EMFILE, ENOSPC, EAGAIN)
 SESSION_EXITED: Final = "session_exited"
 INPUT_OVERFLOW: Final = "input_overflow"  # queued input would pass the session's bound
 READ_ONLY: Final = "read_only"  # input or resize from a read-only attachment
@@ -40,6 +41,7 @@ ALL_CODES: Final = frozenset(
         NO_SUCH_SESSION,
         NAME_TAKEN,
         SPAWN_FAILED,
+        PTY_UNAVAILABLE,
         SESSION_EXITED,
         INPUT_OVERFLOW,
         READ_ONLY,
@@ -61,6 +63,11 @@ class ConfigError(PtydError):
 
 class SocketPathError(PtydError):
     """The socket directory or path is unsafe or unusable; the message names the path."""
+
+
+class PrivilegedStart(PtydError):
+    """Real and effective uid or gid differ (a set-uid or set-gid install): the daemon refuses
+    to start."""
 
 
 class AlreadyRunning(PtydError):
@@ -113,6 +120,10 @@ class SpawnFailed(RequestError):
     """The session's program could not be started (missing program, bad cwd, ...)."""
 
 
+class PtyUnavailable(SpawnFailed):
+    """No PTY could be allocated (the daemon is out of fds, or the system out of PTYs)."""
+
+
 class TimeoutExpired(RequestError):
     """A wait ran out of time."""
 
@@ -122,5 +133,6 @@ _CODE_CLASSES: dict[str, type[RequestError]] = {
     VERSION_MISMATCH: VersionMismatch,
     NO_SUCH_SESSION: SessionNotFound,
     SPAWN_FAILED: SpawnFailed,
+    PTY_UNAVAILABLE: PtyUnavailable,
     TIMEOUT: TimeoutExpired,
 }

@@ -5,6 +5,7 @@ future), never a poll or a sleep."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pwd
@@ -21,7 +22,7 @@ from ._backend import BACKEND
 from ._version import __version__
 from .config import Config
 from .connection import Connection
-from .errors import PtydError, RequestError
+from .errors import PrivilegedStart, PtydError, RequestError
 from .session import Session
 from .socketdir import Listener
 
@@ -218,12 +219,14 @@ class Daemon:
             raise RequestError(errors.SHUTTING_DOWN, "the daemon is shutting down")
         if name is not None and name in self.names:
             raise RequestError(errors.NAME_TAKEN, f"a session named {name!r} already exists")
-        base = {key: value for key, value in os.environ.items() if not key.startswith("PTYD_")}
-        full_env = spawn.build_env(base, env, term or self.config.term)
+        full_env = spawn.build_env(dict(os.environ), env, term or self.config.term)
         argv = argv or [default_shell()]
         cwd = cwd or full_env.get("HOME") or "/"
         try:
             child = spawn.spawn(argv, full_env, cwd, cols, rows)
+        except spawn.PtyUnavailable as exc:
+            log.warning("cannot start a session: %s", exc)
+            raise RequestError(errors.PTY_UNAVAILABLE, str(exc)) from None
         except spawn.SpawnError as exc:
             raise RequestError(errors.SPAWN_FAILED, str(exc)) from None
         session_id = self._next_session
@@ -321,8 +324,35 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def check_identity() -> None:
+    """Refuse a set-uid or set-gid start (CVE-2011-1496, screen): the daemon runs programs for
+    the user who started it, and must never do so with someone else's effective ids."""
+    ruid, euid, _ = os.getresuid()
+    rgid, egid, _ = os.getresgid()
+    if ruid != euid or rgid != egid:
+        raise PrivilegedStart(
+            f"refusing to run with real uid/gid {ruid}/{rgid} but effective uid/gid "
+            f"{euid}/{egid} (a set-uid or set-gid install): run ptyd as the user it serves"
+        )
+
+
+def _drop_socket_activation() -> None:
+    """ptyd binds its own socket. Sockets passed by socket activation (sd_listen_fds(3)) are
+    not used: unset LISTEN_* so no session sees them, and make our fds close-on-exec."""
+    pid = os.environ.pop("LISTEN_PID", "")
+    count = os.environ.pop("LISTEN_FDS", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if pid == str(os.getpid()) and count.isdigit():
+        for fd in range(3, 3 + int(count)):
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+        log.info("ignoring %s socket-activation fd(s): ptyd binds its own socket", count)
+
+
 def run(config: Config, on_ready: Any = None, *, use_uvloop: bool = True) -> int:
     """Run a daemon in the foreground until it is shut down; return the exit status."""
+    check_identity()
+    _drop_socket_activation()
     daemon = Daemon(config)
     daemon.open()
     try:
