@@ -159,14 +159,35 @@ class AsyncClient:
             raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
         self._reader, self._writer = reader, writer
         self._read_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
-        result = await self.request(
-            "hello",
-            version=protocol.VERSION_TEXT,
-            features=sorted(protocol.FEATURES),
-            client=self.client_name,
-        )
+        try:
+            result = await self.request(
+                "hello",
+                version=protocol.VERSION_TEXT,
+                features=sorted(protocol.FEATURES),
+                client=self.client_name,
+            )
+            version = str(result.get("version", ""))
+            if not protocol.is_compatible(version):
+                raise errors.VersionMismatch(
+                    errors.VERSION_MISMATCH,
+                    f"protocol version mismatch: daemon speaks {version}, client speaks "
+                    f"{protocol.VERSION_TEXT} (major versions must match)",
+                )
+        except BaseException:
+            await self._abandon(writer)
+            raise
         self.features = frozenset(result.get("features", ()))
         self.daemon_info = result
+
+    async def _abandon(self, writer: asyncio.StreamWriter) -> None:
+        """Drop a connection whose hello failed (refused, wrong version): its socket and its
+        read task, so nothing is left pending; the client itself may still reconnect."""
+        writer.close()
+        task = self._read_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def close(self) -> None:
         self._is_closed = True

@@ -14,16 +14,20 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ptyd import errors
-from ptyd.errors import PtyUnavailable
+from ptyd import errors, protocol
+from ptyd.client import Client
+from ptyd.errors import PtyUnavailable, VersionMismatch
 
-from .conftest import Daemon
-from .helpers import echo_seconds
+from .conftest import Daemon, start_daemon
+from .helpers import RawClient, echo_seconds
 
 NOBODY = 65534
 KIB = 1024
@@ -192,6 +196,89 @@ def test_socket_activation_variables_and_fds_never_reach_a_session(
         assert flags & O_CLOEXEC_FLAG
     finally:
         assert running.stop() == 0
+
+
+# -- B7 version mismatch ----------------------------------------------------------------------
+
+
+def test_version_mismatch_is_refused_with_both_versions(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B7, once: 100 hellos with other protocol versions get ``version_mismatch`` naming both
+    versions, then the connection closes; the Python client raises VersionMismatch and the
+    CLI exits 1 with one readable line."""
+    running = start_daemon(short_tmp / "d.sock", "compiled")
+    try:
+        latencies = []
+        for index in range(100):
+            version = ("2.0", "0.9", "99.1", "one.zero")[index % 4]
+            raw = RawClient(running.socket)
+            start = time.monotonic()
+            raw.send("hello", version=version)
+            answer = raw.read_message(timeout=5)
+            latencies.append(time.monotonic() - start)
+            assert answer is not None and answer["error"]["code"] == errors.VERSION_MISMATCH
+            message = answer["error"]["message"]
+            assert f"client speaks {version}" in message
+            assert f"daemon speaks {protocol.VERSION_TEXT}" in message
+            assert raw.read_message(timeout=5) is None
+            raw.close()
+        monkeypatch.setattr(protocol, "VERSION_TEXT", "2.0")
+        with pytest.raises(VersionMismatch) as raised:
+            Client(running.socket, timeout=10)
+        monkeypatch.undo()
+        script = (
+            "import sys\nfrom ptyd import protocol\nprotocol.VERSION_TEXT = '2.0'\n"
+            "from ptyd.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        )
+        cli = subprocess.run(
+            [sys.executable, "-c", script, "-S", os.fspath(running.socket), "--no-autostart", "ls"],
+            env=running.env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        assert running.stop() == 0
+    within = sum(latency <= 0.1 for latency in latencies)
+    print(
+        f"\n100 mismatched hellos: {within}/100 answered within 100 ms (max "
+        f"{max(latencies) * 1000:.1f} ms), all then closed; client: {raised.value}; "
+        f"CLI exit {cli.returncode}: {cli.stderr.decode().strip()}"
+    )
+    assert max(latencies) < 1.0  # a generous bar on a shared box; the figure is printed
+    assert "client speaks 2.0" in str(raised.value) and "daemon speaks 1.0" in str(raised.value)
+    assert cli.returncode == 1
+    assert cli.stderr.decode().startswith("ptyd: protocol version mismatch: client speaks 2.0")
+    assert cli.stderr.decode().count("\n") == 1
+
+
+def test_client_refuses_a_daemon_of_another_major_version(short_tmp: Path) -> None:
+    """B7, the other direction: a daemon that accepts the hello but answers with another
+    major version is refused by the client library."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.fspath(short_tmp / "d.sock"))
+    listener.listen()
+
+    def answer_as_version_2() -> None:
+        conn, _ = listener.accept()
+        decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)
+        messages: list[Any] = []
+        while not messages:
+            messages = decoder.feed(conn.recv(4096))
+        hello = messages[0]
+        conn.sendall(protocol.encode(protocol.ok_response(hello["id"], {"version": "2.0"})))
+        conn.recv(4096)  # until the client hangs up
+        conn.close()
+
+    fake = threading.Thread(target=answer_as_version_2, daemon=True)
+    fake.start()
+    with pytest.raises(VersionMismatch) as raised:
+        Client(short_tmp / "d.sock", timeout=10)
+    fake.join(10)
+    listener.close()
+    print(f"\nclient: {raised.value}")
+    assert "daemon speaks 2.0" in str(raised.value)
 
 
 # -- C5 PTY allocation failure ----------------------------------------------------------------
