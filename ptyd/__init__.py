@@ -5,6 +5,7 @@ from .client import AsyncClient, Attached, Client, ExitStatus, SessionInfo, Snap
 from .errors import (
     AuthRefused,
     ConnectionFailed,
+    DaemonBusy,
     ProtocolError,
     PtydError,
     PtyUnavailable,
@@ -21,6 +22,7 @@ __all__ = [
     "AuthRefused",
     "Client",
     "ConnectionFailed",
+    "DaemonBusy",
     "ExitStatus",
     "ProtocolError",
     "PtydError",

@@ -14,6 +14,7 @@ HELLO_REQUIRED: Final = "hello_required"  # a request before the hello exchange
 VERSION_MISMATCH: Final = "version_mismatch"  # different major protocol versions
 AUTH_REFUSED: Final = "auth_refused"  # peer uid not allowed; connection closed
 TOO_MANY_CONNECTIONS: Final = "too_many_connections"
+BUSY: Final = "busy"  # out of fds or partial-frame memory; closed, try again later
 TIMEOUT: Final = "timeout"
 NO_SUCH_SESSION: Final = "no_such_session"
 NAME_TAKEN: Final = "name_taken"
@@ -37,6 +38,7 @@ ALL_CODES: Final = frozenset(
         VERSION_MISMATCH,
         AUTH_REFUSED,
         TOO_MANY_CONNECTIONS,
+        BUSY,
         TIMEOUT,
         NO_SUCH_SESSION,
         NAME_TAKEN,
@@ -124,6 +126,10 @@ class PtyUnavailable(SpawnFailed):
     """No PTY could be allocated (the daemon is out of fds, or the system out of PTYs)."""
 
 
+class DaemonBusy(RequestError):
+    """The daemon is out of a resource (fds, partial-frame memory) and refused this client."""
+
+
 class TimeoutExpired(RequestError):
     """A wait ran out of time."""
 
@@ -134,5 +140,6 @@ _CODE_CLASSES: dict[str, type[RequestError]] = {
     NO_SUCH_SESSION: SessionNotFound,
     SPAWN_FAILED: SpawnFailed,
     PTY_UNAVAILABLE: PtyUnavailable,
+    BUSY: DaemonBusy,
     TIMEOUT: TimeoutExpired,
 }

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _FLUSH_SECONDS = 2.0  # at shutdown, how long clients get to read their last events
+_TEST_FAULT_ENV = "PTYD_TEST_FAULT"  # test-only: "handler:TYPE" raises inside TYPE's handler
 
 
 class Daemon:
@@ -50,6 +51,8 @@ class Daemon:
         self._executor = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="ptyd-emulator"
         )
+        self.partial_frame_bytes = 0  # held in incomplete frames by all connections
+        self.faulty_request = _test_fault()
         self._server: asyncio.AbstractServer | None = None
         self._stopping: asyncio.Future[str] | None = None
         self._is_shutting_down = False
@@ -74,6 +77,9 @@ class Daemon:
         self._server = await self.loop.create_unix_server(
             lambda: Connection(self), sock=self.listener.sock, backlog=1024
         )
+        if self.faulty_request is not None:
+            log.warning("%s: the %r request handler raises (tests only)",
+                        _TEST_FAULT_ENV, self.faulty_request)
         log.info(
             "ptyd %s (%s backend) listening on %s, pid %d",
             self.version, BACKEND, self.config.socket, self.pid,
@@ -322,6 +328,19 @@ def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _test_fault() -> str | None:
+    """The request type whose handler must raise, from PTYD_TEST_FAULT=handler:TYPE: a hook
+    for the tests of the per-connection guard, set only in the daemon's environment (never
+    reachable from the protocol)."""
+    value = os.environ.pop(_TEST_FAULT_ENV, "")
+    if not value:
+        return None
+    where, _, kind = value.partition(":")
+    if where != "handler" or kind not in protocol.SCHEMAS:
+        raise PtydError(f"invalid {_TEST_FAULT_ENV}={value!r}: expected handler:REQUEST_TYPE")
+    return kind
 
 
 def check_identity() -> None:

@@ -8,15 +8,19 @@ Rows that never reach the session path (A12, B6, B7) run once: both backends sha
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import resource
+import selectors
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from ptyd.client import Client
 from ptyd.errors import PtyUnavailable, VersionMismatch
 
 from .conftest import Daemon, start_daemon
-from .helpers import RawClient, echo_seconds
+from .helpers import RawClient, echo_seconds, rss_bytes
 
 NOBODY = 65534
 KIB = 1024
@@ -198,6 +202,94 @@ def test_socket_activation_variables_and_fds_never_reach_a_session(
         assert running.stop() == 0
 
 
+# -- B6 slow drip after hello -----------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_half_frames_after_hello_are_bounded_and_timed_out(short_tmp: Path) -> None:
+    """B6, once (compiled): the frame path is the same code on both backends. 1,000 clients
+    say hello, then each sends half of a max-size frame (128 KiB of 256 KiB) and stops. The
+    daemon holds at most the budget (32 MiB) in partial frames, refusing the clients past it
+    with ``busy``; each held one gets ``timeout`` at the frame deadline (3 s) and is closed;
+    a bystander's echo is served throughout."""
+    deadline, max_frame, budget, count = 3.0, 256 * KIB, 32 * MIB, 1000
+    running = launch(
+        short_tmp / "d.sock",
+        "compiled",
+        "--frame-timeout", str(deadline),
+        "--max-frame", str(max_frame),
+        "--partial-frame-budget", str(budget),
+    )
+    try:
+        bystander = running.client()
+        cat = bystander.create(["cat"])
+        bystander.attach(cat.id, snapshot=None)
+        clients = [RawClient(running.socket, hello=True) for _ in range(count)]
+        pid = running.process.pid
+        base = rss_bytes(pid)
+        half = struct.pack(">I", max_frame) + bytes(max_frame // 2)
+        sent_at: dict[int, float] = {}
+        for raw in clients:
+            with contextlib.suppress(OSError):  # refused (busy) while sending
+                raw.sock.sendall(half)
+            sent_at[raw.sock.fileno()] = time.monotonic()
+        peak = rss_bytes(pid)
+        echo_during = echo_seconds(bystander, cat.id)
+        outcomes = _first_frames_until_closed(clients, timeout=deadline + 10)
+        echo_after = echo_seconds(bystander, cat.id)
+    finally:
+        for raw in clients:
+            raw.close()
+        assert running.stop() == 0
+    codes = [code for code, _ in outcomes.values()]
+    timed_out = [at - sent_at[fd] for fd, (code, at) in outcomes.items() if code == errors.TIMEOUT]
+    growth = peak - base
+    print(
+        f"\n{count} clients x {max_frame // 2 // KIB} KiB half frames: {len(timed_out)} held, "
+        f"{codes.count(errors.BUSY)} refused busy (budget {budget // MIB} MiB); RSS growth "
+        f"{growth / MIB:.1f} MiB; held ones closed {min(timed_out):.2f}-{max(timed_out):.2f} s "
+        f"after their half frame (deadline {deadline} s); bystander echo "
+        f"{echo_during * 1000:.1f} ms while held, {echo_after * 1000:.1f} ms after"
+    )
+    assert set(codes) <= {errors.TIMEOUT, errors.BUSY} and len(codes) == count
+    assert len(timed_out) * (max_frame // 2) <= budget
+    assert len(timed_out) >= budget // (max_frame // 2) - 8  # the budget is used, not wasted
+    assert growth <= budget + 16 * MIB
+    assert deadline - 1 <= min(timed_out) and max(timed_out) <= deadline + 1
+
+
+def _first_frames_until_closed(
+    clients: list[RawClient], timeout: float
+) -> dict[int, tuple[str, float]]:
+    """For each client (by fd): the code of the first frame it got and when, once each has
+    seen that frame and then the end of the stream."""
+    selector = selectors.DefaultSelector()
+    for raw in clients:
+        raw.sock.setblocking(False)
+        selector.register(raw.sock, selectors.EVENT_READ, raw)
+    first: dict[int, tuple[str, float]] = {}
+    open_count = len(clients)
+    stop = time.monotonic() + timeout
+    while open_count:
+        assert time.monotonic() < stop, f"{open_count} clients still open"
+        for key, _ in selector.select(timeout=1):
+            raw = key.data
+            try:
+                data = raw.sock.recv(1 << 16)
+            except (ConnectionResetError, BlockingIOError):
+                data = b""
+            now = time.monotonic()
+            for message in raw.decoder.feed(data):
+                assert isinstance(message, dict), message
+                first.setdefault(raw.sock.fileno(), (message["error"]["code"], now))
+            if not data:
+                assert raw.sock.fileno() in first, "closed without an error frame"
+                selector.unregister(raw.sock)
+                open_count -= 1
+    selector.close()
+    return first
+
+
 # -- B7 version mismatch ----------------------------------------------------------------------
 
 
@@ -326,3 +418,63 @@ def test_pty_allocation_failure_is_reported_and_recovers(backend: str, short_tmp
     assert alive and status.status == 7
 
 
+# -- G5 exception in a client handler ---------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_a_fault_in_a_request_handler_costs_only_that_request(
+    backend: str, short_tmp: Path
+) -> None:
+    """G5: with the test-only hook PTYD_TEST_FAULT=handler:list, every ``list`` request raises
+    inside its handler. 1,000 clients send one each (8 at a time): each gets one ``internal``
+    error and the daemon logs each exactly once; the connection stays usable; another
+    client's echo is served throughout (its p99 printed); the daemon lives on."""
+    log_file = short_tmp / "daemon.log"
+    running = launch(
+        short_tmp / "d.sock",
+        backend,
+        "--log-file", os.fspath(log_file),
+        extra_env={"PTYD_TEST_FAULT": "handler:list"},
+    )
+    try:
+        echo_client = running.client()
+        cat = echo_client.create(["cat"])
+        echo_client.attach(cat.id, snapshot=None)
+        quiet = [echo_seconds(echo_client, cat.id) for _ in range(50)]
+
+        def hit() -> str:
+            raw = RawClient(running.socket, hello=True)
+            try:
+                request_id = raw.send("list")
+                answer = raw.read_message(timeout=30)
+                assert answer is not None and answer["id"] == request_id
+                code = answer["error"]["code"]
+                assert raw.call("info", session=cat.id)["id"] == cat.id  # still usable
+                return str(code)
+            finally:
+                raw.close()
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = [pool.submit(hit) for _ in range(1000)]
+            loaded = []
+            while not all(future.done() for future in futures):
+                loaded.append(echo_seconds(echo_client, cat.id))
+            codes = [future.result() for future in futures]
+        with pytest.raises(errors.RequestError) as raised:
+            echo_client.list_sessions()
+        alive = running.process.poll() is None
+    finally:
+        assert running.stop() == 0
+    records = [line for line in log_file.read_text().splitlines() if " ERROR " in line]
+    faults = [line for line in records if "request 'list' failed" in line]
+    print(
+        f"\n{backend}: 1,000 clients hit the faulty handler: {codes.count(errors.INTERNAL)} "
+        f"internal errors, {len(faults)} log records ({len(records)} ERROR records in all); "
+        f"daemon alive; echo p99 {p99(quiet) * 1000:.1f} ms quiet, {p99(loaded) * 1000:.1f} ms "
+        f"during ({len(loaded)} samples)"
+    )
+    assert codes == [errors.INTERNAL] * 1000
+    assert raised.value.code == errors.INTERNAL
+    assert len(faults) == 1001 and len(records) == 1001  # the 1,000 and the echo client's
+    assert alive
+    assert p99(loaded) <= 0.5  # a generous bar on a shared box; the figure is printed
