@@ -31,7 +31,7 @@ from ptyd.client import Client
 from ptyd.errors import PtyUnavailable, VersionMismatch
 
 from .conftest import Daemon, start_daemon
-from .helpers import RawClient, echo_seconds, rss_bytes
+from .helpers import RawClient, cpu_seconds, echo_seconds, rss_bytes, wait_until
 
 NOBODY = 65534
 KIB = 1024
@@ -371,6 +371,106 @@ def test_client_refuses_a_daemon_of_another_major_version(short_tmp: Path) -> No
     listener.close()
     print(f"\nclient: {raised.value}")
     assert "daemon speaks 2.0" in str(raised.value)
+
+
+# -- C2 fd exhaustion -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_fd_exhaustion_caps_clients_and_never_spins(backend: str, short_tmp: Path) -> None:
+    """C2: the daemon runs with RLIMIT_NOFILE 256, so it holds 256 - 64 = 192 clients. 1,000
+    connection attempts: the first fill the cap, the rest get ``busy`` then EOF at once; the
+    daemon idles at saturation; a session still starts and an attached client gets its
+    output. Then, with client slots free, every fd is used up by sessions, so accept itself
+    fails (EMFILE): the daemon backs off (one retry a second) instead of spinning, and the
+    clients waiting in the backlog are served once fds are freed."""
+    log_file = short_tmp / "daemon.log"
+    running = launch(short_tmp / "d.sock", backend, "--log-file", os.fspath(log_file), nofile=256)
+    pid = running.process.pid
+    control = running.client()
+    cat = control.create(["cat"])
+    control.attach(cat.id, snapshot=None)
+    held: list[RawClient] = []
+    waiting: list[RawClient] = []
+    try:
+        refused_in = []
+        cpu_before, start = cpu_seconds(pid), time.monotonic()
+        for _ in range(1000):
+            began = time.monotonic()
+            raw = RawClient(running.socket)
+            with contextlib.suppress(OSError):  # refused before the hello was written
+                raw.send("hello", version=protocol.VERSION_TEXT)
+            answer = raw.read_message(timeout=10)
+            assert answer is not None
+            if answer["ok"]:
+                held.append(raw)
+                continue
+            assert answer["error"]["code"] == errors.BUSY, answer
+            assert raw.read_message(timeout=10) is None
+            refused_in.append(time.monotonic() - began)
+            raw.close()
+        attempts_cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - start)
+        held_at_cap = len(held) + 1
+        cpu_before = cpu_seconds(pid)
+        time.sleep(2)  # the measurement window at saturation, not synchronisation
+        idle_cpu = (cpu_seconds(pid) - cpu_before) / 2
+        sessions = [control.create(["sleep", "600"])]  # a spawn at the cap
+        echo_at_cap = echo_seconds(control, cat.id)
+
+        # Free 40 client slots, then use every fd up with sessions: accept fails (EMFILE).
+        for raw in held[:40]:
+            raw.close()
+        del held[:40]
+        wait_until(lambda: control.stats()["daemon"]["clients"] == len(held) + 1, 10, "closes")
+        with pytest.raises(PtyUnavailable):
+            while True:
+                sessions.append(control.create(["sleep", "600"]))
+                assert len(sessions) < 200
+        retries_before = log_file.read_text().count("accept failed")
+        waiting = [RawClient(running.socket) for _ in range(20)]
+        for raw in waiting:
+            raw.send("hello", version=protocol.VERSION_TEXT)
+        cpu_before = cpu_seconds(pid)
+        # The measurement window while accept fails, not synchronisation; not a whole number
+        # of seconds, so the fds are freed between two retries.
+        time.sleep(2.5)
+        emfile_cpu = (cpu_seconds(pid) - cpu_before) / 2.5
+        retries = log_file.read_text().count("accept failed") - retries_before
+        with selectors.DefaultSelector() as selector:
+            for raw in waiting:
+                selector.register(raw.sock, selectors.EVENT_READ)
+            served_early = len(selector.select(timeout=0))
+        echo_exhausted = echo_seconds(control, cat.id)
+        for raw in held[:30]:
+            raw.close()
+        freed_at = time.monotonic()
+        served_after = []
+        for raw in waiting:
+            answer = raw.read_message(timeout=10)
+            assert answer is not None and answer["ok"], answer
+            served_after.append(time.monotonic() - freed_at)
+        with Client(running.socket, timeout=10) as late:
+            late.list_sessions()
+    finally:
+        for raw in held + waiting:
+            raw.close()
+        assert running.stop() == 0
+    print(
+        f"\n{backend}: RLIMIT_NOFILE 256: {held_at_cap} clients held (cap 192), "
+        f"{len(refused_in)} attempts refused busy+EOF in max {max(refused_in) * 1000:.1f} ms; "
+        f"daemon CPU {attempts_cpu:.0%} during the attempts, {idle_cpu:.1%} idle at the cap; "
+        f"spawn at the cap works, echo {echo_at_cap * 1000:.1f} ms. Fds used up by "
+        f"{len(sessions)} sessions: CPU {emfile_cpu:.1%} over 2.5 s with 20 clients in the "
+        f"backlog ({served_early} served at once, {retries} accept retries logged), echo "
+        f"{echo_exhausted * 1000:.1f} ms; the rest served {max(served_after):.2f} s after fds "
+        "were freed"
+    )
+    assert held_at_cap == 192
+    assert len(refused_in) == 1000 - len(held) - 40
+    assert max(refused_in) < 2.0
+    assert idle_cpu <= 0.05 and emfile_cpu <= 0.05
+    assert served_early < 20 and 1 <= retries <= 6  # accept failed, and was retried gently
+    assert max(served_after) <= 3.0  # 1 s back-off; a generous bar on a shared box
 
 
 # -- C5 PTY allocation failure ----------------------------------------------------------------
