@@ -13,10 +13,12 @@ import fcntl
 import os
 import resource
 import selectors
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -516,6 +518,79 @@ def test_pty_allocation_failure_is_reported_and_recovers(backend: str, short_tmp
     assert "EMFILE" in str(first.value)
     assert failures == [errors.PTY_UNAVAILABLE] * 100
     assert alive and status.status == 7
+
+
+# -- G1 the launching terminal closes ---------------------------------------------------------
+
+
+def test_daemon_survives_the_terminal_that_started_it(backend: str, short_tmp: Path) -> None:
+    """G1: ``ptyd new -d`` autostarts the daemon from a shell on a real PTY (its controlling
+    terminal); closing that PTY's master hangs the shell up, while the daemon (no controlling
+    terminal, its own session) and its session live on."""
+    socket_path = short_tmp / "d.sock"
+    master, slave = os.openpty()
+    script = f'"$0" -m ptyd -S {socket_path} new -d -- sleep 600 && echo started && exec sleep 600'
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    shell = subprocess.Popen(
+        ["sh", "-c", script, sys.executable],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=take_terminal,
+        env=daemon_env(backend),
+    )
+    os.close(slave)
+    daemon_pid = -1
+    try:
+        read_pty_until(master, b"started", timeout=60)
+        with Client(socket_path, timeout=30) as client:
+            daemon_pid = client.daemon_info["pid"]
+            assert client.daemon_info["backend"] == backend
+            (session,) = client.list_sessions()
+        stat = proc_stat(daemon_pid)
+        tty_nr, sid = int(stat[4]), int(stat[3])
+        os.close(master)  # hang up the terminal
+        master = -1
+        assert shell.wait(timeout=10) == -signal.SIGHUP
+        time.sleep(2)  # the row's window: still alive 2 s after the hang-up
+        daemon_alive = pid_alive(daemon_pid)
+        with Client(socket_path, timeout=30) as client:
+            state = client.info(session.id).state
+        session_alive = pid_alive(session.pid)
+    finally:
+        if master >= 0:
+            os.close(master)
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+        if daemon_pid > 0 and pid_alive(daemon_pid):
+            with Client(socket_path, timeout=30) as client:
+                client.shutdown()
+            wait_until(lambda: not pid_alive(daemon_pid), 30, "the daemon to exit")
+    print(
+        f"\n{backend}: daemon tty_nr {tty_nr}, own session {sid != shell.pid}; 2 s after the "
+        f"hang-up (shell got SIGHUP): daemon alive {daemon_alive}, session {state}, "
+        f"program alive {session_alive}"
+    )
+    assert tty_nr == 0 and sid != shell.pid
+    assert daemon_alive and state == "running" and session_alive
+
+
+def read_pty_until(fd: int, marker: bytes, timeout: float) -> bytes:
+    """What a PTY master shows until ``marker`` appears (raising after ``timeout`` seconds)."""
+    seen = b""
+    stop = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while marker not in seen:
+            assert time.monotonic() < stop, f"no {marker!r} on the PTY; saw {seen!r}"
+            if selector.select(timeout=1):
+                seen += os.read(fd, 4096)
+    return seen
 
 
 # -- G5 exception in a client handler ---------------------------------------------------------
