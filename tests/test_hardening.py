@@ -235,8 +235,11 @@ def test_half_frames_after_hello_are_bounded_and_timed_out(short_tmp: Path) -> N
             with contextlib.suppress(OSError):  # refused (busy) while sending
                 raw.sock.sendall(half)
             sent_at[raw.sock.fileno()] = time.monotonic()
-        peak = rss_bytes(pid)
         echo_during = echo_seconds(bystander, cat.id)
+        peak = base
+        while time.monotonic() < min(sent_at.values()) + deadline - 0.3:
+            peak = max(peak, rss_bytes(pid))  # sampled until just before the first deadline
+            time.sleep(0.02)
         outcomes = _first_frames_until_closed(clients, timeout=deadline + 10)
         echo_after = echo_seconds(bystander, cat.id)
     finally:
