@@ -219,14 +219,33 @@ class AsyncClient:
             raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
         self._wire = wire
         self._is_reading_paused = False
-        result = await self.request(
-            "hello",
-            version=protocol.VERSION_TEXT,
-            features=sorted(protocol.FEATURES),
-            client=self.client_name,
-        )
+        try:
+            result = await self.request(
+                "hello",
+                version=protocol.VERSION_TEXT,
+                features=sorted(protocol.FEATURES),
+                client=self.client_name,
+            )
+            version = str(result.get("version", ""))
+            if not protocol.is_compatible(version):
+                raise errors.VersionMismatch(
+                    errors.VERSION_MISMATCH,
+                    f"protocol version mismatch: daemon speaks {version}, client speaks "
+                    f"{protocol.VERSION_TEXT} (major versions must match)",
+                )
+        except BaseException:
+            await self._abandon(wire)
+            raise
         self.features = frozenset(result.get("features", ()))
         self.daemon_info = result
+
+    async def _abandon(self, wire: _Wire) -> None:
+        """Drop a connection whose hello failed (refused, wrong version) without treating it
+        as a lost connection: nothing is left pending; the client itself may still reconnect."""
+        self._wire = None
+        if wire.transport is not None:
+            wire.transport.close()
+        await wire.closed
 
     async def close(self) -> None:
         self._is_closed = True

@@ -111,6 +111,8 @@ class Config:
     max_clients: int = 4096
     max_unauthenticated: int = 64
     hello_timeout: float = 10.0
+    frame_timeout: float = 30.0
+    partial_frame_budget: int = 64 * 1024 * 1024
     size_policy: str = "latest"
     term: str = "xterm-256color"
     autostart: bool = True
@@ -132,6 +134,11 @@ class Config:
             "max_clients": self.max_clients <= 0 and "must be greater than 0",
             "max_unauthenticated": self.max_unauthenticated <= 0 and "must be greater than 0",
             "hello_timeout": self.hello_timeout <= 0 and "must be greater than 0",
+            "frame_timeout": self.frame_timeout <= 0 and "must be greater than 0",
+            "partial_frame_budget": (
+                self.partial_frame_budget < self.max_frame
+                and f"must be at least PTYD_MAX_FRAME ({self.max_frame})"
+            ),
             "log_level": self.log_level.upper() not in _LOG_LEVELS and "unknown level",
             "term": not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", self.term) and "invalid name",
         }
@@ -193,6 +200,15 @@ SETTINGS: dict[str, Setting] = {
     ),
     "hello_timeout": Setting(
         "PTYD_HELLO_TIMEOUT", parse_seconds, "seconds", "time a client has to send hello"
+    ),
+    "frame_timeout": Setting(
+        "PTYD_FRAME_TIMEOUT", parse_seconds, "seconds", "time a started frame has to complete"
+    ),
+    "partial_frame_budget": Setting(
+        "PTYD_PARTIAL_FRAME_BUDGET",
+        parse_bytes,
+        "bytes",
+        "bytes held in incomplete frames, all clients together",
     ),
     "size_policy": Setting(
         "PTYD_SIZE_POLICY",

@@ -4,7 +4,10 @@ A Connection is an asyncio Protocol (no stream wrappers on the hot path). Each r
 exactly one response; long requests (attach, snapshot, wait) run as tasks, at most
 MAX_IN_FLIGHT at once, after which the connection stops reading until one finishes. When the
 bytes queued for the client pass the flow limit, the connection also stops reading requests, so
-a client that asks and never reads cannot grow the daemon.
+a client that asks and never reads cannot grow the daemon. A frame that has started must
+complete within PTYD_FRAME_TIMEOUT, and the bytes of incomplete frames count against one
+daemon-wide budget (PTYD_PARTIAL_FRAME_BUDGET), so clients that drip half frames cannot hold
+memory either.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Connection(asyncio.Protocol):
         self._decoder = protocol.FrameDecoder(self.config.max_frame)
         self._tasks: set[asyncio.Task[None]] = set()
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._frame_timer: asyncio.TimerHandle | None = None  # a partial frame's deadline
+        self._held = 0  # bytes of a partial frame counted in daemon.partial_frame_bytes
         self._abort_timer: asyncio.TimerHandle | None = None
         self._is_closing = False
         self._reading_paused_by: set[str] = set()
@@ -77,18 +82,79 @@ class Connection(asyncio.Protocol):
         if self._is_closing:
             return
         try:
+            self._receive(data)
+        except Exception:  # the per-connection guard: a bug costs this client, not the daemon
+            log.exception("client %d: internal error; closing the connection", self.id)
+            self._refuse(errors.INTERNAL, "internal error; closing the connection")
+
+    def _receive(self, data: bytes) -> None:
+        try:
             messages = self._decoder.feed(data)
         except ProtocolError as exc:
-            self.write(protocol.error_response(None, exc.code, str(exc)))
-            self.close()
+            self._refuse(exc.code, str(exc))
             return
+        if not self._hold_partial(self._decoder.buffered):
+            return
+        if not self._held:
+            self._cancel_frame_timer()
+        elif messages or self._frame_timer is None:
+            self._arm_frame_timer()  # a new frame started in this chunk
         for message in messages:
             if self._is_closing:
                 return
             self._handle(message)
 
+    def _hold_partial(self, held: int) -> bool:
+        """Count this client's partial frame in the daemon-wide budget; past the budget,
+        refuse the client with ``busy`` and return False."""
+        growth = held - self._held
+        budget = self.config.partial_frame_budget
+        if growth > 0 and self.daemon.partial_frame_bytes + growth > budget:
+            log.warning("client %d: partial-frame budget (%d bytes) reached", self.id, budget)
+            self._refuse(
+                errors.BUSY,
+                f"the daemon holds {self.daemon.partial_frame_bytes} bytes of incomplete frames; "
+                f"{growth} more would pass PTYD_PARTIAL_FRAME_BUDGET ({budget}); closing",
+            )
+            return False
+        self.daemon.partial_frame_bytes += growth
+        self._held = held
+        return True
+
+    def _release_partial(self) -> None:
+        self._cancel_frame_timer()
+        self._decoder.clear()
+        self.daemon.partial_frame_bytes -= self._held
+        self._held = 0
+
+    def _arm_frame_timer(self) -> None:
+        self._cancel_frame_timer()
+        self._frame_timer = self.daemon.loop.call_later(
+            self.config.frame_timeout, self._on_frame_timeout
+        )
+
+    def _cancel_frame_timer(self) -> None:
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+
+    def _on_frame_timeout(self) -> None:
+        self._frame_timer = None
+        log.warning("client %d: frame not completed in %s s", self.id, self.config.frame_timeout)
+        self._refuse(
+            errors.TIMEOUT,
+            f"a frame was started and not completed within {self.config.frame_timeout} seconds "
+            "(PTYD_FRAME_TIMEOUT); closing",
+        )
+
+    def _refuse(self, code: str, message: str) -> None:
+        """One connection-level error frame, then close."""
+        self.write(protocol.error_response(None, code, message))
+        self.close(grace=1.0)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._is_closing = True
+        self._release_partial()
         for timer in (self._hello_timer, self._abort_timer):
             if timer is not None:
                 timer.cancel()
@@ -130,6 +196,7 @@ class Connection(asyncio.Protocol):
     def _pause_reading(self, reason: str) -> None:
         if not self._reading_paused_by and self.transport is not None:
             self.transport.pause_reading()
+            self._cancel_frame_timer()  # the frame cannot progress while we do not read
         self._reading_paused_by.add(reason)
 
     def _resume_reading(self, reason: str) -> None:
@@ -138,12 +205,15 @@ class Connection(asyncio.Protocol):
         self._reading_paused_by.discard(reason)
         if not self._reading_paused_by and self.transport is not None and not self._is_closing:
             self.transport.resume_reading()
+            if self._held:
+                self._arm_frame_timer()
 
     def close(self, *, grace: float | None = None) -> None:
         """Close after what is queued is written; abort if the client does not read it."""
         if self._is_closing or self.transport is None:
             return
         self._is_closing = True
+        self._release_partial()
         self.transport.close()
         self._abort_timer = self.daemon.loop.call_later(
             self.config.hello_timeout if grace is None else grace, self.transport.abort
@@ -170,6 +240,8 @@ class Connection(asyncio.Protocol):
             if not self.is_authenticated and request.type != "hello":
                 raise RequestError(errors.HELLO_REQUIRED, "the first request must be hello")
             handler = getattr(self, f"_op_{request.type}")
+            if request.type == self.daemon.faulty_request:
+                raise RuntimeError(f"PTYD_TEST_FAULT: fault in the {request.type} handler")
             result = handler(request.id, **request.fields)
         except (ProtocolError, RequestError) as exc:
             self.write(protocol.error_response(request_id, exc.code, str(exc)))

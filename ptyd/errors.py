@@ -14,10 +14,12 @@ HELLO_REQUIRED: Final = "hello_required"  # a request before the hello exchange
 VERSION_MISMATCH: Final = "version_mismatch"  # different major protocol versions
 AUTH_REFUSED: Final = "auth_refused"  # peer uid not allowed; connection closed
 TOO_MANY_CONNECTIONS: Final = "too_many_connections"
+BUSY: Final = "busy"  # out of fds or partial-frame memory; closed, try again later
 TIMEOUT: Final = "timeout"
 NO_SUCH_SESSION: Final = "no_such_session"
 NAME_TAKEN: Final = "name_taken"
 SPAWN_FAILED: Final = "spawn_failed"
+PTY_UNAVAILABLE: Final = "pty_unavailable"  # no PTY or no fd for one (EMFILE, ENOSPC, EAGAIN)
 SESSION_EXITED: Final = "session_exited"
 INPUT_OVERFLOW: Final = "input_overflow"  # queued input would pass the session's bound
 READ_ONLY: Final = "read_only"  # input or resize from a read-only attachment
@@ -36,10 +38,12 @@ ALL_CODES: Final = frozenset(
         VERSION_MISMATCH,
         AUTH_REFUSED,
         TOO_MANY_CONNECTIONS,
+        BUSY,
         TIMEOUT,
         NO_SUCH_SESSION,
         NAME_TAKEN,
         SPAWN_FAILED,
+        PTY_UNAVAILABLE,
         SESSION_EXITED,
         INPUT_OVERFLOW,
         READ_ONLY,
@@ -61,6 +65,11 @@ class ConfigError(PtydError):
 
 class SocketPathError(PtydError):
     """The socket directory or path is unsafe or unusable; the message names the path."""
+
+
+class PrivilegedStart(PtydError):
+    """Real and effective uid or gid differ (a set-uid or set-gid install): the daemon refuses
+    to start."""
 
 
 class AlreadyRunning(PtydError):
@@ -113,6 +122,14 @@ class SpawnFailed(RequestError):
     """The session's program could not be started (missing program, bad cwd, ...)."""
 
 
+class PtyUnavailable(SpawnFailed):
+    """No PTY could be allocated (the daemon is out of fds, or the system out of PTYs)."""
+
+
+class DaemonBusy(RequestError):
+    """The daemon is out of a resource (fds, partial-frame memory) and refused this client."""
+
+
 class TimeoutExpired(RequestError):
     """A wait ran out of time."""
 
@@ -122,5 +139,7 @@ _CODE_CLASSES: dict[str, type[RequestError]] = {
     VERSION_MISMATCH: VersionMismatch,
     NO_SUCH_SESSION: SessionNotFound,
     SPAWN_FAILED: SpawnFailed,
+    PTY_UNAVAILABLE: PtyUnavailable,
+    BUSY: DaemonBusy,
     TIMEOUT: TimeoutExpired,
 }

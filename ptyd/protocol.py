@@ -108,6 +108,10 @@ class FrameDecoder:
         """Bytes of an incomplete frame held so far."""
         return len(self._buffer)
 
+    def clear(self) -> None:
+        """Drop (and free) a partial frame: its connection is being closed."""
+        self._buffer = bytearray()
+
 
 def decode_body(body: bytes | memoryview) -> dict[str, Any] | errors.ProtocolError:
     """One frame body as a message map, or the reason it is not one."""

@@ -5,11 +5,14 @@ future), never a poll or a sleep."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import pwd
 import resource
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +24,7 @@ from ._backend import BACKEND
 from ._version import __version__
 from .config import Config
 from .connection import Connection
-from .errors import PtydError, RequestError
+from .errors import PrivilegedStart, PtydError, RequestError
 from .session import Session
 from .socketdir import Listener
 
@@ -29,6 +32,12 @@ log = logging.getLogger(__name__)
 
 _SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _FLUSH_SECONDS = 2.0  # at shutdown, how long clients get to read their last events
+# fds never given to clients: PTYs and pidfds of new sessions, the log, the listener, the loop.
+# Clients are capped at RLIMIT_NOFILE - FD_RESERVE, so a flood of clients cannot stop a spawn.
+FD_RESERVE = 64
+ACCEPT_RETRY_SECONDS = 1.0  # accept failed for want of fds: stop accepting this long (tmux)
+_ACCEPT_BATCH = 64  # connections accepted per readiness callback
+_TEST_FAULT_ENV = "PTYD_TEST_FAULT"  # test-only: "handler:TYPE" raises inside TYPE's handler
 
 
 class Daemon:
@@ -52,12 +61,18 @@ class Daemon:
         # would get no more than one). A read lasts at most a few milliseconds (session.py).
         self._emulators = ThreadPoolExecutor(workers, thread_name_prefix="ptyd-emulator")
         self._readers = ThreadPoolExecutor(workers, thread_name_prefix="ptyd-reader")
-        self._server: asyncio.AbstractServer | None = None
+        self.client_cap: int | None = None  # clients the fd limit leaves room for (serve)
+        self.partial_frame_bytes = 0  # held in incomplete frames by all connections
+        self.faulty_request = _test_fault()
+        self._accepting: socket.socket | None = None  # the listening socket being watched
+        self._accept_retry: asyncio.TimerHandle | None = None
+        self._connecting: set[asyncio.Task[Any]] = set()  # accepted, transport being made
+        self._is_at_client_cap = False
+        self._busy_frame = b""
         self._stopping: asyncio.Future[str] | None = None
         self._is_shutting_down = False
         self._retention: dict[int, asyncio.TimerHandle] = {}
         self._all_closed: asyncio.Future[None] | None = None  # set during shutdown
-        self._background: set[asyncio.Task[None]] = set()  # e.g. recreating the socket
 
     # -- running -----------------------------------------------------------------------------
 
@@ -68,14 +83,15 @@ class Daemon:
     async def serve(self, on_ready: Any = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._stopping = self.loop.create_future()
-        _raise_fd_limit()
+        self._set_client_cap(_raise_fd_limit())
         for signum in _SHUTDOWN_SIGNALS:
             self.loop.add_signal_handler(signum, self._on_signal, signum)
         self.loop.add_signal_handler(signal.SIGUSR1, self._on_recreate_signal)
         assert self.listener.sock is not None
-        self._server = await self.loop.create_unix_server(
-            lambda: Connection(self), sock=self.listener.sock, backlog=1024
-        )
+        self._start_accepting(self.listener.sock)
+        if self.faulty_request is not None:
+            log.warning("%s: the %r request handler raises (tests only)",
+                        _TEST_FAULT_ENV, self.faulty_request)
         log.info(
             "ptyd %s (%s backend) listening on %s, pid %d",
             self.version, BACKEND, self.config.socket, self.pid,
@@ -98,12 +114,8 @@ class Daemon:
 
     def _on_recreate_signal(self) -> None:
         """SIGUSR1, as in tmux: recreate the socket if it was deleted from under us."""
-        if not self._is_shutting_down:
-            task = self.loop.create_task(self._recreate_socket())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _recreate_socket(self) -> None:
+        if self._is_shutting_down:
+            return
         old_sock = self.listener.sock
         try:
             new_sock = self.listener.rebind()
@@ -113,17 +125,14 @@ class Daemon:
         if new_sock is None:
             log.info("SIGUSR1: the socket is in place")
             return
-        old_server = self._server
-        self._server = await self.loop.create_unix_server(
-            lambda: Connection(self), sock=new_sock, backlog=1024
-        )
-        if old_server is not None:
-            old_server.close()  # the old listening socket; connections stay
-        elif old_sock is not None:
-            old_sock.close()
+        self._stop_accepting()
+        if old_sock is not None:
+            old_sock.close()  # the old listening socket; connections stay
+        self._start_accepting(new_sock)
         log.warning("SIGUSR1: the socket was gone; listening again on %s", self.config.socket)
 
     def _exit_now(self) -> None:
+        self._stop_accepting()
         for session in self.sessions.values():
             if session.is_running:
                 for member in spawn.session_processes(session.child.pid) or [session.child.pid]:
@@ -140,8 +149,9 @@ class Daemon:
         the clients, remove the socket."""
         self._is_shutting_down = True
         log.info("shutting down (%s)", reason)
-        assert self._server is not None
-        self._server.close()
+        self._stop_accepting()
+        if self.listener.sock is not None:
+            self.listener.sock.close()  # new connects are refused at once; the path goes last
         notice = protocol.encode(protocol.event("shutdown", reason=reason))
         for connection in list(self.connections):
             connection.write_frame(notice)
@@ -163,6 +173,95 @@ class Daemon:
         self._readers.shutdown(wait=False, cancel_futures=True)
         self.listener.close()
         log.info("stopped")
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    def _set_client_cap(self, fd_limit: int) -> None:
+        """Clients past RLIMIT_NOFILE - FD_RESERVE are refused with ``busy`` at accept (those
+        past PTYD_MAX_CLIENTS get ``too_many_connections`` from admit)."""
+        if fd_limit == resource.RLIM_INFINITY:
+            return
+        self.client_cap = max(1, fd_limit - FD_RESERVE)
+        if self.client_cap < self.config.max_clients:
+            log.info(
+                "at most %d clients: RLIMIT_NOFILE %d minus %d fds kept for sessions",
+                self.client_cap, fd_limit, FD_RESERVE,
+            )
+        self._busy_frame = protocol.encode(
+            protocol.error_response(
+                None,
+                errors.BUSY,
+                f"the daemon holds {self.client_cap} clients, its limit (RLIMIT_NOFILE "
+                f"{fd_limit} minus {FD_RESERVE} fds kept for sessions); try again later",
+            )
+        )
+
+    def _start_accepting(self, sock: socket.socket) -> None:
+        self._accepting = sock
+        self.loop.add_reader(sock.fileno(), self._on_acceptable)
+
+    def _stop_accepting(self) -> None:
+        if self._accept_retry is not None:
+            self._accept_retry.cancel()
+            self._accept_retry = None
+        if self._accepting is not None:
+            self.loop.remove_reader(self._accepting.fileno())
+            self._accepting = None
+
+    def _on_acceptable(self) -> None:
+        """Accept a bounded batch of pending connections. Past the client cap a client gets
+        one ``busy`` frame and is closed at once (no transport, no Connection); if accept
+        itself fails for want of fds or memory, stop accepting for ACCEPT_RETRY_SECONDS
+        rather than spin on a socket that stays readable."""
+        sock = self._accepting
+        for _ in range(_ACCEPT_BATCH):
+            if sock is None or sock is not self._accepting:
+                return
+            try:
+                client, _ = sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                    continue  # that client is gone; the next may be fine
+                self._pause_accepting(exc)
+                return
+            held = len(self.connections) + len(self._connecting)
+            if self.client_cap is not None and held >= self.client_cap:
+                self._refuse_busy(client)
+                continue
+            self._is_at_client_cap = False
+            client.setblocking(False)
+            task = self.loop.create_task(
+                self.loop.connect_accepted_socket(lambda: Connection(self), client)
+            )
+            self._connecting.add(task)
+            task.add_done_callback(self._on_connected)
+
+    def _on_connected(self, task: asyncio.Task[Any]) -> None:
+        self._connecting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("an accepted connection failed: %s", task.exception())
+
+    def _refuse_busy(self, client: socket.socket) -> None:
+        if not self._is_at_client_cap:
+            self._is_at_client_cap = True
+            log.warning("%d clients connected: refusing new ones with busy", self.client_cap)
+        with contextlib.suppress(OSError):
+            client.setblocking(False)
+            client.send(self._busy_frame)
+        client.close()
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        log.warning(
+            "accept failed (%s): not accepting for %.0f s", exc.strerror, ACCEPT_RETRY_SECONDS
+        )
+        sock = self._accepting
+        self._stop_accepting()
+        if sock is not None:
+            self._accept_retry = self.loop.call_later(
+                ACCEPT_RETRY_SECONDS, self._start_accepting, sock
+            )
 
     # -- connections -------------------------------------------------------------------------
 
@@ -222,12 +321,14 @@ class Daemon:
             raise RequestError(errors.SHUTTING_DOWN, "the daemon is shutting down")
         if name is not None and name in self.names:
             raise RequestError(errors.NAME_TAKEN, f"a session named {name!r} already exists")
-        base = {key: value for key, value in os.environ.items() if not key.startswith("PTYD_")}
-        full_env = spawn.build_env(base, env, term or self.config.term)
+        full_env = spawn.build_env(dict(os.environ), env, term or self.config.term)
         argv = argv or [default_shell()]
         cwd = cwd or full_env.get("HOME") or "/"
         try:
             child = spawn.spawn(argv, full_env, cwd, cols, rows)
+        except spawn.PtyUnavailable as exc:
+            log.warning("cannot start a session: %s", exc)
+            raise RequestError(errors.PTY_UNAVAILABLE, str(exc)) from None
         except spawn.SpawnError as exc:
             raise RequestError(errors.SPAWN_FAILED, str(exc)) from None
         session_id = self._next_session
@@ -318,15 +419,57 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _raise_fd_limit() -> None:
-    """Hold as many clients and PTYs as the hard limit allows."""
+def _raise_fd_limit() -> int:
+    """Hold as many clients and PTYs as the hard limit allows; return the limit in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
+    if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def _test_fault() -> str | None:
+    """The request type whose handler must raise, from PTYD_TEST_FAULT=handler:TYPE: a hook
+    for the tests of the per-connection guard, set only in the daemon's environment (never
+    reachable from the protocol)."""
+    value = os.environ.pop(_TEST_FAULT_ENV, "")
+    if not value:
+        return None
+    where, _, kind = value.partition(":")
+    if where != "handler" or kind not in protocol.SCHEMAS:
+        raise PtydError(f"invalid {_TEST_FAULT_ENV}={value!r}: expected handler:REQUEST_TYPE")
+    return kind
+
+
+def check_identity() -> None:
+    """Refuse a set-uid or set-gid start (CVE-2011-1496, screen): the daemon runs programs for
+    the user who started it, and must never do so with someone else's effective ids."""
+    ruid, euid, _ = os.getresuid()
+    rgid, egid, _ = os.getresgid()
+    if ruid != euid or rgid != egid:
+        raise PrivilegedStart(
+            f"refusing to run with real uid/gid {ruid}/{rgid} but effective uid/gid "
+            f"{euid}/{egid} (a set-uid or set-gid install): run ptyd as the user it serves"
+        )
+
+
+def _drop_socket_activation() -> None:
+    """ptyd binds its own socket. Sockets passed by socket activation (sd_listen_fds(3)) are
+    not used: unset LISTEN_* so no session sees them, and make our fds close-on-exec."""
+    pid = os.environ.pop("LISTEN_PID", "")
+    count = os.environ.pop("LISTEN_FDS", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if pid == str(os.getpid()) and count.isdigit():
+        for fd in range(3, 3 + int(count)):
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+        log.info("ignoring %s socket-activation fd(s): ptyd binds its own socket", count)
 
 
 def run(config: Config, on_ready: Any = None, *, use_uvloop: bool = True) -> int:
     """Run a daemon in the foreground until it is shut down; return the exit status."""
+    check_identity()
+    _drop_socket_activation()
     daemon = Daemon(config)
     daemon.open()
     try:

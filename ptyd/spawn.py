@@ -19,12 +19,22 @@ import termios
 from dataclasses import dataclass
 
 _WINSIZE = struct.Struct("HHHH")
-# Variables describing the daemon's own terminal or socket, never passed to sessions.
-_DAEMON_ONLY_ENV = ("PTYD_READY_FD", "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES")
+# Variables describing the daemon's own terminal, socket or activation, never passed to
+# sessions (a child that saw LISTEN_PID/LISTEN_FDS could take the daemon's sockets for its own).
+_DAEMON_ONLY_ENV = (
+    "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES",
+    "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+)
+_DAEMON_ONLY_PREFIX = "PTYD_"  # the daemon's settings, readiness fd and test hooks
 
 
 class SpawnError(Exception):
     """The program could not be started; the message says why."""
+
+
+class PtyUnavailable(SpawnError):
+    """No PTY, or no fd to hold one: the daemon (EMFILE) or the system (ENFILE, ENOSPC at
+    kernel.pty.max, EAGAIN) is out of them. Other sessions are unaffected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +50,14 @@ def set_winsize(fd: int, cols: int, rows: int) -> None:
 
 
 def build_env(base: dict[str, str], overrides: dict[str, str | None], term: str) -> dict[str, str]:
-    """The session's environment: the client's base, minus daemon-only names, plus overrides
-    (None unsets), with TERM defaulted."""
-    env = {key: value for key, value in base.items() if key not in _DAEMON_ONLY_ENV}
+    """The session's environment: the daemon's base, minus daemon-only names (``PTYD_*``,
+    ``LISTEN_*`` of socket activation, the launching terminal's), plus the client's overrides
+    (None unsets; a client may set any name for its session), with TERM defaulted."""
+    env = {
+        key: value
+        for key, value in base.items()
+        if key not in _DAEMON_ONLY_ENV and not key.startswith(_DAEMON_ONLY_PREFIX)
+    }
     env["TERM"] = term
     for key, value in overrides.items():
         if value is None:
@@ -74,7 +89,7 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int) 
     if not os.access(cwd, os.X_OK):
         raise SpawnError(f"{cwd}: permission denied")
     program = resolve_program(argv[0], env, cwd)
-    master_fd, slave_fd = os.openpty()
+    error_r, error_w, master_fd, slave_fd = _open_fds()
     try:
         os.set_blocking(master_fd, False)
         set_winsize(master_fd, cols, rows)
@@ -82,24 +97,51 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int) 
         # The daemon must not keep the slave open, or the PTY never reports EOF.
         os.close(slave_fd)
         slave_fd = -1
-        error_r, error_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
             _exec_child(program, argv, env, cwd, slave_name, error_w)
         os.close(error_w)
+        error_w = -1
         with os.fdopen(error_r, "rb") as pipe:
+            error_r = -1
             failure = pipe.read()  # EOF at exec; a few bytes if the child failed before it
         if failure:
             os.waitpid(pid, 0)
             raise SpawnError(failure.decode(errors="replace"))
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)  # fits where the pipe and the slave were
+        except OSError as exc:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise PtyUnavailable(f"no fd to watch the child: {_describe(exc)}") from None
         os.set_inheritable(pidfd, False)
         return Child(pid, master_fd, pidfd)
     except BaseException:
-        os.close(master_fd)
-        if slave_fd >= 0:
-            os.close(slave_fd)
+        for fd in (master_fd, slave_fd, error_r, error_w):
+            if fd >= 0:
+                os.close(fd)
         raise
+
+
+def _open_fds() -> tuple[int, int, int, int]:
+    """The error pipe and the PTY (every fd a spawn needs, taken before the fork), or
+    PtyUnavailable naming the errno."""
+    try:
+        error_r, error_w = os.pipe2(os.O_CLOEXEC)
+    except OSError as exc:
+        raise PtyUnavailable(f"no fd for a new PTY: {_describe(exc)}") from None
+    try:
+        master_fd, slave_fd = os.openpty()
+    except OSError as exc:
+        os.close(error_r)
+        os.close(error_w)
+        raise PtyUnavailable(f"cannot open a PTY: {_describe(exc)}") from None
+    return error_r, error_w, master_fd, slave_fd
+
+
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "?")
+    return f"{exc.strerror} ({name})"
 
 
 def _exec_child(

@@ -130,3 +130,26 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set size, read from outside it."""
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def echo_seconds(client: Client, session: int, key: bytes = b"x", timeout: float = 10) -> float:
+    """Type one key into an attached session whose PTY echoes; seconds until it comes back."""
+    start = time.monotonic()
+    client.send(session, key)
+    while True:
+        event = client.next_event(timeout)
+        if isinstance(event, OutputEvent) and event.session == session and key in event.data:
+            return time.monotonic() - start
