@@ -12,7 +12,7 @@ import subprocess
 import msgpack
 import pytest
 
-from ptyd import errors, protocol
+from ptyd import errors, protocol, server
 from ptyd.errors import VersionMismatch
 
 from .conftest import start_daemon
@@ -196,3 +196,24 @@ def test_a_peer_with_another_uid_is_refused_before_anything_is_read(backend) -> 
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _nice_of_threads(pid: int) -> dict[int, int]:
+    """Thread id -> nice value, from /proc (field 19 of stat, after the command's parentheses)."""
+    out = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[int(task)] = int(fields[16])
+    return out
+
+
+def test_worker_threads_yield_to_the_loop(daemon) -> None:
+    """Flood reads and emulation run nicer than the loop thread, which answers keystrokes."""
+    client = daemon.client()
+    session = client.create(["sh", "-c", "head -c 8000000 /dev/zero | tr '\\0' x"])
+    assert client.wait(session.id).status == 0
+    nice = _nice_of_threads(daemon.process.pid)
+    loop_nice = nice.pop(daemon.process.pid)
+    assert loop_nice == os.getpriority(os.PRIO_PROCESS, 0)
+    assert min(loop_nice + server.WORKER_NICE, 19) in nice.values(), nice
