@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import selectors
 import signal
 import stat
@@ -73,6 +74,7 @@ class Tap:
         self.digest = hashlib.sha256()
         self.exit: dict[str, Any] | None = None
         self.bytes_after_exit = 0
+        self.others: list[str] = []
         self.raw.sock.setblocking(False)
         self._take(list(self.raw.pending))
         self.raw.pending.clear()
@@ -88,7 +90,8 @@ class Tap:
             elif message.get("event") == "exit" and message["session"] == self.session:
                 self.exit = message
             else:
-                assert message.get("event") in ("flow",), message
+                assert message.get("event") == "flow", message
+                self.others.append(message["event"])
 
     def pump(self) -> None:
         """Read what the socket holds now (non-blocking)."""
@@ -582,3 +585,162 @@ def test_hostile_parameters_in_process(backend_name: str) -> None:
     assert worst_small[0] <= 0.05
     assert worst_ratio[0] >= 0.25
     assert max(memory) <= 64 * 1024
+
+
+# -- E8, E9 --------------------------------------------------------------------------------------
+
+# What a redraw (snapshot "ansi", the attach snapshot) may contain besides text: the sequences
+# render_ansi writes, with digits only as parameters, and one OSC 2 title.
+REDRAW_SEQUENCE = re.compile(
+    rb"\x1b\[\??[0-9;]*(?: q|[A-Za-z@])|\x1b[()][0-9A-Za-z<>=]|\x1b[78=>H]"
+    rb"|\x1b\]2;([^\x07\x1b]*)\x07|[\x0e\x0f]"
+)
+
+
+def is_clean(text: str) -> bool:
+    """No C0, DEL or C1 control character."""
+    return not any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in text)
+
+
+def check_redraw(redraw: bytes) -> None:
+    """Only whitelisted sequences; the title inside and the text between them are clean."""
+    for title in REDRAW_SEQUENCE.findall(redraw):
+        assert is_clean(title.decode("utf-8")) and len(title.decode()) <= 256, title
+    text = REDRAW_SEQUENCE.sub(b"", redraw).decode("utf-8")
+    assert is_clean(text), [ch for ch in text if not is_clean(ch)][:5]
+
+
+def random_title(rng: random.Random, *, plain_end: bool) -> bytes:
+    """An OSC 0/1/2 with a hostile body: C0, C1 (raw and UTF-8), DEL, invalid UTF-8, sometimes
+    far over the 4 KiB string cap. ``plain_end``: no byte that ends or cancels the string."""
+    pieces = [b"a", b"title ", "é中".encode(), b"\x01", b"\x7f", b"\x9b", "\x9b".encode()]
+    pieces += [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x0d\x0a", b"\x00", b"\x85"]
+    if not plain_end:
+        pieces += [b"\x07", b"\x1b", b"\x18", b"\x1a", b"\x9c", b"\x1b[2J", b"\x1b]2;"]
+    length = rng.choice([rng.randint(0, 300), rng.randint(300, 3000), rng.randint(4097, 6000)])
+    seed = b"".join(rng.choices(pieces, k=64))  # repeated: random enough, and fast to build
+    body = (seed * (length // len(seed) + 1))[:length]
+    kind = rng.choice(b"012" if not plain_end else b"02")
+    return b"\x1b]%c;" % kind + body + rng.choice([b"\x07", b"\x1b\\"])
+
+
+def test_stored_titles_are_clean_in_snapshots_and_redraws(daemon) -> None:
+    """E8: a program sets hostile titles (5,000, pure 500 for time; the row's 10^4 with
+    PTYD_FULL_FIGURES=1) in batches; after each batch the title in info, list and json
+    snapshot has no control character and at most 256 characters (and, for a batch ending in a
+    plain title, equals the sanitized title); the ANSI snapshot and the redraw a newly attached
+    client gets contain only whitelisted sequences and clean text."""
+    from ptyd.emulator import sanitize_title
+
+    client = daemon.client()
+    count = 10_000 if FULL else 5_000 if daemon.backend == "compiled" else 500
+    batches = count // 100 if FULL else 50 if daemon.backend == "compiled" else 10
+    rng = random.Random(8)
+    folder = daemon.socket.parent / "titles"
+    folder.mkdir()
+    last_titles = []
+    for batch in range(batches):
+        titles = [random_title(rng, plain_end=False) for _ in range(count // batches - 1)]
+        titles.append(random_title(rng, plain_end=True))
+        last_titles.append(titles[-1])
+        (folder / str(batch)).write_bytes(b"".join(titles))
+    info = client.create(["python3", "-c", HOSTILE_WRITER, os.fspath(folder)], cols=80, rows=24)
+    wait_until(lambda: "READY" in client.snapshot(info.id).data, 10, "the writer")
+    fields = redraws = matched = 0
+    for batch in range(batches):
+        client.send(info.id, f"{batch}\n")
+        wait_until(lambda b=batch: f"OK-{b}." in client.snapshot(info.id).data, 60, "a batch")
+        titles = [
+            client.info(info.id).title,
+            next(s.title for s in client.list_sessions() if s.id == info.id),
+            client.snapshot(info.id, "json").data["title"],
+        ]
+        for title in titles:
+            assert is_clean(title) and len(title) <= 256, title
+        fields += len(titles)
+        raw = last_titles[batch]
+        body = raw[4:-2] if raw.endswith(b"\x1b\\") else raw[4:-1]
+        if raw[2:3] == b"2" and len(body) <= 4096:
+            assert titles[0] == sanitize_title(body)
+            matched += 1
+        check_redraw(client.snapshot(info.id, "ansi").data)
+        if batch % 10 == 0:
+            fresh = RawClient(daemon.socket, hello=True)
+            check_redraw(fresh.call("attach", session=info.id, snapshot="ansi")["snapshot"])
+            fresh.close()
+            redraws += 1
+        redraws += 1
+    print(
+        f"\nE8 {daemon.backend}: {count} hostile titles in {batches} batches: {fields} title "
+        f"fields and {redraws} redraws inspected, 0 control characters, titles <= 256 "
+        f"characters; {matched} plain titles equal to their sanitized form"
+    )
+
+
+@pytest.mark.parametrize("backend_name", ["compiled", "pure"])
+def test_every_stored_title_is_clean_in_process(backend_name: str) -> None:
+    """E8 title by title: after each of 10^4 hostile titles (pure 500: pyte's speed) the
+    emulator's title and icon name have no control character and at most 256 characters."""
+    from ptyd._vt import VtEmulator
+    from ptyd.pyte_backend import PyteEmulator
+
+    emu = (VtEmulator if backend_name == "compiled" else PyteEmulator)(80, 24)
+    rng = random.Random(88)
+    count = 10_000 if backend_name == "compiled" or FULL else 500
+    for _ in range(count):
+        emu.feed(random_title(rng, plain_end=rng.random() < 0.5))
+        for text in (emu.title, emu.icon_name):
+            assert is_clean(text) and len(text) <= 256, text
+    check_redraw(emu.snapshot_ansi())
+    print(f"\nE8 {backend_name}: {count} titles fed, title and icon name clean after each")
+
+
+PASSTHROUGH = {
+    "tmux DCS passthrough": b"\x1bPtmux;\x1b\x1b]52;c;UFRZRC1DTElQ\x07\x1b\\",
+    "OSC 52 clipboard write": b"\x1b]52;c;UFRZRC1DTElQ\x07",
+    "sixel": b"\x1bPq#0;2;0;0;0#1;2;100;100;0#1~~@@vv@@~~@@~~$-\x1b\\",
+    "kitty graphics": b"\x1b_Ga=T,f=100,m=0;iVBORw0KGgoAAAANSUhEUg==\x1b\\",
+    "iTerm2 inline image": b"\x1b]1337;File=inline=1:iVBORw0KGgoAAAANSUhEUg==\x07",
+}
+
+
+def test_passthrough_clipboard_and_graphics_never_come_from_ptyd(daemon) -> None:
+    """E9, the part ptyd generates: after a program writes tmux passthrough, an OSC 52 write,
+    sixel, kitty and iTerm2 images, no event but output and no snapshot or redraw carries any of
+    them. The output events carry exactly what the program wrote (docs/security.md: the raw
+    stream is the program's, as with dtach)."""
+    client = daemon.client()
+    folder = daemon.socket.parent / "passthrough"
+    folder.mkdir()
+    for index, data in enumerate(PASSTHROUGH.values()):
+        (folder / str(index)).write_bytes(data)
+    info = client.create(["python3", "-c", HOSTILE_WRITER, os.fspath(folder)], cols=80, rows=24)
+    tap = Tap(daemon.socket, info.id)
+    drain([tap], len(b"READY"))
+    markers = (b"\x1bP", b"\x1b_", b"\x1b]52", b"\x1b]1337", b"UFRZRC1DTElQ", b"iVBORw0KGgo")
+    generated = 0
+    for index in range(len(PASSTHROUGH)):
+        client.send(info.id, f"{index}\n")
+        wait_until(lambda i=index: f"OK-{i}." in client.snapshot(info.id).data, 10, "a case")
+        fresh = RawClient(daemon.socket, hello=True)
+        attached = fresh.call("attach", session=info.id, snapshot="ansi")
+        fresh.close()
+        views = [
+            client.snapshot(info.id, "ansi").data,
+            attached["snapshot"],
+            client.snapshot(info.id, "text").data.encode(),
+            repr(client.snapshot(info.id, "json").data).encode(),
+        ]
+        for view in views:
+            assert not [marker for marker in markers if marker in view], view
+        check_redraw(views[0])
+        generated += len(views)
+    client.kill(info.id)
+    drain([tap])
+    tap.close()
+    print(
+        f"\nE9 {daemon.backend}: {len(PASSTHROUGH)} passthrough/clipboard/graphics sequences: "
+        f"0 in {generated} snapshots and redraws; events other than output and exit: "
+        f"{len(tap.others)}"
+    )
+    assert tap.others == []
