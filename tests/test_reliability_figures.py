@@ -24,12 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from ptyd import errors
 from ptyd.errors import RequestError
 
 from .conftest import start_daemon
+from .emulator_streams import SIZES, STREAM, chunked
 from .helpers import RawClient, wait_until
 
 MIB = 1024 * 1024
@@ -744,3 +747,61 @@ def test_passthrough_clipboard_and_graphics_never_come_from_ptyd(daemon) -> None
         f"{len(tap.others)}"
     )
     assert tap.others == []
+
+
+# -- E3 ------------------------------------------------------------------------------------------
+
+
+def assert_invariants(emu: Any, cols: int, rows: int, scrollback: int) -> None:
+    """What must hold after every feed, whatever the bytes were."""
+    from ptyd.emulator import MAX_COMBINING, MAX_TITLE
+
+    state = emu.state()
+    assert (state.cols, state.rows) == (cols, rows)
+    assert len(state.lines) == rows and all(len(row) == cols for row in state.lines)
+    assert 0 <= state.cursor_x < cols and 0 <= state.cursor_y < rows
+    assert 0 <= state.scroll_top <= state.scroll_bottom < rows
+    assert len(state.scrollback) <= scrollback
+    assert all(0 <= stop < cols for stop in state.tabs)
+    assert len(state.title) <= MAX_TITLE and is_clean(state.title)
+    assert all(len(cell[0]) <= 1 + MAX_COMBINING for row in state.lines for cell in row)
+    assert getattr(emu, "errors_caught", 0) == 0
+
+
+@hypothesis.settings(
+    max_examples=int(os.environ.get("PTYD_EMULATOR_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+@hypothesis.given(
+    data=st.data(),
+    stream=STREAM,
+    size=SIZES,
+    new_size=SIZES,
+    scrollback=st.integers(0, 5),
+)
+def test_invariants_after_every_feed(
+    data: st.DataObject,
+    stream: bytes,
+    size: tuple[int, int],
+    new_size: tuple[int, int],
+    scrollback: int,
+) -> None:
+    """E3: on both backends, after every chunk of a random stream (and across one explicit
+    resize): the grid keeps its size, the cursor and margins stay inside, scrollback within its
+    limit, the title clean and capped, combining marks per cell capped."""
+    from ptyd._vt import VtEmulator
+    from ptyd.pyte_backend import PyteEmulator
+
+    chunks = data.draw(chunked(stream))
+    cut = data.draw(st.integers(0, len(chunks)))
+    for cls in (VtEmulator, PyteEmulator):
+        emu = cls(*size, scrollback=scrollback)
+        cols, rows = size
+        for index, chunk in enumerate(chunks):
+            if index == cut:
+                emu.resize(*new_size)
+                cols, rows = new_size
+                assert_invariants(emu, cols, rows, scrollback)
+            emu.feed(chunk)
+            assert_invariants(emu, cols, rows, scrollback)
