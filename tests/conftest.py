@@ -8,6 +8,7 @@ testing the pure one twice.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +38,75 @@ def _compiled_fast() -> ModuleType | None:
         return None
 
 
+def _default_timeout(config: pytest.Config) -> float:
+    """pytest-timeout's default for unmarked tests: --timeout, then PYTEST_TIMEOUT, then the ini."""
+    for value in (
+        config.getoption("timeout"),
+        os.environ.get("PYTEST_TIMEOUT"),
+        config.getini("timeout"),
+    ):
+        if value not in (None, ""):
+            return float(value)
+    return 0.0
+
+
+def _marked_timeout(item: pytest.Item) -> float | None:
+    marker = item.get_closest_marker("timeout")
+    if marker is None:
+        return None
+    return float(marker.kwargs.get("timeout", marker.args[0] if marker.args else 0))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """H1: a hang must fail the test, not the CI job. Every test needs an effective timeout (the
+    default or a marker); a test allowed longer than the default must also be marked ``slow``, so
+    long tests are visible; and faulthandler must dump the stacks shortly before the default."""
+    default = _default_timeout(config)
+    dump = float(config.getini("faulthandler_timeout") or 0)
+    problems = []
+    if not 0 < dump < default:
+        problems.append(
+            f"faulthandler_timeout ({dump:g}) must be set below the default timeout ({default:g})"
+        )
+    for item in items:
+        marked = _marked_timeout(item)
+        effective = default if marked is None else marked
+        if effective <= 0:
+            problems.append(f"{item.nodeid}: no timeout")
+        elif marked is not None and marked > default and item.get_closest_marker("slow") is None:
+            problems.append(
+                f"{item.nodeid}: timeout {marked:g} s over the default {default:g} s "
+                "without the slow marker"
+            )
+    if problems:
+        raise pytest.UsageError("tests without a proper timeout (H1):\n  " + "\n  ".join(problems))
+
+
+_WALL_TIME: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _WALL_TIME[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """H5: wall time per test file (setup, call, teardown): the suite's budget stays visible."""
+    if not _WALL_TIME:
+        return
+    terminalreporter.write_sep(
+        "-", f"wall time per test file ({sum(_WALL_TIME.values()):.0f} s in all)"
+    )
+    for path, seconds in sorted(_WALL_TIME.items(), key=lambda row: -row[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     from ptyd import _backend
 
     compiled = "available" if _compiled_fast() is not None else "NOT BUILT"
     return [
-        f"ptyd backend in this process: {_backend.BACKEND} (PTYD_PURE={os.environ.get('PTYD_PURE', '')!r}); "
+        f"ptyd backend in this process: {_backend.BACKEND} "
+        f"(PTYD_PURE={os.environ.get('PTYD_PURE', '')!r}); "
         f"compiled extension: {compiled}; daemon tests run on: {', '.join(BACKENDS)}"
     ]
 
@@ -59,7 +124,10 @@ def fast(request: pytest.FixtureRequest) -> ModuleType:
         return _fast_py
     module = _compiled_fast()
     if module is None:
-        pytest.fail("the compiled ptyd._fast is not built (run: pip install -e . or setup.py build_ext --inplace)")
+        pytest.fail(
+            "the compiled ptyd._fast is not built "
+            "(run: pip install -e . or setup.py build_ext --inplace)"
+        )
     return module
 
 
@@ -86,7 +154,9 @@ class Daemon:
         self.clients.append(client)
         return client
 
-    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    def cli(
+        self, *args: str, input: bytes | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run the ``ptyd`` command line against this daemon."""
         return subprocess.run(
             [sys.executable, "-m", "ptyd", "-S", str(self.socket), "--no-autostart", *args],
@@ -99,16 +169,16 @@ class Daemon:
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         for client in self.clients:
-            try:
+            with contextlib.suppress(Exception):
                 client.close()
-            except Exception:
-                pass
         if self.process.poll() is None:
             self.process.send_signal(signum)
         return self.process.wait(timeout=30)
 
 
-def start_daemon(socket_path: Path, backend: str, *extra: str, env: dict[str, str] | None = None, **popen: Any) -> Daemon:
+def start_daemon(
+    socket_path: Path, backend: str, *extra: str, env: dict[str, str] | None = None, **popen: Any
+) -> Daemon:
     """Start ``ptyd serve`` and return once it listens (its readiness pipe says so)."""
     full_env = dict(os.environ if env is None else env)
     for name in [key for key in full_env if key.startswith("PTYD_")]:
