@@ -207,6 +207,7 @@ def test_socket_activation_variables_and_fds_never_reach_a_session(
 # -- B6 slow drip after hello -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_half_frames_after_hello_are_bounded_and_timed_out(short_tmp: Path) -> None:
     """B6, once (compiled): the frame path is the same code on both backends. 1,000 clients
@@ -381,6 +382,7 @@ def test_client_refuses_a_daemon_of_another_major_version(short_tmp: Path) -> No
 # -- C2 fd exhaustion -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_fd_exhaustion_caps_clients_and_never_spins(backend: str, short_tmp: Path) -> None:
     """C2: the daemon runs with RLIMIT_NOFILE 256, so it holds 256 - 64 = 192 clients. 1,000
@@ -481,6 +483,7 @@ def test_fd_exhaustion_caps_clients_and_never_spins(backend: str, short_tmp: Pat
 # -- C5 PTY allocation failure ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_pty_allocation_failure_is_reported_and_recovers(backend: str, short_tmp: Path) -> None:
     """C5, a real failure: under RLIMIT_NOFILE 128 sessions are created until openpty fails
@@ -599,6 +602,7 @@ def read_pty_until(fd: int, marker: bytes, timeout: float) -> bytes:
 # -- G5 exception in a client handler ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_fault_in_a_request_handler_costs_only_that_request(
     backend: str, short_tmp: Path
