@@ -62,10 +62,20 @@ def _global_options(parser: argparse.ArgumentParser, *, is_top: bool) -> None:
     """-S/-L/--no-autostart, on the top parser and on every command (after its name)."""
     default = None if is_top else argparse.SUPPRESS
     group = parser.add_argument_group("daemon selection")
-    group.add_argument("-S", "--socket", metavar="PATH", default=default, help="socket path (PTYD_SOCKET)")
-    group.add_argument("-L", dest="socket_name", metavar="NAME", default=default, help="use NAME.sock in the default directory")
     group.add_argument(
-        "--no-autostart", action="store_true", default=False if is_top else argparse.SUPPRESS,
+        "-S", "--socket", metavar="PATH", default=default, help="socket path (PTYD_SOCKET)"
+    )
+    group.add_argument(
+        "-L",
+        dest="socket_name",
+        metavar="NAME",
+        default=default,
+        help="use NAME.sock in the default directory",
+    )
+    group.add_argument(
+        "--no-autostart",
+        action="store_true",
+        default=False if is_top else argparse.SUPPRESS,
         help="never start a daemon (PTYD_NO_AUTOSTART=1)",
     )
 
@@ -86,30 +96,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = command("serve", "run the daemon in the foreground (for systemd and containers)")
     serve.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
-    serve.add_argument("--asyncio", action="store_true", help="use the asyncio loop instead of uvloop")
+    serve.add_argument(
+        "--asyncio", action="store_true", help="use the asyncio loop instead of uvloop"
+    )
     for name, setting in config_module.SETTINGS.items():
         if name in ("socket", "autostart"):
             continue
         flag = "--" + name.replace("_", "-")
-        serve.add_argument(flag, dest=f"set_{name}", metavar=setting.unit.upper(), action="append" if name == "allowed_uids" else "store", help=f"{setting.help} ({setting.env})")
+        serve.add_argument(
+            flag,
+            dest=f"set_{name}",
+            metavar=setting.unit.upper(),
+            action="append" if name == "allowed_uids" else "store",
+            help=f"{setting.help} ({setting.env})",
+        )
 
     new = command("new", "start a session (attached unless -d)")
     new.add_argument("-n", "--name", help="unique session name")
-    new.add_argument("-d", "--detached", action="store_true", help="print the new session's id and return")
+    new.add_argument(
+        "-d", "--detached", action="store_true", help="print the new session's id and return"
+    )
     new.add_argument("--cwd", help="working directory (default: the current one)")
     new.add_argument("--size", type=_size, help="COLSxROWS (default: this terminal's, else 80x24)")
-    new.add_argument("-e", "--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE", help="set a variable")
+    new.add_argument(
+        "-e",
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a variable",
+    )
     new.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default: your shell)")
 
     attach = command("attach", "attach this terminal to a session (detach key: Ctrl-\\)")
     attach.add_argument("target", metavar="TARGET")
     attach.add_argument(
-        "-A", dest="create", action="store_true",
+        "-A",
+        dest="create",
+        action="store_true",
         help="create the session TARGET (running CMD) if it does not exist",
     )
     keys = attach.add_mutually_exclusive_group()
     keys.add_argument(
-        "-e", dest="detach_key", type=_detach_key, metavar="KEY",
+        "-e",
+        dest="detach_key",
+        type=_detach_key,
+        metavar="KEY",
         help="detach key in ^X notation (default ^\\); pressed twice it is sent through",
     )
     keys.add_argument("-E", dest="no_detach_key", action="store_true", help="no detach key")
@@ -120,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-tty", action="store_true", help="plain byte relay of stdin/stdout, for scripts"
     )
     attach.add_argument(
-        "--from-offset", type=int, metavar="N",
+        "--from-offset",
+        type=int,
+        metavar="N",
         help="with --no-tty: output from stream offset N, if the daemon still holds it",
     )
     attach.add_argument(
@@ -137,14 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     send = command("send", "send text (or keys) to a session")
     send.add_argument("target", metavar="TARGET")
     mode = send.add_mutually_exclusive_group()
-    mode.add_argument("--keys", action="store_true", help="read key names: Enter Tab Escape C-c Up F1 ...")
+    mode.add_argument(
+        "--keys", action="store_true", help="read key names: Enter Tab Escape C-c Up F1 ..."
+    )
     mode.add_argument("--stdin", action="store_true", help="send raw bytes from standard input")
     send.add_argument("text", nargs="*", help="text to send as given (words joined by spaces)")
 
     snap = command("snapshot", "print the current screen")
     snap.add_argument("target", metavar="TARGET")
     snap.add_argument("--format", choices=("text", "ansi", "json"), default="text")
-    snap.add_argument("--scrollback", type=int, default=0, metavar="N", help="include N scrollback lines")
+    snap.add_argument(
+        "--scrollback", type=int, default=0, metavar="N", help="include N scrollback lines"
+    )
 
     resize = command("resize", "resize a session")
     resize.add_argument("target", metavar="TARGET")
@@ -153,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     sig = command("signal", "send a signal to a session's foreground process group")
     sig.add_argument("target", metavar="TARGET")
     sig.add_argument("signal", metavar="SIGNAL", help="name (HUP, SIGTERM) or number")
-    sig.add_argument("--to", choices=("foreground", "process", "group", "session"), default="foreground")
+    sig.add_argument(
+        "--to", choices=("foreground", "process", "group", "session"), default="foreground"
+    )
 
     kill = command("kill", "hang a session up (SIGHUP, then SIGTERM, then SIGKILL)")
     kill.add_argument("target", metavar="TARGET")
@@ -165,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = command("stats", "daemon, session and subscriber statistics")
     stats.add_argument("--json", action="store_true")
-    stats.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS", help="repeat every SECONDS")
+    stats.add_argument(
+        "--watch", type=float, nargs="?", const=1.0, metavar="SECONDS", help="repeat every SECONDS"
+    )
 
     command("shutdown", "stop the daemon and every session")
     return parser
@@ -246,7 +289,9 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         format="%(asctime)s ptyd[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     try:
-        status = server.run(config, on_ready=lambda: report(launcher.READY), use_uvloop=not args.asyncio)
+        status = server.run(
+            config, on_ready=lambda: report(launcher.READY), use_uvloop=not args.asyncio
+        )
     except AlreadyRunning as exc:
         report(f"already running: {exc}".encode())
         print(f"ptyd: {exc}", file=sys.stderr)
@@ -358,7 +403,9 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0
 
 
@@ -456,7 +503,8 @@ def format_stats(stats: dict[str, Any]) -> str:
         lines.append(
             f"  session {session['id']} {session['name'] or '-'}: {session['state']}  "
             f"out {session['bytes_out']} B  {session['read_rate'] / 1024:.1f} KiB/s  "
-            f"subscribers {session['subscribers']}  emulator backlog {session['emulator_backlog']} B"
+            f"subscribers {session['subscribers']}  "
+            f"emulator backlog {session['emulator_backlog']} B"
             + ("  PAUSED" if session["paused"] else "")
         )
     for sub in stats["subscribers"]:

@@ -309,7 +309,10 @@ class AsyncClient:
             event = events.from_wire(message)
             if event is None:
                 return
-            if isinstance(event, OutputEvent | SnapshotEvent) and event.session in self._resume_from:
+            if (
+                isinstance(event, OutputEvent | SnapshotEvent)
+                and event.session in self._resume_from
+            ):
                 end = event.end if isinstance(event, OutputEvent) else event.offset
                 self._resume_from[event.session] = end
             self._deliver(event)
@@ -374,7 +377,9 @@ class AsyncClient:
                     continue
                 if not result.get("resumed") and result.get("snapshot") is not None:
                     self._deliver(
-                        SnapshotEvent(session, result["offset"], result["format"], result["snapshot"])
+                        SnapshotEvent(
+                            session, result["offset"], result["format"], result["snapshot"]
+                        )
                     )
                 self._resume_from[session] = result["offset"]
             return True
@@ -442,7 +447,11 @@ class AsyncClient:
         self._resume_from[info.id] = result["offset"]
         self._attach_options[info.id] = {"snapshot": snapshot or "ansi", **options}
         return Attached(
-            info, result["offset"], result.get("snapshot"), result.get("format"), bool(result.get("resumed"))
+            info,
+            result["offset"],
+            result.get("snapshot"),
+            result.get("format"),
+            bool(result.get("resumed")),
         )
 
     async def detach(self, session: Target) -> None:
@@ -471,8 +480,12 @@ class AsyncClient:
         """Hang the session up: SIGHUP, then SIGTERM, then SIGKILL after grace periods."""
         await self.request("kill", session=session)
 
-    async def snapshot(self, session: Target, format: str = "text", scrollback: int = 0) -> Snapshot:
-        result = await self.request("snapshot", session=session, format=format, scrollback=scrollback)
+    async def snapshot(
+        self, session: Target, format: str = "text", scrollback: int = 0
+    ) -> Snapshot:
+        result = await self.request(
+            "snapshot", session=session, format=format, scrollback=scrollback
+        )
         return Snapshot(result["session"], result["offset"], result["format"], result["data"])
 
     async def wait(self, session: Target, timeout: float | None = None) -> ExitStatus:
@@ -501,7 +514,9 @@ class Client:
     ) -> None:
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ptyd-client", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="ptyd-client", daemon=True
+        )
         self._thread.start()
         try:
             self._async = self._run(

@@ -69,7 +69,13 @@ class Connection(asyncio.Protocol):
         refusal = self.daemon.admit(self)
         if refusal is not None:
             code, message = refusal
-            log.warning("refused connection %d (pid %d, uid %d): %s", self.id, self.peer_pid, self.peer_uid, message)
+            log.warning(
+                "refused connection %d (pid %d, uid %d): %s",
+                self.id,
+                self.peer_pid,
+                self.peer_uid,
+                message,
+            )
             self.write(protocol.error_response(None, code, message))
             self.close()
             return
@@ -248,7 +254,9 @@ class Connection(asyncio.Protocol):
             return
         except Exception as exc:  # a bug must cost one request, never the daemon
             log.exception("request %r failed", message.get("type"))
-            self.write(protocol.error_response(request_id, errors.INTERNAL, f"internal error: {exc}"))
+            self.write(
+                protocol.error_response(request_id, errors.INTERNAL, f"internal error: {exc}")
+            )
             return
         if asyncio.iscoroutine(result):
             self._spawn(request.id, result)
@@ -285,7 +293,9 @@ class Connection(asyncio.Protocol):
 
     # -- operations --------------------------------------------------------------------------
 
-    def _op_hello(self, request_id: int, version: str, features: list[str], client: str) -> dict[str, Any]:
+    def _op_hello(
+        self, request_id: int, version: str, features: list[str], client: str
+    ) -> dict[str, Any]:
         if not protocol.is_compatible(version):
             message = (
                 f"protocol version mismatch: client speaks {version}, daemon speaks "
@@ -433,7 +443,9 @@ class Connection(asyncio.Protocol):
                 session.unblock(sub)
             return
         if attachment.policy == "disconnect":
-            log.warning("client %d fell behind on session %s: disconnecting", self.id, session.label)
+            log.warning(
+                "client %d fell behind on session %s: disconnecting", self.id, session.label
+            )
             self.write(
                 protocol.event(
                     "error",
@@ -466,8 +478,12 @@ class Connection(asyncio.Protocol):
                 policy=attachment.policy,
             )
         )
-        log.debug("client %d session %s flow %s", self.id, attachment.session.label,
-                  protocol.FLOW_LEVELS[level])
+        log.debug(
+            "client %d session %s flow %s",
+            self.id,
+            attachment.session.label,
+            protocol.FLOW_LEVELS[level],
+        )
 
     def _attachment(self, session: Session) -> Attachment | None:
         return self.attachments.get(session.id)
@@ -492,7 +508,9 @@ class Connection(asyncio.Protocol):
         self.daemon.bytes_in += len(data)
         return {}
 
-    def _op_resize(self, request_id: int, session: int | str, cols: int, rows: int) -> dict[str, Any]:
+    def _op_resize(
+        self, request_id: int, session: int | str, cols: int, rows: int
+    ) -> dict[str, Any]:
         target = self.daemon.find(session)
         attachment = self._attachment(target)
         if attachment is None or self.config.size_policy == "manual":
@@ -504,7 +522,9 @@ class Connection(asyncio.Protocol):
         target.apply_size_policy(attachment)
         return {"cols": target.cols, "rows": target.rows}
 
-    def _op_signal(self, request_id: int, session: int | str, signal: int | str, target: str) -> dict[str, Any]:
+    def _op_signal(
+        self, request_id: int, session: int | str, signal: int | str, target: str
+    ) -> dict[str, Any]:
         found = self.daemon.find(session)
         found.send_signal(parse_signal(signal), target)
         return {}
@@ -516,7 +536,9 @@ class Connection(asyncio.Protocol):
         target.hang_up(self.config.kill_grace)
         return {}
 
-    async def _op_snapshot(self, request_id: int, session: int | str, format: str, scrollback: int) -> dict[str, Any]:
+    async def _op_snapshot(
+        self, request_id: int, session: int | str, format: str, scrollback: int
+    ) -> dict[str, Any]:
         target = self.daemon.find(session)
         offset = target.pump.offset
         try:
@@ -527,7 +549,9 @@ class Connection(asyncio.Protocol):
             raise RequestError(errors.SESSION_EXITED, f"session {target.label} is gone") from None
         return {"session": target.id, "offset": offset, "format": format, "data": data}
 
-    async def _op_wait(self, request_id: int, session: int | str, timeout: float | None) -> dict[str, Any]:
+    async def _op_wait(
+        self, request_id: int, session: int | str, timeout: float | None
+    ) -> dict[str, Any]:
         target = self.daemon.find(session)
         try:
             await asyncio.wait_for(asyncio.shield(target.wait()), timeout)

@@ -106,13 +106,19 @@ def from_wire(message: dict[str, Any]) -> Event | None:
 
     def get(key: str) -> Any:
         return message.get(key)
+
     if name == "output":
         return OutputEvent(get("session"), get("offset"), get("data"))
     if name == "exit":
         return ExitEvent(get("session"), get("code"), get("signal"), get("offset"))
     if name == "flow":
         return FlowEvent(
-            get("session"), get("level"), get("backlog"), get("threshold"), get("limit"), get("policy")
+            get("session"),
+            get("level"),
+            get("backlog"),
+            get("threshold"),
+            get("limit"),
+            get("policy"),
         )
     if name == "lagging":
         return LaggingEvent(get("session"), get("offset"))

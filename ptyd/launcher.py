@@ -30,7 +30,15 @@ def ensure_daemon(config: Config) -> bool:
 def start_daemon(config: Config) -> None:
     """Launch ``ptyd serve --background`` and wait for its readiness line (or its error)."""
     ready_r, ready_w = os.pipe()
-    command = [sys.executable, "-m", "ptyd", "serve", "--background", "-S", os.fspath(config.socket)]
+    command = [
+        sys.executable,
+        "-m",
+        "ptyd",
+        "serve",
+        "--background",
+        "-S",
+        os.fspath(config.socket),
+    ]
     env = dict(os.environ, PTYD_READY_FD=str(ready_w))
     try:
         intermediate = subprocess.Popen(

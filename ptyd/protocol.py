@@ -285,7 +285,11 @@ SCHEMAS: Final[dict[str, dict[str, tuple[Validator, Any]]]] = {
     },
     "detach": {"session": (_target, REQUIRED)},
     "input": {"session": (_target, REQUIRED), "data": (_bytes, REQUIRED)},
-    "resize": {"session": (_target, REQUIRED), "cols": (_SIZE, REQUIRED), "rows": (_SIZE, REQUIRED)},
+    "resize": {
+        "session": (_target, REQUIRED),
+        "cols": (_SIZE, REQUIRED),
+        "rows": (_SIZE, REQUIRED),
+    },
     "signal": {
         "session": (_target, REQUIRED),
         "signal": (_signal, REQUIRED),
@@ -343,7 +347,9 @@ def parse_request(message: dict[str, Any]) -> Request:
         try:
             fields[name] = check(message[name])
         except ValueError as exc:
-            raise errors.ProtocolError(errors.BAD_REQUEST, f"{kind}: field {name!r} {exc}") from None
+            raise errors.ProtocolError(
+                errors.BAD_REQUEST, f"{kind}: field {name!r} {exc}"
+            ) from None
     unknown = set(message) - set(schema) - {"id", "type"}
     if unknown:
         raise errors.ProtocolError(

@@ -105,11 +105,17 @@ class Daemon:
         assert self.listener.sock is not None
         self._start_accepting(self.listener.sock)
         if self.faulty_request is not None:
-            log.warning("%s: the %r request handler raises (tests only)",
-                        _TEST_FAULT_ENV, self.faulty_request)
+            log.warning(
+                "%s: the %r request handler raises (tests only)",
+                _TEST_FAULT_ENV,
+                self.faulty_request,
+            )
         log.info(
             "ptyd %s (%s backend) listening on %s, pid %d",
-            self.version, BACKEND, self.config.socket, self.pid,
+            self.version,
+            BACKEND,
+            self.config.socket,
+            self.pid,
         )
         if on_ready is not None:
             on_ready()
@@ -151,10 +157,8 @@ class Daemon:
         for session in self.sessions.values():
             if session.is_running:
                 for member in spawn.session_processes(session.child.pid) or [session.child.pid]:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.kill(member, signal.SIGKILL)
-                    except OSError:
-                        pass
         self.listener.close()
         logging.shutdown()
         os._exit(1)
@@ -200,7 +204,9 @@ class Daemon:
         if self.client_cap < self.config.max_clients:
             log.info(
                 "at most %d clients: RLIMIT_NOFILE %d minus %d fds kept for sessions",
-                self.client_cap, fd_limit, FD_RESERVE,
+                self.client_cap,
+                fd_limit,
+                FD_RESERVE,
             )
         self._busy_frame = protocol.encode(
             protocol.error_response(
@@ -292,7 +298,10 @@ class Daemon:
         if self._is_shutting_down:
             return errors.SHUTTING_DOWN, "the daemon is shutting down"
         if len(self.connections) >= self.config.max_clients:
-            return errors.TOO_MANY_CONNECTIONS, f"{self.config.max_clients} clients already connected"
+            return (
+                errors.TOO_MANY_CONNECTIONS,
+                f"{self.config.max_clients} clients already connected",
+            )
         if self.unauthenticated >= self.config.max_unauthenticated:
             return errors.TOO_MANY_CONNECTIONS, "too many connections waiting for hello"
         self.connections.add(connection)
@@ -349,8 +358,18 @@ class Daemon:
         session_id = self._next_session
         self._next_session += 1
         session = Session(
-            session_id, name, argv, cwd, child, cols, rows, self.config, self.loop,
-            self._emulators, self._readers, self._on_session_finished,
+            session_id,
+            name,
+            argv,
+            cwd,
+            child,
+            cols,
+            rows,
+            self.config,
+            self.loop,
+            self._emulators,
+            self._readers,
+            self._on_session_finished,
         )
         self.sessions[session_id] = session
         if name is not None:

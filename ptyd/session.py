@@ -106,7 +106,10 @@ class Session:
         self.attachments: list[Attachment] = []
         self.frames_out = 0  # output frames sent: few and large under a flood, one per echo
         self.pump = fast.OutputPump(
-            child.master_fd, protocol.output_frame_prefix(session_id), config.replay_bytes, READ_BUDGET
+            child.master_fd,
+            protocol.output_frame_prefix(session_id),
+            config.replay_bytes,
+            READ_BUDGET,
         )
         self.shadow = EmulatorShadow(
             cols, rows, config.scrollback, loop, emulators, self._on_emulated
@@ -378,10 +381,8 @@ class Session:
         if pgrp > 0:  # 0: no foreground group, and killpg(0) would signal the daemon's own group
             groups.add(pgrp)
         for group in groups:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(group, signum)
-            except OSError:
-                pass
 
     def _kill_everything(self) -> None:
         if not self.is_running:
@@ -510,7 +511,5 @@ def describe_exit(code: int | None, signum: int | None) -> str:
 
 
 def _kill_quietly(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.kill(pid, signum)
-    except OSError:
-        pass

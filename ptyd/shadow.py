@@ -26,7 +26,9 @@ from ._backend import BACKEND, Emulator
 
 log = logging.getLogger(__name__)
 
-FEED_BATCH = 1024 * 1024  # most bytes handed to one feed() call; the worker checks for close between
+FEED_BATCH = (
+    1024 * 1024
+)  # most bytes handed to one feed() call; the worker checks for close between
 # Unfed bytes at which the session stops reading its PTY (it reads again at half): about a
 # second of the engine's work, so a snapshot never waits long behind queued output. The pyte
 # backend feeds well under 1 MB/s.
@@ -142,7 +144,9 @@ class EmulatorShadow:
             title = emulator.title
             self._loop.call_soon_threadsafe(self._done, batch, fed, result, replies, title)
 
-    def _done(self, batch: list[tuple[Any, ...]], fed: int, result: Any, replies: bytes, title: str) -> None:
+    def _done(
+        self, batch: list[tuple[Any, ...]], fed: int, result: Any, replies: bytes, title: str
+    ) -> None:
         """Loop thread: account for fed bytes, resolve a snapshot, pass on replies and title."""
         self.backlog -= fed
         if batch[0][0] == "snapshot":

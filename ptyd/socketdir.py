@@ -25,7 +25,9 @@ def check_dir(directory: Path, *, create: bool) -> None:
         info = os.lstat(directory)
     except FileNotFoundError:
         if not create:
-            raise SocketPathError(f"{directory}: no such directory (is the daemon running?)") from None
+            raise SocketPathError(
+                f"{directory}: no such directory (is the daemon running?)"
+            ) from None
         try:
             os.mkdir(directory, 0o700)
         except FileExistsError:

@@ -22,8 +22,15 @@ _WINSIZE = struct.Struct("HHHH")
 # Variables describing the daemon's own terminal, socket or activation, never passed to
 # sessions (a child that saw LISTEN_PID/LISTEN_FDS could take the daemon's sockets for its own).
 _DAEMON_ONLY_ENV = (
-    "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES",
-    "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+    "TMUX",
+    "TMUX_PANE",
+    "STY",
+    "WINDOW",
+    "COLUMNS",
+    "LINES",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
 )
 _DAEMON_ONLY_PREFIX = "PTYD_"  # the daemon's settings, readiness fd and test hooks
 
@@ -160,7 +167,7 @@ def _exec_child(
         for signum in range(1, signal.NSIG):
             if signum in (signal.SIGKILL, signal.SIGSTOP):
                 continue
-            try:
+            try:  # noqa: SIM105 (between fork and exec: no context manager objects)
                 signal.signal(signum, signal.SIG_DFL)
             except (OSError, ValueError):
                 pass  # signals the runtime reserves (32, 33) cannot be set

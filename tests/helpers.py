@@ -37,7 +37,9 @@ class Stream:
 
     def take(self, event: Event) -> None:
         if isinstance(event, OutputEvent) and event.session == self.session:
-            assert event.offset == self.offset, f"gap or overlap: expected {self.offset}, got {event.offset}"
+            assert event.offset == self.offset, (
+                f"gap or overlap: expected {self.offset}, got {event.offset}"
+            )
             self.offset = event.end
             self.digest.update(event.data)
             if self.keep:
@@ -48,8 +50,10 @@ class Stream:
             self.others.append(event)
 
 
-def read_until(client: Client, stream: Stream, done: Callable[[Stream], bool], timeout: float = 30) -> Stream:
-    """Feed events into ``stream`` until ``done(stream)``; fail after ``timeout`` seconds of silence."""
+def read_until(
+    client: Client, stream: Stream, done: Callable[[Stream], bool], timeout: float = 30
+) -> Stream:
+    """Feed events into ``stream`` until ``done(stream)``; fail after ``timeout`` s of silence."""
     while not done(stream):
         stream.take(client.next_event(timeout))
     return stream

@@ -11,9 +11,16 @@ import pytest
 from .helpers import Stream, contains, read_until
 
 
-def run(*args: str, env: dict | None = None, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def run(
+    *args: str, env: dict | None = None, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "ptyd", *args], capture_output=True, timeout=60, env=env, input=input, check=False
+        [sys.executable, "-m", "ptyd", *args],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        input=input,
+        check=False,
     )
 
 
@@ -27,13 +34,39 @@ def test_version_names_the_backend(backend) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("serve", "new", "ls", "info", "send", "snapshot", "resize", "signal", "kill", "wait", "stats", "shutdown"):
+    for command in (
+        "serve",
+        "new",
+        "ls",
+        "info",
+        "send",
+        "snapshot",
+        "resize",
+        "signal",
+        "kill",
+        "wait",
+        "stats",
+        "shutdown",
+    ):
         out = run(command, "--help")
         assert out.returncode == 0 and b"usage: ptyd " + command.encode() in out.stdout
 
 
 def test_new_ls_info_snapshot_wait(daemon) -> None:
-    created = daemon.cli("new", "-d", "-n", "job", "--size", "60x10", "-e", "GREETING=hi", "--", "sh", "-c", "echo $GREETING-$((6*7)); read x; exit 4")
+    created = daemon.cli(
+        "new",
+        "-d",
+        "-n",
+        "job",
+        "--size",
+        "60x10",
+        "-e",
+        "GREETING=hi",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING-$((6*7)); read x; exit 4",
+    )
     assert created.returncode == 0, created.stderr
     session_id = int(created.stdout)
     listed = daemon.cli("ls")
@@ -53,7 +86,9 @@ def test_new_ls_info_snapshot_wait(daemon) -> None:
 
 
 def test_send_text_keys_and_stdin(daemon) -> None:
-    session_id = int(daemon.cli("new", "-d", "--", "sh", "-c", "stty raw -echo; head -c 10 | od -An -c").stdout)
+    session_id = int(
+        daemon.cli("new", "-d", "--", "sh", "-c", "stty raw -echo; head -c 10 | od -An -c").stdout
+    )
     client = daemon.client()
     stream = Stream(session_id, 0)
     client.attach(session_id, snapshot=None, from_offset=0)
@@ -67,7 +102,20 @@ def test_send_text_keys_and_stdin(daemon) -> None:
 
 
 def test_resize_signal_kill(daemon) -> None:
-    session_id = daemon.cli("new", "-d", "-n", "sz", "--", "sh", "-c", "trap 'stty size; exit 9' USR1; while :; do sleep 1; done").stdout.strip().decode()
+    session_id = (
+        daemon.cli(
+            "new",
+            "-d",
+            "-n",
+            "sz",
+            "--",
+            "sh",
+            "-c",
+            "trap 'stty size; exit 9' USR1; while :; do sleep 1; done",
+        )
+        .stdout.strip()
+        .decode()
+    )
     assert daemon.cli("resize", "sz", "100x33").returncode == 0
     assert json.loads(daemon.cli("info", "sz", "--json").stdout)["rows"] == 33
     assert daemon.cli("signal", "sz", "USR1", "--to", "group").returncode == 0
@@ -80,7 +128,13 @@ def test_resize_signal_kill(daemon) -> None:
 def test_global_options_before_or_after_the_command(daemon) -> None:
     base = [sys.executable, "-m", "ptyd"]
     for argv in (["-S", str(daemon.socket), "ls"], ["ls", "-S", str(daemon.socket)]):
-        out = subprocess.run([*base, *argv, "--no-autostart"], capture_output=True, timeout=60, env=daemon.env, check=False)
+        out = subprocess.run(
+            [*base, *argv, "--no-autostart"],
+            capture_output=True,
+            timeout=60,
+            env=daemon.env,
+            check=False,
+        )
         assert out.returncode == 0 and out.stdout.startswith(b"ID")
 
 

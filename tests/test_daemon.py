@@ -56,7 +56,11 @@ def hello(sock: socket.socket, version: str = protocol.VERSION_TEXT) -> dict:
 
 def test_hello_negotiates_features(daemon) -> None:
     sock = raw_connect(daemon.socket)
-    sock.sendall(protocol.encode({"type": "hello", "id": 1, "version": "1.9", "features": ["replay", "teleport"]}))
+    sock.sendall(
+        protocol.encode(
+            {"type": "hello", "id": 1, "version": "1.9", "features": ["replay", "teleport"]}
+        )
+    )
     reply = read_frame(sock)
     assert reply["ok"] and reply["result"]["features"] == ["replay"]
     assert reply["result"]["version"] == protocol.VERSION_TEXT
@@ -132,7 +136,9 @@ def test_graceful_shutdown_leaves_no_child_and_no_socket(backend, short_tmp, sig
     running = start_daemon(short_tmp / "d.sock", backend)
     client = running.client()
     # One child that ignores SIGHUP and SIGTERM: the ladder must still end it.
-    stubborn = client.create(["sh", "-c", "trap '' HUP TERM; echo armed; while :; do sleep 1; done"])
+    stubborn = client.create(
+        ["sh", "-c", "trap '' HUP TERM; echo armed; while :; do sleep 1; done"]
+    )
     polite = client.create(["sleep", "600"])
     client.attach(stubborn.id, snapshot="text")
     assert running.stop(signum) == 0
@@ -165,23 +171,37 @@ def test_a_peer_with_another_uid_is_refused_before_anything_is_read(backend) -> 
 
     nobody = 65534
     repo = Path(__file__).resolve().parent.parent
-    env = {"PYTHONPATH": f"{repo}:{sysconfig.get_paths()['purelib']}", "HOME": "/", "PATH": "/usr/bin:/bin"}
+    env = {
+        "PYTHONPATH": f"{repo}:{sysconfig.get_paths()['purelib']}",
+        "HOME": "/",
+        "PATH": "/usr/bin:/bin",
+    }
     if backend == "pure":
         env["PTYD_PURE"] = "1"
     python = "/usr/bin/python3"
     probe = subprocess.run(
         [python, "-c", "import ptyd._backend as b; print(b.BACKEND)"],
-        user=nobody, env=env, capture_output=True, text=True, check=False,
+        user=nobody,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if probe.returncode != 0 or probe.stdout.strip() != backend or sys.version_info[:2] != (3, 11):
-        pytest.skip(f"no interpreter with ptyd that uid {nobody} can run here: {probe.stderr[-200:]}")
+        pytest.skip(
+            f"no interpreter with ptyd that uid {nobody} can run here: {probe.stderr[-200:]}"
+        )
     directory = Path(tempfile.mkdtemp(prefix="ptyd-u-", dir="/tmp"))
     os.chown(directory, nobody, nobody)
     ready_r, ready_w = os.pipe()
     env["PTYD_READY_FD"] = str(ready_w)
     process = subprocess.Popen(
         [python, "-m", "ptyd", "serve", "-S", str(directory / "d.sock")],
-        user=nobody, group=nobody, env=env, pass_fds=(ready_w,), stdin=subprocess.DEVNULL,
+        user=nobody,
+        group=nobody,
+        env=env,
+        pass_fds=(ready_w,),
+        stdin=subprocess.DEVNULL,
     )
     os.close(ready_w)
     try:

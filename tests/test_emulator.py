@@ -408,8 +408,7 @@ def test_compiled_rows_get_cells_on_first_write() -> None:
 def test_daemon_modules_do_not_import_pyte() -> None:
     """The compiled daemon does not pay for pyte and wcwidth (about 6 MiB of tables)."""
     code = (
-        "import sys, ptyd.server, ptyd.cli\n"
-        "print(sorted({'pyte', 'wcwidth'} & set(sys.modules)))"
+        "import sys, ptyd.server, ptyd.cli\nprint(sorted({'pyte', 'wcwidth'} & set(sys.modules)))"
     )
     env = {k: v for k, v in os.environ.items() if k != "PTYD_PURE"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

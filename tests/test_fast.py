@@ -24,7 +24,9 @@ class MemoryTransport:
 
 
 @given(st.lists(st.binary(max_size=50), max_size=30), st.integers(0, 64))
-def test_replay_ring_keeps_exactly_the_last_capacity_bytes(chunks: list[bytes], capacity: int) -> None:
+def test_replay_ring_keeps_exactly_the_last_capacity_bytes(
+    chunks: list[bytes], capacity: int
+) -> None:
     from ptyd import _fast, _fast_py
 
     for module in (_fast, _fast_py):
@@ -99,7 +101,9 @@ def test_pump_reads_a_batch_and_frames_it_once(fast) -> None:
         assert (data, is_eof, changed) == (b"hello world", False, [])
         assert pump.offset == 11 and pump.ring.since(3) == b"lo world"
         decoded = protocol.FrameDecoder(1 << 20).feed(b"".join(sub.transport.frames))
-        assert decoded == [{"type": "event", "event": "output", "session": 5, "offset": 0, "data": b"hello world"}]
+        assert decoded == [
+            {"type": "event", "event": "output", "session": 5, "offset": 0, "data": b"hello world"}
+        ]
         assert pump.pump() == (b"", False, [])
         os.close(write_fd)
         write_fd = -1

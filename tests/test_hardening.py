@@ -219,9 +219,12 @@ def test_half_frames_after_hello_are_bounded_and_timed_out(short_tmp: Path) -> N
     running = launch(
         short_tmp / "d.sock",
         "compiled",
-        "--frame-timeout", str(deadline),
-        "--max-frame", str(max_frame),
-        "--partial-frame-budget", str(budget),
+        "--frame-timeout",
+        str(deadline),
+        "--max-frame",
+        str(max_frame),
+        "--partial-frame-budget",
+        str(budget),
     )
     try:
         bystander = running.client()
@@ -615,7 +618,8 @@ def test_a_fault_in_a_request_handler_costs_only_that_request(
     running = launch(
         short_tmp / "d.sock",
         backend,
-        "--log-file", os.fspath(log_file),
+        "--log-file",
+        os.fspath(log_file),
         extra_env={"PTYD_TEST_FAULT": "handler:list"},
     )
     try:

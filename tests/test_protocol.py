@@ -84,10 +84,14 @@ def test_schema_violations_name_the_problem(message: dict, code: str) -> None:
 def test_defaults_are_filled_in() -> None:
     request = protocol.parse_request({"type": "snapshot", "id": 3, "session": "main"})
     assert request.fields == {"session": "main", "format": "text", "scrollback": 0}
-    assert protocol.parse_request({"type": "info", "id": 1, "session": "12"}).fields["session"] == 12
+    assert (
+        protocol.parse_request({"type": "info", "id": 1, "session": "12"}).fields["session"] == 12
+    )
 
 
-@pytest.mark.parametrize(("version", "ok"), [("1.0", True), ("1.7", True), ("1", True), ("2.0", False), ("x", False)])
+@pytest.mark.parametrize(
+    ("version", "ok"), [("1.0", True), ("1.7", True), ("1", True), ("2.0", False), ("x", False)]
+)
 def test_version_compatibility(version: str, ok: bool) -> None:
     assert protocol.is_compatible(version) is ok
 

@@ -725,7 +725,9 @@ def test_a_query_flood_from_a_program_that_never_reads_stays_bounded(daemon) -> 
     past the reply backlog are dropped, memory stays bounded, other sessions are served."""
     client = daemon.client()
     count = 100_000 if daemon.backend == "compiled" else 10_000
-    flood = f"stty raw -echo; printf '\\033[6n%.0s' $(seq {count}); echo queries-sent; exec sleep 600"
+    flood = (
+        f"stty raw -echo; printf '\\033[6n%.0s' $(seq {count}); echo queries-sent; exec sleep 600"
+    )
     info = client.create(["sh", "-c", flood])
     base = client.stats()["daemon"]["rss"]
     wait_until(lambda: "queries-sent" in client.snapshot(info.id).data, 120, "the query flood")

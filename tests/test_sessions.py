@@ -107,7 +107,9 @@ def test_exit_by_signal_is_reported_as_a_signal(daemon) -> None:
 
 def test_signal_reaches_the_foreground_program(daemon) -> None:
     client = daemon.client()
-    info = client.create(["sh", "-c", "trap 'echo GOT-USR1; exit 7' USR1; echo ARMED; while :; do sleep 1; done"])
+    info = client.create(
+        ["sh", "-c", "trap 'echo GOT-USR1; exit 7' USR1; echo ARMED; while :; do sleep 1; done"]
+    )
     stream = attach_stream(client, info.id)
     read_until(client, stream, contains(b"ARMED"))
     client.signal(info.id, "USR1", "group")
@@ -140,7 +142,9 @@ def test_two_attached_clients_see_identical_streams(daemon) -> None:
 
 def test_snapshot_formats(daemon) -> None:
     client = daemon.client()
-    info = client.create(["sh", "-c", "printf 'hello\\033[1;31m red\\033[0m'; read x"], cols=40, rows=5)
+    info = client.create(
+        ["sh", "-c", "printf 'hello\\033[1;31m red\\033[0m'; read x"], cols=40, rows=5
+    )
     stream = attach_stream(client, info.id)
     read_until(client, stream, contains(b"red"))
     text = client.snapshot(info.id, "text")
@@ -183,7 +187,9 @@ def test_input_over_the_bound_is_refused_not_dropped(backend, short_tmp) -> None
     running = start_daemon(short_tmp / "d.sock", backend, "--input-limit", "64K")
     try:
         client = running.client()
-        info = client.create(["sh", "-c", "stty raw -echo; echo ready; sleep 600"])  # never reads input
+        info = client.create(
+            ["sh", "-c", "stty raw -echo; echo ready; sleep 600"]
+        )  # never reads input
         stream = attach_stream(client, info.id)
         read_until(client, stream, contains(b"ready"))
         sent = 0
@@ -204,7 +210,8 @@ def test_child_starts_clean(daemon) -> None:
         "import os,signal;"
         "print('FDS', sorted(int(f) for f in os.listdir('/proc/self/fd')));"
         "print('MASK', sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])));"
-        "print('SID', os.getsid(0) == os.getpid(), 'TTY', os.ttyname(0) == os.ttyname(1), os.tcgetpgrp(0) == os.getpgrp());"
+        "print('SID', os.getsid(0) == os.getpid(), 'TTY', os.ttyname(0) == os.ttyname(1),"
+        " os.tcgetpgrp(0) == os.getpgrp());"
         "print('ENV', sorted(k for k in os.environ if k.startswith('PTYD_')), os.environ['TERM'])"
     )
     info = client.create(["python3", "-c", script], env={"PTYD_PURE": None})
