@@ -158,7 +158,10 @@ class Session:
         }
 
     def _resume_reading(self) -> None:
-        if self._is_reading or not self._is_pty_open or self._blockers:
+        # Once the program has exited, block-policy readers get the rest past their limit: it
+        # is at most the PTY's buffer plus EXIT_DRAIN_SECONDS of leftovers, and the session
+        # must reach its end (a kill or a shutdown waits for it).
+        if self._is_reading or not self._is_pty_open or (self._blockers and not self._is_reaped):
             return
         if self.shadow.backlog >= BACKLOG_LIMIT:
             return  # _on_emulated resumes once the emulator has caught up
@@ -252,6 +255,8 @@ class Session:
             self._finish()
         elif self._is_reading:
             self._arm_drain_timer()
+        else:
+            self._resume_reading()  # block-policy readers no longer hold an exited program
 
     def _arm_drain_timer(self) -> None:
         """The program exited but the PTY is still open: something it left behind holds it.
@@ -490,7 +495,8 @@ class Session:
     def block(self, sub: Any) -> None:
         """A block-policy subscriber reached its limit: stop reading until it drains."""
         self._blockers.add(sub)
-        self._pause_reading()
+        if not self._is_reaped:
+            self._pause_reading()
 
     def unblock(self, sub: Any) -> None:
         self._blockers.discard(sub)
