@@ -195,12 +195,13 @@ def run_mutation(
 
 
 def run_atheris(
-    run: Callable[[bytes], None], corpus: list[bytes], seconds: float, crashes: Path
+    run: Callable[[bytes], None], corpus: list[bytes], seconds: float, crashes: Path, work: Path
 ) -> None:
     """libFuzzer through atheris; it prints its own summary ("Done N runs") and exits."""
     import atheris
 
-    seed_dir = Path(tempfile.mkdtemp(prefix="ptyd-fuzz-seeds-"))
+    seed_dir = work / "seeds"  # libFuzzer adds the inputs it finds interesting here
+    seed_dir.mkdir()
     for index, data in enumerate(corpus):
         (seed_dir / f"seed-{index}").write_bytes(data)
     crashes.mkdir(parents=True, exist_ok=True)
@@ -218,7 +219,9 @@ def run_atheris(
     atheris.Fuzz()
 
 
-def child(target: str, backend: str, engine: str, seconds: float, crashes: Path) -> None:
+def child(
+    target: str, backend: str, engine: str, seconds: float, crashes: Path, work: Path
+) -> None:
     if engine == "atheris":
         import atheris
 
@@ -230,7 +233,7 @@ def child(target: str, backend: str, engine: str, seconds: float, crashes: Path)
         run = TARGET_FACTORIES[target](backend)
     corpus = seeds(target)
     if engine == "atheris":
-        run_atheris(run, corpus, seconds, crashes)
+        run_atheris(run, corpus, seconds, crashes, work)
     execs = run_mutation(run, corpus, seconds, crashes)
     print(f"Done {execs} runs in {int(seconds)} second(s)", file=sys.stderr)
 
@@ -253,8 +256,9 @@ def fuzz_one(
     env = {k: v for k, v in os.environ.items() if k != "PTYD_PURE"}
     if backend == "pure":
         env["PTYD_PURE"] = "1"
+    work = Path(tempfile.mkdtemp(prefix="ptyd-fuzz-"))
     command = [sys.executable, "-m", "benchmarks.fuzz", "--child", target, backend, engine]
-    command += [str(seconds), os.fspath(crashes)]
+    command += [str(seconds), os.fspath(crashes), os.fspath(work)]
     try:
         result = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=seconds + 120, check=False
@@ -262,6 +266,8 @@ def fuzz_one(
     except subprocess.TimeoutExpired:
         print(f"  {target}/{backend}: hung (no exit {seconds + 120:.0f} s)", file=sys.stderr)
         return 0, 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     done = re.findall(r"Done (\d+) runs", result.stderr)
     if result.returncode != 0:
         print(f"  {target}/{backend} failed:\n{result.stderr[-4000:]}", file=sys.stderr)
@@ -275,11 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=BACKENDS, action="append", help="default: both")
     parser.add_argument("--engine", choices=("atheris", "mutate"), default=None)
     parser.add_argument("--crashes", type=Path, default=None, help="where findings are saved")
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        target, backend, engine, seconds, crashes = args.child
-        child(target, backend, engine, float(seconds), Path(crashes))
+        target, backend, engine, seconds, crashes, work = args.child
+        child(target, backend, engine, float(seconds), Path(crashes), Path(work))
         return 0
     engine = args.engine or default_engine()
     crashes = args.crashes or Path(tempfile.mkdtemp(prefix="ptyd-fuzz-crashes-"))

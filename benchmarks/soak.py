@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import selectors
+import shutil
 import statistics
 import sys
 import tempfile
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(max(0.0, args.pace - (time.monotonic() - round_start)))  # pacing
     finally:
         status = daemon.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     steady = [row for row in samples if row.at >= warm_up]
     slope = slope_mib_per_hour(steady)
     window = steady[-1].at - steady[0].at if len(steady) > 1 else 0.0
