@@ -46,3 +46,23 @@ def test_micro_benchmarks_run_on_both_backends() -> None:
     files = ("benchmarks/bench_protocol.py", "benchmarks/bench_fanout.py")
     result = _run("-m", "pytest", *files, "-q", "--benchmark-disable", timeout=55)
     assert " passed" in result.stdout
+
+
+@pytest.mark.timeout(90)
+def test_soak_runs_a_few_rounds_and_judges_them() -> None:
+    """G6's runner on a 6-second budget: samples taken, every check passed, the slope printed
+    (not judged: far under 10 minutes)."""
+    result = _run("-m", "benchmarks.soak", "--minutes", "0.1", "--pace", "0.3", timeout=85)
+    assert "too short to judge" in result.stdout and result.stdout.rstrip().endswith("ok")
+    assert len([line for line in result.stdout.splitlines() if line[:7].strip().isdigit()]) >= 5
+
+
+@pytest.mark.timeout(90)
+def test_fuzz_runs_every_target() -> None:
+    """E1's fuzz loop for one second per target and backend, with whichever engine is here."""
+    result = _run("-m", "benchmarks.fuzz", "--seconds", "1", timeout=85)
+    for target, backend in (("emulator", "compiled"), ("emulator", "pure"), ("frames", "shared")):
+        row = next(
+            line for line in result.stdout.splitlines() if line.split()[:2] == [target, backend]
+        )
+        assert row.endswith("ok"), row
