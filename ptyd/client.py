@@ -26,6 +26,7 @@ from .events import DisconnectedEvent, Event, OutputEvent, SnapshotEvent
 from .socketdir import check_daemon_socket
 
 EVENT_QUEUE_SIZE = 8192  # events held for the application; when full, reading the socket pauses
+EVENT_QUEUE_BYTES = 16 * 1024 * 1024  # the same, in bytes of output and snapshot data
 _T = TypeVar("_T")
 Target = int | str
 
@@ -97,6 +98,11 @@ def resolve_socket(socket_path: str | os.PathLike[str] | None = None) -> Path:
     return config_module.load().socket
 
 
+def _data_size(event: Event) -> int:
+    data = getattr(event, "data", None)
+    return len(data) if isinstance(data, bytes | str) else 0
+
+
 class _Wire(asyncio.Protocol):
     """One socket connection of an AsyncClient: frames are dispatched as they arrive (no reader
     task between the socket and the application), and writes wait while the socket is full."""
@@ -165,6 +171,7 @@ class AsyncClient:
         reconnect: bool = False,
         client_name: str = "",
         event_queue_size: int = EVENT_QUEUE_SIZE,
+        event_queue_bytes: int = EVENT_QUEUE_BYTES,
     ) -> None:
         self.socket_path = socket_path
         self.reconnect = reconnect
@@ -174,10 +181,13 @@ class AsyncClient:
         self._wire: _Wire | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        # Events wait here for the application; at event_queue_size the socket stops being
-        # read (the daemon's flow control then applies) until half of them have been taken.
+        # Events wait here for the application; at event_queue_size events or event_queue_bytes
+        # of data the socket stops being read (the daemon's flow control then applies) until
+        # the application has taken half of them. Held at most: the limit plus one read.
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._event_limit = max(1, event_queue_size)
+        self._byte_limit = max(1, event_queue_bytes)
+        self._queued_bytes = 0
         self._is_reading_paused = False
         self._is_closed = False
         self._resume_from: dict[int, int] = {}  # attached session -> next offset expected
@@ -192,14 +202,17 @@ class AsyncClient:
         reconnect: bool = False,
         client_name: str = "",
         event_queue_size: int = EVENT_QUEUE_SIZE,
+        event_queue_bytes: int = EVENT_QUEUE_BYTES,
     ) -> AsyncClient:
         """Connect and exchange hello. Raises ConnectionFailed, AuthRefused, VersionMismatch.
-        A small ``event_queue_size`` hands a slow consumer to the daemon's flow control sooner."""
+        Smaller ``event_queue_size`` (events) or ``event_queue_bytes`` (their data) hand a slow
+        consumer to the daemon's flow control sooner."""
         client = cls(
             resolve_socket(socket_path),
             reconnect=reconnect,
             client_name=client_name,
             event_queue_size=event_queue_size,
+            event_queue_bytes=event_queue_bytes,
         )
         await client._open()
         return client
@@ -319,20 +332,34 @@ class AsyncClient:
 
     def _deliver(self, event: Event) -> None:
         self._events.put_nowait(event)
+        self._queued_bytes += _data_size(event)
         wire = self._wire
-        if self._events.qsize() >= self._event_limit and not self._is_reading_paused and wire:
+        is_full = (
+            self._events.qsize() >= self._event_limit or self._queued_bytes >= self._byte_limit
+        )
+        if is_full and not self._is_reading_paused and wire is not None:
             self._is_reading_paused = True
             if wire.transport is not None:
                 wire.transport.pause_reading()
 
     def _taken(self, event: Event) -> Event:
         """Bookkeeping after the application took an event: resume reading the socket."""
-        if self._is_reading_paused and self._events.qsize() <= self._event_limit // 2:
+        self._queued_bytes -= _data_size(event)
+        if (
+            self._is_reading_paused
+            and self._events.qsize() <= self._event_limit // 2
+            and self._queued_bytes <= self._byte_limit // 2
+        ):
             self._is_reading_paused = False
             if self._wire is not None and self._wire.is_open:
                 assert self._wire.transport is not None
                 self._wire.transport.resume_reading()
         return event
+
+    @property
+    def queued_events(self) -> tuple[int, int]:
+        """Events received and not yet taken by the application: (count, bytes of data)."""
+        return self._events.qsize(), self._queued_bytes
 
     def _fail_all(self, exc: Exception) -> None:
         for future in self._pending.values():
@@ -511,6 +538,8 @@ class Client:
         reconnect: bool = False,
         client_name: str = "",
         timeout: float | None = None,
+        event_queue_size: int = EVENT_QUEUE_SIZE,
+        event_queue_bytes: int = EVENT_QUEUE_BYTES,
     ) -> None:
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
@@ -520,7 +549,13 @@ class Client:
         self._thread.start()
         try:
             self._async = self._run(
-                AsyncClient.connect(socket_path, reconnect=reconnect, client_name=client_name)
+                AsyncClient.connect(
+                    socket_path,
+                    reconnect=reconnect,
+                    client_name=client_name,
+                    event_queue_size=event_queue_size,
+                    event_queue_bytes=event_queue_bytes,
+                )
             )
         except BaseException:
             self._stop_loop()
@@ -562,6 +597,11 @@ class Client:
 
     def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         return self._run(self._async.request(kind, **fields))
+
+    @property
+    def queued_events(self) -> tuple[int, int]:
+        """Events received and not yet taken: (count, bytes of data)."""
+        return self._async.queued_events
 
     def next_event(self, timeout: float | None = None) -> Event:
         """The next event; raises TimeoutError after ``timeout`` seconds."""

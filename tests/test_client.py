@@ -8,8 +8,9 @@ import time
 import pytest
 
 from ptyd import AsyncClient, ConnectionFailed, RequestError, errors
+from ptyd.events import OutputEvent
 
-from .helpers import Stream, contains, read_until
+from .helpers import Stream, contains, read_until, wait_until
 
 
 def test_reconnect_resumes_from_the_last_offset_without_gap_or_duplicate(daemon) -> None:
@@ -65,3 +66,24 @@ def test_connecting_to_nothing_raises_connection_failed(short_tmp) -> None:
 
     with pytest.raises(ConnectionFailed, match="no ptyd daemon is listening"):
         Client(short_tmp / "none.sock")
+
+
+def test_a_consumer_that_stops_taking_events_holds_bounded_memory(daemon) -> None:
+    """The client stops reading its socket at event_queue_bytes: the daemon's flow control
+    (here: block, the session pauses) takes over, and nothing is lost."""
+    size = 8_000_000
+    control = daemon.client()
+    slow = daemon.client(event_queue_bytes=1 << 20)
+    info = control.create(["sh", "-c", f"exec head -c {size} /dev/zero"])
+    attached = slow.attach(info.id, snapshot=None, policy="block")
+    wait_until(lambda: control.stats()["sessions"][0]["paused"], 30, "the session to pause")
+    count, held = slow.queued_events
+    print(f"\nheld by a consumer that stopped: {count} events, {held / 1024:.0f} KiB")
+    assert held <= (1 << 20) + (1 << 20)  # the limit plus one read
+    received = attached.offset  # output before the attach is not sent (no snapshot asked)
+    while received < size:
+        event = slow.next_event(30)
+        if isinstance(event, OutputEvent):
+            received += len(event.data)
+    assert received == size
+    assert slow.queued_events[1] == 0  # the byte count follows what was taken
