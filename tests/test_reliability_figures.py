@@ -70,7 +70,6 @@ class Tap:
 
     def __init__(self, path: Path, session: int, policy: str = "block") -> None:
         self.raw = RawClient(path, hello=True)
-        self.raw.sock.setblocking(True)
         self.raw.call("attach", session=session, snapshot=None, from_offset=0, policy=policy)
         self.session = session
         self.offset = 0
