@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -109,10 +110,11 @@ def seeds(target: str) -> list[bytes]:
     from tests.emulator_corpus import CORPUS
     from tests.test_reliability_figures import hostile_outputs
 
-    found = [b"\x50\x18\x03" + data[:MAX_LEN] for data in hostile_outputs().values()]
+    size = MAX_LEN - len(SEED_HEADER)
+    found = [SEED_HEADER + data[:size] for data in hostile_outputs().values()]
     for path in sorted(CORPUS.rglob("*")):
         if path.is_file() and path.suffix not in (".md", ".json", ".toml", ".rs", ".py"):
-            found.append(b"\x50\x18\x03" + path.read_bytes()[: MAX_LEN - 3])
+            found.append(SEED_HEADER + path.read_bytes()[:size])
     return found
 
 
@@ -128,6 +130,9 @@ def _sample_fields(kind: str) -> dict[str, object]:
 
 
 TARGET_FACTORIES = {"emulator": emulator_target, "frames": frames_target}
+# The emulator target's first three bytes for the seeds: 40 columns, 12 rows, scrollback 3, fed
+# in 4 chunks (see emulator_target).
+SEED_HEADER = bytes([39, 11, 3])
 
 
 # -- engines (run in a child process) -----------------------------------------------------------
@@ -158,7 +163,7 @@ def mutate(rng: random.Random, data: bytes, corpus: list[bytes]) -> bytes:
 
 def save_finding(crashes: Path, data: bytes, reason: str) -> Path:
     crashes.mkdir(parents=True, exist_ok=True)
-    path = crashes / f"crash-{abs(hash(data)):016x}"
+    path = crashes / f"crash-{hashlib.sha256(data).hexdigest()[:16]}"
     path.write_bytes(data)
     print(f"FINDING {reason}: {path}", file=sys.stderr)
     return path
@@ -171,11 +176,9 @@ def run_mutation(
     rng = random.Random(int(os.environ.get("PTYD_FUZZ_SEED", "0")) or None)
     execs = 0
     deadline = time.monotonic() + seconds
-    for seed in corpus:  # every seed once as it is
-        run(seed)
-        execs += 1
-    while time.monotonic() < deadline:
-        data = mutate(rng, rng.choice(corpus), corpus)
+    pending = list(corpus)  # every seed once as it is, then mutations
+    while pending or time.monotonic() < deadline:
+        data = pending.pop() if pending else mutate(rng, rng.choice(corpus), corpus)
         start = time.monotonic()
         try:
             run(data)
