@@ -19,7 +19,7 @@ from typing import Any
 
 import uvloop
 
-from . import errors, protocol, spawn
+from . import allocator, errors, protocol, spawn
 from ._backend import BACKEND
 from ._version import __version__
 from .config import Config
@@ -504,6 +504,7 @@ def run(config: Config, on_ready: Any = None, *, use_uvloop: bool = True) -> int
     """Run a daemon in the foreground until it is shut down; return the exit status."""
     check_identity()
     _drop_socket_activation()
+    allocator.tune()
     daemon = Daemon(config)
     daemon.open()
     try:
