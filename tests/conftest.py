@@ -215,3 +215,16 @@ def daemon(backend: str, short_tmp: Path) -> Iterator[Daemon]:
     yield running
     status = running.stop()
     assert status == 0, f"daemon exited with {status}"
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def daemon_on_each_loop(
+    request: pytest.FixtureRequest, backend: str, short_tmp: Path
+) -> Iterator[Daemon]:
+    """A daemon on uvloop, then on plain asyncio (``serve --asyncio``): for the lifecycle and
+    fan-out tests, whose transport callbacks differ between the two loops (checklist H3)."""
+    flags = ("--asyncio",) if request.param == "asyncio" else ()
+    running = start_daemon(short_tmp / "d.sock", backend, *flags)
+    yield running
+    status = running.stop()
+    assert status == 0, f"daemon exited with {status}"

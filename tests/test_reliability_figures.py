@@ -267,10 +267,11 @@ def _flood_run(
     return taps, used, echoes
 
 
-def test_many_readers_of_one_busy_session(daemon) -> None:
+def test_many_readers_of_one_busy_session(daemon_on_each_loop) -> None:
     """D3: 100 clients attached to a session writing 4 MiB (1 MiB pure) as fast as it can:
     every reader gets the identical stream; an interactive session stays responsive; the
     daemon's CPU per attached client per 64 KiB chunk is the difference to a 1-reader run."""
+    daemon = daemon_on_each_loop
     client = daemon.client()
     echo = client.create(["sh", "-c", "stty raw -echo; exec cat"])
     wait_until(lambda: client.info(echo.id).is_running, 10, "the echo session")
@@ -297,12 +298,13 @@ def test_many_readers_of_one_busy_session(daemon) -> None:
 # -- D6 ------------------------------------------------------------------------------------------
 
 
-def test_session_exits_with_three_clients_attached(daemon) -> None:
+def test_session_exits_with_three_clients_attached(daemon_on_each_loop) -> None:
     """D6 (and F3 inside it): `stty raw -echo; cat <1 MiB seeded random file>; exit 7` with 3
     clients attached: each gets every byte (sha256) and then exit(7), nothing after it; an
     attach after the exit gets the exited state and the exit event, a session past retention
     `no_such_session`. The row asks for 200 runs: compiled runs 60, pure 2 (pyte takes 2 s per
     MiB of random bytes); PTYD_FULL_FIGURES=1: 200 and 30."""
+    daemon = daemon_on_each_loop
     client = daemon.client()
     payload = daemon.socket.parent / "d6.bin"
     data = random.Random(6).randbytes(MIB)
