@@ -11,7 +11,8 @@ import pytest
 from ptyd import errors
 from ptyd.errors import RequestError, SessionNotFound, SpawnFailed
 
-from .helpers import Stream, contains, read_until, until_exit
+from .conftest import start_daemon
+from .helpers import Stream, contains, read_until, rss_bytes, until_exit, wait_until
 
 
 def attach_stream(client, session, **options) -> Stream:
@@ -251,3 +252,22 @@ def test_attaching_after_the_exit_still_gets_the_output_and_the_exit(daemon) -> 
     stream = attach_stream(client, info.id)
     read_until(client, stream, until_exit)
     assert b"done-here" in stream.data and stream.exit.code == 6
+
+
+def test_forgotten_sessions_give_their_memory_back(backend, short_tmp) -> None:
+    """Once retention expires, an exited session's replay ring and emulator are freed at once,
+    not at Python's next full garbage collection (a reference cycle kept them before)."""
+    count, size = (40, 2 * 1024 * 1024) if backend == "compiled" else (8, 1024 * 1024)
+    running = start_daemon(short_tmp / "d.sock", backend, "--exit-retention", "0.2")
+    try:
+        client = running.client()
+        baseline = rss_bytes(running.process.pid)
+        for _ in range(count):
+            info = client.create(["sh", "-c", f"head -c {size} /dev/zero"])
+            assert client.wait(info.id, timeout=60).code == 0
+        wait_until(lambda: len(client.list_sessions()) == 0, 10, "retention to expire")
+        growth = rss_bytes(running.process.pid) - baseline
+        print(f"\n{backend}: {count} exited sessions forgotten, RSS {growth / 2**20:+.1f} MiB")
+        assert growth < count * min(size, 1 << 20) / 3  # a ring each (1 MiB) would be all of it
+    finally:
+        assert running.stop() == 0
