@@ -148,6 +148,7 @@ class Daemon:
     env: dict[str, str]
     backend: str
     clients: list[Client] = field(default_factory=list)
+    loop: str = "uvloop"  # the daemon's event loop (``serve --asyncio`` runs plain asyncio)
 
     def client(self, **options: Any) -> Client:
         client = Client(self.socket, timeout=60, **options)
@@ -225,6 +226,7 @@ def daemon_on_each_loop(
     fan-out tests, whose transport callbacks differ between the two loops (checklist H3)."""
     flags = ("--asyncio",) if request.param == "asyncio" else ()
     running = start_daemon(short_tmp / "d.sock", backend, *flags)
+    running.loop = str(request.param)
     yield running
     status = running.stop()
     assert status == 0, f"daemon exited with {status}"
