@@ -31,6 +31,7 @@ from .errors import ConnectionFailed, PtydError, RequestError
 from .events import (
     DisconnectedEvent,
     ErrorEvent,
+    Event,
     ExitEvent,
     LaggingEvent,
     OutputEvent,
@@ -285,6 +286,7 @@ class Relay:
         self._is_resize_due = False
         self._resizer: asyncio.Task[None] | None = None
         self._repainter: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None  # events held until the terminal drains
         self._skip_before = 0  # output before this offset is already on the repainted screen
 
     async def run(self, target: Target) -> Ending:
@@ -307,9 +309,7 @@ class Relay:
         if not attached.session.is_running:
             info = attached.session
             return self._exited(info.exit_code, info.exit_signal)
-        tasks = [self.loop.create_task(self._take_events())]
-        for task in tasks:
-            task.add_done_callback(self._on_task_done)
+        self.client.deliver_to(self._on_event)  # from here on, output goes straight out
         if self.reads_input:
             self._start_reading()
         if not (options.is_plain or options.is_read_only):
@@ -330,9 +330,7 @@ class Relay:
             self.loop.remove_signal_handler(signal.SIGTSTP)
             if self._armed_key is not None:
                 self._armed_key.cancel()
-            for extra in (self._resizer, self._repainter):
-                if extra is not None:
-                    tasks.append(extra)
+            tasks = [t for t in (self._resizer, self._repainter, self._drainer) if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -364,28 +362,46 @@ class Relay:
 
     # -- output ------------------------------------------------------------------------------
 
-    async def _take_events(self) -> None:
+    def _on_event(self, event: Event) -> None:
+        """Each event as it arrives from the socket (no queue, no task in between)."""
         terminal = self.terminal
-        async for event in self.client.events():
-            if isinstance(event, OutputEvent) and event.session == self.session:
-                if event.end <= self._skip_before:
-                    continue
-                terminal.write(event.data[max(self._skip_before - event.offset, 0) :])
-                if terminal.pending > HIGH_WATER:
-                    await terminal.drained()  # meanwhile the daemon's flow control takes over
-            elif isinstance(event, LaggingEvent):
-                terminal.discard()
-            elif isinstance(event, SnapshotEvent) and not self.options.is_plain:
-                terminal.write(REPAINT + event.data)
-            elif isinstance(event, ExitEvent) and event.session == self.session:
-                await terminal.drained()  # the program's last output is part of the relay
-                self._end(self._exited(event.code, event.signal))
-            elif isinstance(event, ShutdownEvent):
-                self._end(Ending(EXIT_ERROR, f"[ptyd daemon shutting down: {event.reason}]"))
-            elif isinstance(event, ErrorEvent):
-                self._end(Ending(EXIT_ERROR, f"[ptyd: {event.message}]"))
-            elif isinstance(event, DisconnectedEvent):
-                self._end(Ending(EXIT_ERROR, f"[lost the ptyd daemon: {event.reason}]"))
+        if isinstance(event, OutputEvent) and event.session == self.session:
+            if event.end <= self._skip_before:
+                return
+            terminal.write(event.data[max(self._skip_before - event.offset, 0) :])
+            if terminal.pending > HIGH_WATER:
+                self._hold_until_drained(None)  # meanwhile the daemon's flow control applies
+        elif isinstance(event, LaggingEvent):
+            terminal.discard()
+        elif isinstance(event, SnapshotEvent) and not self.options.is_plain:
+            terminal.write(REPAINT + event.data)
+        elif isinstance(event, ExitEvent) and event.session == self.session:
+            # The program's last output is part of the relay: end once it is shown.
+            self._hold_until_drained(self._exited(event.code, event.signal))
+        elif isinstance(event, ShutdownEvent):
+            self._end(Ending(EXIT_ERROR, f"[ptyd daemon shutting down: {event.reason}]"))
+        elif isinstance(event, ErrorEvent):
+            self._end(Ending(EXIT_ERROR, f"[ptyd: {event.message}]"))
+        elif isinstance(event, DisconnectedEvent):
+            self._end(Ending(EXIT_ERROR, f"[lost the ptyd daemon: {event.reason}]"))
+
+    def _hold_until_drained(self, ending: Ending | None) -> None:
+        """Take no events until the terminal has taken what it holds; then end with
+        ``ending`` if there is one, else go on."""
+        self.client.pause_events()
+        previous = self._drainer
+
+        async def drain() -> None:
+            if previous is not None:
+                await previous  # an exit that arrives while output drains ends after it
+            await self.terminal.drained()
+            if ending is not None:
+                self._end(ending)
+            else:
+                self.client.resume_events()
+
+        self._drainer = self.loop.create_task(drain())
+        self._drainer.add_done_callback(self._on_task_done)
 
     # -- input -------------------------------------------------------------------------------
 

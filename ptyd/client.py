@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -188,7 +188,10 @@ class AsyncClient:
         self._event_limit = max(1, event_queue_size)
         self._byte_limit = max(1, event_queue_bytes)
         self._queued_bytes = 0
-        self._is_reading_paused = False
+        self._is_queue_full = False
+        self._is_held = False  # pause_events() by an on-arrival consumer
+        self._is_reading_paused = False  # the socket's state: full or held
+        self._on_event: Callable[[Event], None] | None = None
         self._is_closed = False
         self._resume_from: dict[int, int] = {}  # attached session -> next offset expected
         self._attach_options: dict[int, dict[str, Any]] = {}
@@ -232,6 +235,7 @@ class AsyncClient:
             raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
         self._wire = wire
         self._is_reading_paused = False
+        self._apply_reading()  # a consumer that is full or held stays so across a reconnect
         try:
             result = await self.request(
                 "hello",
@@ -331,30 +335,58 @@ class AsyncClient:
             self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+            return
         self._events.put_nowait(event)
         self._queued_bytes += _data_size(event)
-        wire = self._wire
-        is_full = (
-            self._events.qsize() >= self._event_limit or self._queued_bytes >= self._byte_limit
-        )
-        if is_full and not self._is_reading_paused and wire is not None:
-            self._is_reading_paused = True
-            if wire.transport is not None:
-                wire.transport.pause_reading()
+        if self._events.qsize() >= self._event_limit or self._queued_bytes >= self._byte_limit:
+            self._is_queue_full = True
+            self._apply_reading()
 
     def _taken(self, event: Event) -> Event:
         """Bookkeeping after the application took an event: resume reading the socket."""
         self._queued_bytes -= _data_size(event)
         if (
-            self._is_reading_paused
+            self._is_queue_full
             and self._events.qsize() <= self._event_limit // 2
             and self._queued_bytes <= self._byte_limit // 2
         ):
-            self._is_reading_paused = False
-            if self._wire is not None and self._wire.is_open:
-                assert self._wire.transport is not None
-                self._wire.transport.resume_reading()
+            self._is_queue_full = False
+            self._apply_reading()
         return event
+
+    def _apply_reading(self) -> None:
+        """Read the socket unless the queue is full or the consumer holds the events."""
+        should_pause = self._is_queue_full or self._is_held
+        wire = self._wire
+        if should_pause == self._is_reading_paused or wire is None or not wire.is_open:
+            return
+        assert wire.transport is not None
+        self._is_reading_paused = should_pause
+        if should_pause:
+            wire.transport.pause_reading()
+        else:
+            wire.transport.resume_reading()
+
+    def deliver_to(self, on_event: Callable[[Event], None]) -> None:
+        """Pass every event to ``on_event`` as it arrives, from the socket's read callback,
+        instead of queueing it for next_event()/events(); events already queued go first.
+        This saves a queue and a task switch per event (``ptyd attach`` uses it for its echo).
+        ``on_event`` must not block: a consumer that cannot take more calls pause_events()."""
+        self._on_event = on_event
+        while not self._events.empty():
+            on_event(self._taken(self._events.get_nowait()))
+
+    def pause_events(self) -> None:
+        """Stop reading the socket until resume_events(); the daemon's flow control (the
+        attachment's policy) applies to what it cannot send meanwhile."""
+        self._is_held = True
+        self._apply_reading()
+
+    def resume_events(self) -> None:
+        self._is_held = False
+        self._apply_reading()
 
     @property
     def queued_events(self) -> tuple[int, int]:
@@ -416,15 +448,21 @@ class AsyncClient:
 
     async def next_event(self, timeout: float | None = None) -> Event:
         """The next event; raises TimeoutError after ``timeout`` seconds."""
+        self._require_queue()
         return self._taken(await asyncio.wait_for(self._events.get(), timeout))
 
     async def events(self) -> AsyncIterator[Event]:
         """All events in order, ending after a DisconnectedEvent."""
+        self._require_queue()
         while True:
             event = self._taken(await self._events.get())
             yield event
             if isinstance(event, DisconnectedEvent):
                 return
+
+    def _require_queue(self) -> None:
+        if self._on_event is not None:
+            raise RuntimeError("events go to the deliver_to() callback, not to a queue")
 
     # -- operations --------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import struct
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgpack
 
@@ -35,9 +35,22 @@ SIGNAL_TARGETS: Final = ("foreground", "process", "group", "session")
 SESSION_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.@:+-]{0,63}")
 
 
+_packers = threading.local()
+PACKER_KEEP: Final = 64 * 1024  # a packer that grew past this for a big frame is not kept
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """One complete frame (length prefix and body) for a message map."""
-    body = msgpack.packb(message, use_bin_type=True)
+    # One small packer per thread, reused: msgpack.packb allocates a fresh 256 KiB buffer per
+    # call, which the daemon's fixed mmap threshold (allocator.py) turns into an mmap, a page
+    # fault and an munmap for every frame. A packer never shrinks, so one that grew for a big
+    # frame (a snapshot) is dropped rather than kept for the daemon's life.
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True, buf_size=4096)
+    body = packer.pack(message)
+    if len(body) > PACKER_KEEP:
+        _packers.packer = None
     return HEADER.pack(len(body)) + body
 
 
@@ -307,8 +320,11 @@ SCHEMAS: Final[dict[str, dict[str, tuple[Validator, Any]]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+# The keys a request of each type may carry: its fields, "id" and "type".
+_KNOWN_KEYS: Final = {kind: frozenset(schema) | {"id", "type"} for kind, schema in SCHEMAS.items()}
+
+
+class Request(NamedTuple):
     """A validated request: its id, type and cleaned fields (defaults filled in)."""
 
     id: int
@@ -350,7 +366,7 @@ def parse_request(message: dict[str, Any]) -> Request:
             raise errors.ProtocolError(
                 errors.BAD_REQUEST, f"{kind}: field {name!r} {exc}"
             ) from None
-    unknown = set(message) - set(schema) - {"id", "type"}
+    unknown = message.keys() - _KNOWN_KEYS[str(kind)]
     if unknown:
         raise errors.ProtocolError(
             errors.BAD_REQUEST, f"{kind}: unknown field(s) {', '.join(sorted(map(str, unknown)))}"

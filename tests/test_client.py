@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ptyd import AsyncClient, ConnectionFailed, RequestError, errors
-from ptyd.events import OutputEvent
+from ptyd.events import ExitEvent, OutputEvent
 
 from .helpers import Stream, contains, read_until, wait_until
 
@@ -87,3 +87,50 @@ def test_a_consumer_that_stops_taking_events_holds_bounded_memory(daemon) -> Non
             received += len(event.data)
     assert received == size
     assert slow.queued_events[1] == 0  # the byte count follows what was taken
+
+
+def test_deliver_to_passes_events_as_they_arrive_and_pause_holds_them(daemon) -> None:
+    """deliver_to(): events already queued first, then each as it arrives, in order; while the
+    consumer holds them (pause_events) the daemon's block policy pauses the session, and
+    nothing is lost once it resumes."""
+    size = 4_000_000
+
+    async def scenario() -> tuple[int, bool, bool]:
+        async with await AsyncClient.connect(daemon.socket) as client:
+            info = await client.create(["sh", "-c", f"read x; head -c {size} /dev/zero; exit 4"])
+            attached = await client.attach(info.id, snapshot=None, policy="block")
+            await client.send(info.id, "go\n")
+            await client.request("stats")  # output may now be queued before deliver_to
+            loop = asyncio.get_running_loop()
+            received = attached.offset
+            held: asyncio.Future[None] = loop.create_future()
+            exited: asyncio.Future[int] = loop.create_future()
+
+            def on_event(event: object) -> None:
+                nonlocal received
+                if isinstance(event, OutputEvent):
+                    assert event.offset == received, "a gap or a duplicate"
+                    received = event.end
+                    if received > size // 2 and not held.done():
+                        client.pause_events()
+                        held.set_result(None)
+                elif isinstance(event, ExitEvent) and not exited.done():
+                    exited.set_result(event.code or 0)
+
+            client.deliver_to(on_event)
+            with pytest.raises(RuntimeError, match="deliver_to"):
+                await client.next_event(0.1)
+            await asyncio.wait_for(held, 30)
+            async with await AsyncClient.connect(daemon.socket) as control:
+                deadline = loop.time() + 30
+                while not (await control.stats())["sessions"][0]["paused"]:
+                    assert loop.time() < deadline, "the session never paused"
+                    await asyncio.sleep(0.02)  # poll interval of a bounded wait
+                was_paused = received < size
+                client.resume_events()
+                code = await asyncio.wait_for(exited, 30)
+                is_complete = received == size + len(b"go\r\n")
+            return code, was_paused, is_complete
+
+    code, was_paused, is_complete = asyncio.run(scenario())
+    assert code == 4 and was_paused and is_complete
