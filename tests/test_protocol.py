@@ -19,6 +19,25 @@ def test_frame_round_trip() -> None:
     assert protocol.FrameDecoder(1 << 20).feed(frame) == [message]
 
 
+def test_encode_from_many_threads_and_after_a_big_frame() -> None:
+    """encode() reuses a packer per thread: frames from concurrent threads stay whole, and a
+    big frame (a snapshot) does not leave its buffer behind for the next small one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    big = {"type": "response", "id": 1, "ok": True, "result": {"data": b"x" * (1 << 20)}}
+    assert protocol.FrameDecoder(1 << 21).feed(protocol.encode(big)) == [big]
+
+    def frames(worker: int) -> bool:
+        for i in range(2000):
+            message = {"type": "input", "id": i, "session": worker, "data": bytes([worker]) * i}
+            if protocol.FrameDecoder(1 << 20).feed(protocol.encode(message)) != [message]:
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(frames, range(4)))
+
+
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=5), st.data())
 def test_decoder_handles_any_split(payloads: list[bytes], data: st.DataObject) -> None:
     messages = [{"type": "input", "id": i, "session": 1, "data": p} for i, p in enumerate(payloads)]
