@@ -541,6 +541,8 @@ def test_daemon_survives_the_terminal_that_started_it(backend: str, short_tmp: P
     script = f'"$0" -m ptyd -S {socket_path} new -d -- sleep 600 && echo started && exec sleep 600'
 
     def take_terminal() -> None:
+        # A test runner started under nohup passes SIGHUP on ignored; the shell must feel it.
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     shell = subprocess.Popen(
