@@ -3,7 +3,7 @@ both backends, asserting the E3 invariants after every chunk) and the request fr
 its schema validation (B1-B4).
 
 Run: python -m benchmarks.fuzz --seconds N [--target frames|emulator] [--backend compiled|pure]
-     [--engine atheris|mutate] [--crashes DIR]
+     [--engine atheris|mutate] [--crashes DIR] [--save-corpus DIR]
 
 Each (target, backend) runs in its own process for N seconds. The engine is atheris (libFuzzer,
 coverage-guided over the Python code; ``pip install atheris``) when it is importable, otherwise a
@@ -11,7 +11,10 @@ random-mutation loop; both start from the same seeds: the shared conformance cor
 (tests/emulator_corpus.py), the E4 hostile outputs and one valid frame of every request type.
 A finding is an exception other than the parser's own errors, an input taking over 1 s, or the
 process growing past 512 MiB; its input is saved under --crashes (default: a temporary folder)
-and the run exits 1. Commit a reproducer as a regression test (H4).
+and the run exits 1. Commit a reproducer as a regression test (H4): put it in
+tests/fuzz_regressions/<target>/ under a name that says what it broke; tests/test_fuzz_regressions.py
+replays every file there on each run. ``--save-corpus DIR`` keeps the inputs atheris found
+interesting (new coverage) in DIR/<target>/, the way that folder was filled.
 """
 
 from __future__ import annotations
@@ -253,7 +256,12 @@ def default_engine() -> str:
 
 
 def fuzz_one(
-    target: str, backend: str, engine: str, seconds: float, crashes: Path
+    target: str,
+    backend: str,
+    engine: str,
+    seconds: float,
+    crashes: Path,
+    save_corpus: Path | None = None,
 ) -> tuple[int, int]:
     """Run one target in a child process; returns (executions, exit status)."""
     env = {k: v for k, v in os.environ.items() if k != "PTYD_PURE"}
@@ -270,11 +278,24 @@ def fuzz_one(
         print(f"  {target}/{backend}: hung (no exit {seconds + 120:.0f} s)", file=sys.stderr)
         return 0, 1
     finally:
+        if save_corpus is not None:
+            _keep_found_inputs(work / "seeds", save_corpus / target)
         shutil.rmtree(work, ignore_errors=True)
     done = re.findall(r"Done (\d+) runs", result.stderr)
     if result.returncode != 0:
         print(f"  {target}/{backend} failed:\n{result.stderr[-4000:]}", file=sys.stderr)
     return (int(done[-1]) if done else 0), result.returncode
+
+
+def _keep_found_inputs(seed_dir: Path, into: Path) -> None:
+    """Copy what libFuzzer added to the seed folder (named by content hash; seeds are
+    ``seed-N``) into ``into``."""
+    if not seed_dir.is_dir():
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    for path in seed_dir.iterdir():
+        if not path.name.startswith("seed-"):
+            shutil.copyfile(path, into / path.name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=BACKENDS, action="append", help="default: both")
     parser.add_argument("--engine", choices=("atheris", "mutate"), default=None)
     parser.add_argument("--crashes", type=Path, default=None, help="where findings are saved")
+    parser.add_argument(
+        "--save-corpus", type=Path, default=None, help="keep inputs atheris found here"
+    )
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -299,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         # The frame decoder is the same code on both backends: it runs once.
         backends = args.backend or BACKENDS if target == "emulator" else ["shared"]
         for backend in backends:
-            execs, status = fuzz_one(target, backend, engine, args.seconds, crashes)
+            execs, status = fuzz_one(
+                target, backend, engine, args.seconds, crashes, args.save_corpus
+            )
             failed |= status != 0 or execs == 0
             result = "ok" if status == 0 and execs else f"FAILED (exit {status})"
             print(f"{target:10} {backend:9} {execs:11,} {execs / args.seconds:11,.0f}  {result}")
