@@ -12,9 +12,10 @@ random-mutation loop; both start from the same seeds: the shared conformance cor
 A finding is an exception other than the parser's own errors, an input taking over 1 s, or the
 process growing past 512 MiB; its input is saved under --crashes (default: a temporary folder)
 and the run exits 1. Commit a reproducer as a regression test (H4): put it in
-tests/fuzz_regressions/<target>/ under a name that says what it broke; tests/test_fuzz_regressions.py
-replays every file there on each run. ``--save-corpus DIR`` keeps the inputs atheris found
-interesting (new coverage) in DIR/<target>/, the way that folder was filled.
+tests/fuzz_regressions/<target>/ under a name that says what it broke;
+tests/test_fuzz_regressions.py replays every file there on each run. ``--save-corpus DIR``
+keeps the inputs atheris found interesting (new coverage) in DIR/<target>/, the way that
+folder was filled.
 """
 
 from __future__ import annotations
