@@ -60,12 +60,7 @@ class Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(
             high=self.config.flow_threshold, low=self.config.flow_threshold - 1
         )
-        sock = transport.get_extra_info("socket")
-        try:
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-            self.peer_pid, self.peer_uid, _ = _PEERCRED.unpack(creds)
-        except OSError:
-            pass
+        self.peer_pid, self.peer_uid = peer_credentials(transport.get_extra_info("socket"))
         refusal = self.daemon.admit(self)
         if refusal is not None:
             code, message = refusal
@@ -583,6 +578,17 @@ class Connection(asyncio.Protocol):
             }
             for attachment in self.attachments.values()
         ]
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """The connecting process's (pid, uid) as the kernel saw them at connect; (-1, -1) if
+    unknown, which no allowed-uid list contains."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return -1, -1
+    pid, uid, _ = _PEERCRED.unpack(creds)
+    return pid, uid
 
 
 def parse_signal(value: int | str) -> int:

@@ -23,7 +23,7 @@ from . import allocator, errors, protocol, spawn
 from ._backend import BACKEND
 from ._version import __version__
 from .config import Config
-from .connection import Connection
+from .connection import Connection, peer_credentials
 from .errors import PrivilegedStart, PtydError, RequestError
 from .session import Session
 from .socketdir import Listener
@@ -270,7 +270,9 @@ class Daemon:
             log.warning("%d clients connected: refusing new ones with busy", self.client_cap)
         with contextlib.suppress(OSError):
             client.setblocking(False)
-            client.send(self._busy_frame)
+            _, uid = peer_credentials(client)
+            if self.is_allowed(uid):  # a stranger learns nothing, not even that we are full
+                client.send(self._busy_frame)
         client.close()
 
     def _pause_accepting(self, exc: OSError) -> None:
@@ -290,10 +292,12 @@ class Daemon:
         self._next_connection += 1
         return self._next_connection - 1
 
+    def is_allowed(self, uid: int) -> bool:
+        return uid == os.getuid() or uid in self.config.allowed_uids
+
     def admit(self, connection: Connection) -> tuple[str, str] | None:
         """None to accept, or (code, message) to refuse a new connection."""
-        allowed = {os.getuid(), *self.config.allowed_uids}
-        if connection.peer_uid not in allowed:
+        if not self.is_allowed(connection.peer_uid):
             return errors.AUTH_REFUSED, f"uid {connection.peer_uid} may not use this daemon"
         if self._is_shutting_down:
             return errors.SHUTTING_DOWN, "the daemon is shutting down"

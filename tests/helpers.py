@@ -3,6 +3,7 @@ holds, a bare-socket client that reads only when told to, bounded polling."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -157,3 +158,35 @@ def echo_seconds(client: Client, session: int, key: bytes = b"x", timeout: float
         event = client.next_event(timeout)
         if isinstance(event, OutputEvent) and event.session == session and key in event.data:
             return time.monotonic() - start
+
+
+def connect_as(uid: int, path: Path, payload: bytes) -> bytes:
+    """Fork a child that drops to ``uid``, connects, sends ``payload`` and returns all it read."""
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect(os.fspath(path))
+            with contextlib.suppress(OSError):
+                sock.sendall(payload)
+            got = b""
+            try:
+                while chunk := sock.recv(65536):
+                    got += chunk
+            except ConnectionResetError:
+                pass  # the daemon closed with our bytes unread: the kernel resets
+            os.write(out_w, got)
+        except BaseException as exc:
+            os.write(out_w, f"CHILD-ERROR {exc!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(out_w)
+    with os.fdopen(out_r, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return data

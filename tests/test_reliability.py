@@ -8,7 +8,6 @@ races) run once, without the backend parameter: both backends share that code.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -27,7 +26,7 @@ from ptyd.client import Client
 from ptyd.errors import DaemonImpostor, RequestError
 
 from .conftest import start_daemon
-from .helpers import RawClient, wait_until
+from .helpers import RawClient, connect_as, wait_until
 
 NOBODY = 65534
 MIB = 1024 * 1024
@@ -124,38 +123,6 @@ def test_socket_0600_in_a_0700_directory(short_tmp: Path) -> None:
         assert running.stop() == 0
 
 
-def _connect_as(uid: int, path: Path, payload: bytes) -> bytes:
-    """Fork a child that drops to ``uid``, connects, sends ``payload`` and returns all it read."""
-    out_r, out_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(10)
-            sock.connect(os.fspath(path))
-            with contextlib.suppress(OSError):
-                sock.sendall(payload)
-            got = b""
-            try:
-                while chunk := sock.recv(65536):
-                    got += chunk
-            except ConnectionResetError:
-                pass  # the daemon closed with our bytes unread: the kernel resets
-            os.write(out_w, got)
-        except BaseException as exc:
-            os.write(out_w, f"CHILD-ERROR {exc!r}".encode())
-        finally:
-            os._exit(0)
-    os.close(out_w)
-    with os.fdopen(out_r, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    return data
-
-
 def test_foreign_uid_refused_before_a_byte_is_read(daemon) -> None:
     """With only the peer check standing in the way (dir 0711, socket 0666), uid 65534 gets one
     auth_refused frame and EOF: its hello and a malformed frame behind it are never parsed."""
@@ -165,7 +132,7 @@ def test_foreign_uid_refused_before_a_byte_is_read(daemon) -> None:
     times = []
     for _ in range(20):
         start = time.monotonic()
-        got = _connect_as(NOBODY, daemon.socket, hello + b"\x00\x00\x00\x02\xc1\xc1")
+        got = connect_as(NOBODY, daemon.socket, hello + b"\x00\x00\x00\x02\xc1\xc1")
         times.append(time.monotonic() - start)
         messages = protocol.FrameDecoder(1 << 20).feed(got)
         assert len(messages) == 1, got
