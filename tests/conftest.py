@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,19 @@ def _marked_timeout(item: pytest.Item) -> float | None:
     if marker is None:
         return None
     return float(marker.kwargs.get("timeout", marker.args[0] if marker.args else 0))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _raise_fd_limit()
+
+
+def _raise_fd_limit() -> None:
+    """Tests hold 1,000 clients (C1: 5,000 with PTYD_FULL_FIGURES=1) and the daemons they
+    start inherit this process's limit: take the hard limit (the row asks for 12k)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
