@@ -41,6 +41,7 @@ from ptyd import protocol
 from ptyd.client import AsyncClient, Client
 from ptyd.events import OutputEvent
 from tests.conftest import Daemon, start_daemon
+from tests.helpers import kill_tree
 
 SENTINEL = b"PTYD-BENCH-END"
 SCREEN_END = b"SCREEN-END"
@@ -185,9 +186,9 @@ class Tool:
         return _pids_of(self.binary, str(self.tmp))
 
     def stop(self) -> None:
+        # The programs too: a peer's child may ignore the hang-up (dtach's flood loops did).
         for pid in self.server_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
+            kill_tree(pid)
 
     def reset(self) -> None:
         """End every session: the next workload starts from nothing."""
@@ -214,6 +215,15 @@ class Tmux(Tool):
         return [*self.base, "capture-pane", "-p", "-S", f"-{scrollback}", "-t", name]
 
     def stop(self) -> None:
+        panes = subprocess.run(
+            [*self.base, "list-panes", "-a", "-F", "#{pane_pid}"],
+            env=self.env,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        for pane in panes.stdout.split():
+            kill_tree(int(pane))
         subprocess.run([*self.base, "kill-server"], env=self.env, check=False, capture_output=True)
 
 

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import signal
 import socket
 import time
 from collections import deque
@@ -190,3 +191,27 @@ def connect_as(uid: int, path: Path, payload: bytes) -> bytes:
         data = pipe.read()
     os.waitpid(pid, 0)
     return data
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it, parents first (Linux: /proc/PID/task/TID/children)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        parent = tree[index]
+        index += 1
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError), open(f"/proc/{parent}/task/{task}/children") as f:
+                tree += [int(child) for child in f.read().split()]
+    return tree
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and everything below it, found before any dies (an orphan leaves the
+    tree): programs such as script(1) outlive the hang-up of the terminal they run in."""
+    for member in process_tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)

@@ -40,6 +40,21 @@ def test_compare_quick_measures_ptyd_on_every_workload() -> None:
         assert row in result.stdout
     failures = [line for line in result.stderr.splitlines() if line.startswith("  ptyd")]
     assert failures == []
+    # Nothing the runner started outlives it (every tool's sessions run under /tmp/ptyd-b-*).
+    assert _processes_mentioning("/tmp/ptyd-b-") == []
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{entry.name}: {cmdline}")
+    return found
 
 
 @pytest.mark.timeout(60)

@@ -26,6 +26,7 @@ from ptyd._vt import VtEmulator
 from ptyd.emulator import MAX_COMBINING
 from ptyd.pyte_backend import PyteEmulator
 from tests.emulator_corpus import pyte_case, pyte_cases
+from tests.helpers import kill_tree
 
 pytestmark = [
     pytest.mark.peers,
@@ -66,6 +67,9 @@ class Tmux:
             time.sleep(0.02)
 
     def close(self) -> None:
+        # script(1) in a pane survives the server's hang-up, with its program: end them first.
+        for pane in self.run("list-panes", "-a", "-F", "#{pane_pid}").split():
+            kill_tree(int(pane))
         self.run("kill-server")
 
 
