@@ -8,6 +8,7 @@ races) run once, without the backend parameter: both backends share that code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -96,6 +97,16 @@ def test_hostile_socket_directory_refused_untouched(short_tmp: Path, variant: st
     assert tree_state(short_tmp) == before
 
 
+def _fd_targets(pid: int) -> set[str]:
+    """What each open fd of ``pid`` points at; an fd closed between listing and reading (the
+    daemon's own start-up work goes on) is skipped."""
+    targets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            targets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return targets
+
+
 def test_socket_0600_in_a_0700_directory(short_tmp: Path) -> None:
     socket_dir = short_tmp / "fresh"
     running = start_daemon(socket_dir / "d.sock", "compiled")
@@ -104,10 +115,8 @@ def test_socket_0600_in_a_0700_directory(short_tmp: Path) -> None:
         assert os.stat(running.socket).st_mode & 0o777 == 0o600
         # No abstract or inet listeners: every socket inode the daemon holds is a path socket.
         inodes = {
-            os.readlink(f"/proc/{running.process.pid}/fd/{fd}")
-            for fd in os.listdir(f"/proc/{running.process.pid}/fd")
+            name[8:-1] for name in _fd_targets(running.process.pid) if name.startswith("socket:[")
         }
-        inodes = {name[8:-1] for name in inodes if name.startswith("socket:[")}
         tcp = Path("/proc/net/tcp").read_text() + Path("/proc/net/tcp6").read_text()
         assert not any(
             line.split()[9] in inodes for line in tcp.splitlines()[1:] if len(line.split()) > 9

@@ -294,8 +294,9 @@ def test_many_readers_of_one_busy_session(daemon_on_each_loop) -> None:
     # Row bar 50 ms; generous on a shared box, and pyte feeds the flood on the same cores. The
     # bar holds the daemon's default loop; on plain asyncio (H3: the fan-out must be exact there
     # too) the pure backend's echo p99 ranged 80-420 ms, so it is reported, not judged.
-    assert len(echoes) >= 10
-    if daemon.loop == "uvloop":
+    assert echoes, "no echo came back during the flood"
+    if daemon.loop == "uvloop":  # the judged runs need enough probes for a p99
+        assert len(echoes) >= 10
         assert p99 <= (0.25 if daemon.backend == "compiled" else 0.5)
 
 
