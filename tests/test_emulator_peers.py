@@ -107,6 +107,10 @@ def test_captured_sessions_match_tmux(tmux: Tmux, name: str) -> None:
         assert emulated(cls, data) == expected
 
 
+# Left out where tmux and xterm differ (xterm is the reference; tests/test_emulator.py runs
+# its corpus): after IL/DL xterm returns to the left margin and tmux keeps the column
+# (xterm corpus t0051-IL); in insert mode a write into a wide character's right half erases
+# it in xterm and lands after it in tmux.
 _TEXT = st.text(alphabet=st.sampled_from([*"abc XYZ-", "é", "中", "\u0301"]), max_size=10)
 _SAFE = st.sampled_from(
     [
@@ -116,10 +120,6 @@ _SAFE = st.sampled_from(
         "\x1b[K",
         "\x1b[1K",
         "\x1b[2K",
-        "\x1b[2L",
-        "\x1b[L",
-        "\x1b[M",
-        "\x1b[3M",
         "\x1b[2@",
         "\x1b[P",
         "\x1b[3P",
@@ -143,8 +143,6 @@ _SAFE = st.sampled_from(
         "\x1b8",
         "\x1b[?1049h",
         "\x1b[?1049l",
-        "\x1b[4h",
-        "\x1b[4l",
         "\t",
     ]
 )
