@@ -23,6 +23,7 @@ import argparse
 import os
 import selectors
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -142,6 +143,11 @@ def slope_mib_per_hour(samples: list[Sample]) -> float:
     return fit.slope * 3600
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    """SIGTERM and SIGHUP end the run like Ctrl-C: the daemon and its sessions are stopped."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60)
@@ -153,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     count = args.samples or max(10, int(args.minutes))
     interval = duration / count
     warm_up = min(WARM_UP, duration / 5)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
     folder = Path(tempfile.mkdtemp(prefix="ptyd-soak-", dir="/tmp"))
     daemon = start_daemon(folder / "d.sock", args.backend, "--exit-retention", "5")
     samples: list[Sample] = []

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import process_tree, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +74,39 @@ def test_soak_runs_a_few_rounds_and_judges_them() -> None:
     result = _run("-m", "benchmarks.soak", "--minutes", "0.1", "--pace", "0.3", timeout=85)
     assert "too short to judge" in result.stdout and result.stdout.rstrip().endswith("ok")
     assert len([line for line in result.stdout.splitlines() if line[:7].strip().isdigit()]) >= 5
+
+
+@pytest.mark.timeout(60)
+def test_soak_stopped_by_sigterm_stops_its_daemon_and_sessions() -> None:
+    """An hour-long soak is often ended early: SIGTERM ends it like Ctrl-C, with its daemon
+    and the daemon's sessions, instead of leaving them running."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.soak", "--minutes", "5"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as soak:
+        try:
+            assert soak.stdout is not None
+            for line in soak.stdout:
+                if line.split()[:1] == ["0"]:  # the first sample: the sessions are running
+                    break
+            started = process_tree(soak.pid)[1:]
+            assert len(started) >= 3, started  # the daemon and its two long-lived sessions
+            soak.send_signal(signal.SIGTERM)
+            assert soak.wait(timeout=30) == 128 + signal.SIGTERM
+        finally:
+            soak.kill()
+    wait_until(lambda: not [pid for pid in started if _is_running(pid)], 20, "its processes")
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"  # a zombie has ended; reaping it is its parent's (or init's) job
 
 
 @pytest.mark.timeout(90)
