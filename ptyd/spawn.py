@@ -120,7 +120,12 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int) 
         except OSError as exc:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            raise PtyUnavailable(f"no fd to watch the child: {_describe(exc)}") from None
+            reason = (
+                "this kernel has no pidfd_open (ptyd needs Linux 5.3 or newer)"
+                if exc.errno == errno.ENOSYS
+                else _describe(exc)
+            )
+            raise PtyUnavailable(f"no fd to watch the child: {reason}") from None
         os.set_inheritable(pidfd, False)
         return Child(pid, master_fd, pidfd)
     except BaseException:
