@@ -16,6 +16,7 @@ from ptyd import errors, protocol, server
 from ptyd.errors import VersionMismatch
 
 from .conftest import start_daemon
+from .helpers import needs_root
 
 _open_sockets: list[socket.socket] = []
 
@@ -161,6 +162,7 @@ def test_shutdown_request_tells_attached_clients(daemon) -> None:
     assert daemon.process.wait(30) == 0
 
 
+@needs_root
 def test_a_peer_with_another_uid_is_refused_before_anything_is_read(backend) -> None:
     """The daemon runs as nobody; root connects (root can reach any socket) and is refused."""
     import shutil

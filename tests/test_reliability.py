@@ -27,7 +27,7 @@ from ptyd.client import Client
 from ptyd.errors import DaemonImpostor, RequestError
 
 from .conftest import Daemon, start_daemon
-from .helpers import RawClient, connect_as, wait_until
+from .helpers import RawClient, connect_as, needs_root, wait_until
 
 NOBODY = 65534
 MIB = 1024 * 1024
@@ -74,7 +74,10 @@ def pids_alive(pids: list[int]) -> list[int]:
 # -- A. socket, authentication ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["mode-0755", "other-owner", "symlink", "regular-file"])
+@pytest.mark.parametrize(
+    "variant",
+    ["mode-0755", pytest.param("other-owner", marks=needs_root), "symlink", "regular-file"],
+)
 def test_hostile_socket_directory_refused_untouched(short_tmp: Path, variant: str) -> None:
     target = short_tmp / "run"
     if variant == "mode-0755":
@@ -133,6 +136,7 @@ def test_socket_0600_in_a_0700_directory(short_tmp: Path) -> None:
         assert running.stop() == 0
 
 
+@needs_root
 def test_foreign_uid_refused_before_a_byte_is_read(daemon) -> None:
     """With only the peer check standing in the way (dir 0711, socket 0666), uid 65534 gets one
     auth_refused frame and EOF: its hello and a malformed frame behind it are never parsed."""
@@ -154,14 +158,15 @@ def test_foreign_uid_refused_before_a_byte_is_read(daemon) -> None:
         assert client.stats()["daemon"]["clients"] == 1
 
 
+@needs_root
 def test_client_refuses_an_impostor_socket(short_tmp: Path) -> None:
     path = short_tmp / "d.sock"
     impostor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     impostor.bind(os.fspath(path))
     impostor.listen(8)
     impostor.setblocking(False)
-    os.chown(path, NOBODY, NOBODY)
     try:
+        os.chown(path, NOBODY, NOBODY)
         with pytest.raises(DaemonImpostor, match="owned by uid 65534"):
             Client(path, timeout=10)
         with pytest.raises(BlockingIOError):
