@@ -689,11 +689,15 @@ def echo_socket(tool: Ptyd, n: int, flood: Path | None) -> list[float]:
 
 class OutputSkimmer:
     """Follows the frames of one connection by their length prefixes and keeps the last bytes
-    of the output stream, without decoding anything (output frames have a fixed layout)."""
+    of one session's output stream, without decoding anything (output frames have a fixed
+    layout). Other frames (responses, flow events) are skipped: a flow event after the last
+    output must not push the stream's tail out."""
 
     def __init__(self, session_id: int) -> None:
-        self.skip = len(protocol.output_frame_prefix(session_id)) + 19  # offset and bin header
+        self.prefix = protocol.output_frame_prefix(session_id)
+        self.skip = len(self.prefix) + 19  # offset and bin header
         self.header = bytearray()
+        self.lead = bytearray()  # the current frame's first bytes, to compare with the prefix
         self.remaining = 0  # body bytes of the current frame still to come
         self.position = 0  # body bytes of the current frame seen so far
         self.tail = bytearray()
@@ -709,10 +713,13 @@ class OutputSkimmer:
                     self.remaining = int.from_bytes(self.header, "big")
                     self.position = 0
                     self.header.clear()
+                    self.lead.clear()
                 continue
             take = min(self.remaining, end - pos)
+            if self.position < len(self.prefix):
+                self.lead += chunk[pos : pos + min(take, len(self.prefix) - self.position)]
             start = max(pos, pos + self.skip - self.position)  # the data part of this piece
-            if start < pos + take:
+            if start < pos + take and self.lead == self.prefix:
                 self.tail += chunk[max(start, pos + take - 64) : pos + take]
                 del self.tail[:-64]
             self.position += take

@@ -47,6 +47,28 @@ def test_compare_quick_measures_ptyd_on_every_workload() -> None:
     assert _processes_mentioning("/tmp/ptyd-b-") == []
 
 
+def test_the_fanout_readers_skimmer_keeps_only_output_in_its_tail() -> None:
+    """The socket readers find the sentinel in the tail of one session's output; a flow event
+    or a response after it (block policy reports "normal" once the reader drains) is skipped,
+    not taken for output. It was: 2% of the fan-out runs timed out waiting for the sentinel."""
+    from benchmarks.compare import SENTINEL, OutputSkimmer
+    from ptyd import _fast_py, protocol
+
+    output = _fast_py.encode_output(protocol.output_frame_prefix(7), 0, b"x" * 5000 + SENTINEL)
+    other = protocol.output_frame_prefix(8)
+    frames = (
+        output
+        + protocol.encode(protocol.event("flow", session=7, level="normal", backlog=0))
+        + protocol.encode(protocol.ok_response(99, {}))
+        + _fast_py.encode_output(other, 0, b"another session's output")
+    )
+    for piece in (1, 3, 64, len(frames)):  # however the socket splits the stream
+        skimmer = OutputSkimmer(7)
+        for at in range(0, len(frames), piece):
+            skimmer.feed(frames[at : at + piece])
+        assert skimmer.tail.endswith(SENTINEL), (piece, bytes(skimmer.tail))
+
+
 def _processes_mentioning(text: str) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
