@@ -298,10 +298,12 @@ class Session:
         frame = self.exit_frame()
         for attachment in list(self.attachments):
             sub = attachment.sub
-            if sub.is_live or sub.is_lagging:
+            if sub.is_live:
                 attachment.connection.write_frame(frame)
             else:
-                sub.held.append(frame)  # delivered after the snapshot the client waits for
+                # Delivered after the snapshot the client waits for: an attach's, or the resync
+                # a lagging client gets once its socket drains (the final screen, then the end).
+                sub.held.append(frame)
         for waiter in self._exit_waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -25,7 +25,7 @@ from ptyd.events import FlowEvent, OutputEvent
 from ptyd.shadow import BACKLOG_LIMIT
 
 from .conftest import Daemon, start_daemon
-from .helpers import RawClient, Stream, contains, read_until
+from .helpers import RawClient, Stream, contains, read_until, until_exit
 
 MIB = 1024 * 1024
 BLOCK = 48 * 1024  # random bytes per block; base64 lines of 76 characters on the wire
@@ -235,6 +235,50 @@ def test_resync_gives_the_exact_current_screen(make_daemon, loop) -> None:
         if message.get("event") == "output":
             break
     assert message["offset"] == final and message["data"] == b" more"
+    lagger.close()
+
+
+def test_a_session_that_exits_while_a_client_lags_ends_with_snapshot_then_exit(
+    make_daemon, loop
+) -> None:
+    """Exit while a resync client is still lagging (its socket full): once it reads again it
+    gets the final screen as a snapshot and then the exit, last: ``exit`` follows everything
+    the client is given, as for a live client (it used to come before the snapshot)."""
+    daemon = make_daemon("--flow-threshold", "16K", "--flow-max-queue-size", "64K", loop=loop)
+    client = daemon.client()
+    script = (
+        "import sys, tty; tty.setraw(0); o = sys.stdout.buffer\n"
+        "o.write(b'READY'); o.flush(); sys.stdin.buffer.read(1)\n"
+        "for i in range(60000): o.write(b'line %06d\\r\\n' % i)\n"
+        "o.write(b'\\x1b[2J\\x1b[Hlast screen'); o.flush(); sys.exit(3)\n"
+    )
+    info = client.create(["python3", "-c", script], cols=40, rows=5)
+    watcher = attach_stream(client, info.id, policy="block")
+    watcher.keep = False
+    read_until(client, watcher, lambda s: s.offset >= 5)
+    lagger = RawClient(daemon.socket, rcvbuf=4096)
+    lagger.hello()
+    lagger.call("attach", session=info.id, snapshot="ansi", policy="resync")
+    client.send(info.id, b"g")
+    read_until(client, watcher, until_exit)  # exited while the lagger has not read a byte
+    kinds, screen = [], None
+    while True:
+        message = lagger.read_message()
+        assert message is not None, f"EOF before the exit event, after {kinds}"
+        kind = message.get("event")
+        if kind == "output":
+            continue
+        kinds.append(kind)
+        if kind == "snapshot":
+            view = Emulator(40, 5, 0)
+            view.feed(message["data"])
+            screen = view.snapshot_text(0)
+        if kind == "exit":
+            break
+    assert message["code"] == 3
+    assert "lagging" in kinds and kinds.index("lagging") < kinds.index("snapshot"), kinds
+    assert kinds[-2:] == ["snapshot", "exit"], kinds
+    assert screen is not None and screen.startswith("last screen")
     lagger.close()
 
 
