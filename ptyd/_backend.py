@@ -12,7 +12,14 @@ import os
 import warnings
 from types import ModuleType
 
-IS_PURE_FORCED = os.environ.get("PTYD_PURE", "") not in ("", "0")
+# A boolean as every PTYD_* setting reads them: PTYD_PURE=0, false, no or off keep the default.
+IS_PURE_FORCED = os.environ.get("PTYD_PURE", "").strip().lower() not in (
+    "",
+    "0",
+    "false",
+    "no",
+    "off",
+)
 
 
 def _load_compiled() -> tuple[ModuleType, type] | None:

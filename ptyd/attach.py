@@ -84,13 +84,14 @@ class Ending:
 
 def options_from(args: argparse.Namespace) -> AttachOptions:
     """Options from ``attach`` or ``new`` arguments (``new`` has no attach flags: defaults)."""
+    is_plain = getattr(args, "no_tty", False)
     key = getattr(args, "detach_key", None)
-    if key is None:
+    if key is None and not is_plain:  # a byte relay has no detach key unless -e asks for one
         key = DEFAULT_DETACH_KEY
     return AttachOptions(
         detach_key=None if getattr(args, "no_detach_key", False) else key,
         is_read_only=getattr(args, "read_only", False),
-        is_plain=getattr(args, "no_tty", False),
+        is_plain=is_plain,
         from_offset=getattr(args, "from_offset", None),
     )
 

@@ -27,11 +27,13 @@ from .errors import (
     NAME_TAKEN,
     AlreadyRunning,
     ConfigError,
+    ConnectionFailed,
     PtydError,
     RequestError,
     SessionNotFound,
 )
 from .keys import key_bytes, parse_detach_key
+from .socketdir import is_listening
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -254,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return cmd_serve(config, args)
         handler = _COMMANDS[args.command]
+        if args.command == "shutdown" and not is_listening(config.socket):
+            raise ConnectionFailed(  # starting a daemon only to stop it would hide the mistake
+                f"no ptyd daemon is listening on {config.socket}: nothing to shut down"
+            )
         launcher.ensure_daemon(config)
         with Client(config.socket) as client:
             return handler(client, args)

@@ -508,11 +508,11 @@ class Connection(asyncio.Protocol):
     ) -> dict[str, Any]:
         target = self.daemon.find(session)
         attachment = self._attachment(target)
+        if attachment is not None and attachment.is_read_only:
+            raise RequestError(errors.READ_ONLY, "this attachment is read-only")
         if attachment is None or self.config.size_policy == "manual":
             target.resize(cols, rows)
             return {"cols": target.cols, "rows": target.rows}
-        if attachment.is_read_only:
-            raise RequestError(errors.READ_ONLY, "this attachment is read-only")
         attachment.cols, attachment.rows = cols, rows
         target.apply_size_policy(attachment)
         return {"cols": target.cols, "rows": target.rows}

@@ -295,6 +295,29 @@ def test_no_tty_relays_bytes_and_returns_the_status(daemon) -> None:
     assert out.stdout.startswith(b"first-line\r\n") and b"got-yes" in out.stdout
 
 
+def test_no_tty_relays_every_byte_including_the_detach_key(daemon) -> None:
+    """A byte relay has no detach key (unless -e names one): Ctrl-\\ in piped data is data.
+    It used to detach there and drop the rest of the input."""
+    data = bytes(range(256)) * 4
+    out = daemon.cli(
+        "attach",
+        "--no-tty",
+        "-A",
+        "bin",
+        "--",
+        "sh",
+        "-c",
+        "stty raw -echo; head -c 1024 | od -An -v -tx1",
+        input=data,
+    )
+    assert out.returncode == 0, out.stderr
+    assert bytes.fromhex(out.stdout.decode()) == data
+    # With -e the named key still detaches (and what follows it is not sent).
+    daemon.client().create(["sh", "-c", "stty raw -echo; exec cat >/dev/null"], name="keyed")
+    out = daemon.cli("attach", "--no-tty", "-e", "^A", "keyed", input=b"abc\x01def")
+    assert out.returncode == 0 and b"[detached from keyed]" in out.stderr, out.stderr
+
+
 def read_pty(master: int, emulator: VtEmulator, done: Callable[[], bool], timeout: float) -> None:
     """Feed what the attach client writes into ``emulator`` until ``done()``."""
     deadline = time.monotonic() + timeout

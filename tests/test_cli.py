@@ -33,6 +33,18 @@ def test_version_names_the_backend(backend) -> None:
     assert out.stdout.decode().strip().endswith(f"({backend} backend)")
 
 
+@pytest.mark.parametrize("value", ["false", "no", "off", "0", ""])
+def test_pure_reads_as_a_boolean(value: str) -> None:
+    """PTYD_PURE is read as every other boolean setting: false/no/off/0 keep the default."""
+    import importlib.util
+    import os
+
+    built = importlib.util.find_spec("ptyd._vt") is not None
+    out = run("--version", env=dict(os.environ, PTYD_PURE=value))
+    assert out.returncode == 0
+    assert out.stdout.decode().strip().endswith(f"({'compiled' if built else 'pure'} backend)")
+
+
 def test_every_command_has_help() -> None:
     for command in (
         "serve",
@@ -159,6 +171,18 @@ def test_no_autostart_is_a_clear_error(short_tmp) -> None:
     out = run("-S", str(short_tmp / "none.sock"), "--no-autostart", "ls")
     assert out.returncode == 1
     assert out.stderr.decode().startswith("ptyd: no ptyd daemon is listening on")
+
+
+def test_shutdown_with_no_daemon_starts_none(short_tmp) -> None:
+    """Shutdown is the one command that does not autostart (tmux's kill-server alike): it says
+    nothing is listening, exits 1, and leaves no daemon behind."""
+    sock = short_tmp / "none.sock"
+    out = run("-S", str(sock), "shutdown")
+    assert out.returncode == 1
+    assert out.stderr.decode().strip() == (
+        f"ptyd: no ptyd daemon is listening on {sock}: nothing to shut down"
+    )
+    assert not sock.exists()
 
 
 def test_invalid_setting_names_it(short_tmp) -> None:

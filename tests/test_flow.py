@@ -462,19 +462,25 @@ def test_snapshot_flood_without_reading_stays_bounded(make_daemon) -> None:
     wait_for(lambda: client.stats()["daemon"]["clients"] == 1, what="flooder gone")
 
 
-def test_read_only_attachment_refused_input_and_resize(daemon) -> None:
-    client = daemon.client()
-    info = client.create(["sleep", "600"], cols=80, rows=24)
-    viewer = daemon.client()
-    viewer.attach(info.id, read_only=True, cols=100, rows=40)
-    for call in (lambda: viewer.send(info.id, b"x"), lambda: viewer.resize(info.id, 90, 30)):
-        with pytest.raises(RequestError) as refused:
-            call()
-        assert refused.value.code == errors.READ_ONLY
-    now = client.info(info.id)
-    assert (now.cols, now.rows) == (80, 24)
-    assert client.stats()["sessions"][0]["input_backlog"] == 0
-    assert client.stats()["daemon"]["bytes_in"] == 0
+@pytest.mark.parametrize("policy", ["latest", "manual"])
+def test_read_only_attachment_refused_input_and_resize(backend, short_tmp, policy) -> None:
+    """Under every size policy (manual used to let a read-only attachment resize)."""
+    running = start_daemon(short_tmp / "d.sock", backend, "--size-policy", policy)
+    try:
+        client = running.client()
+        info = client.create(["sleep", "600"], cols=80, rows=24)
+        viewer = running.client()
+        viewer.attach(info.id, read_only=True, cols=100, rows=40)
+        for call in (lambda: viewer.send(info.id, b"x"), lambda: viewer.resize(info.id, 90, 30)):
+            with pytest.raises(RequestError) as refused:
+                call()
+            assert refused.value.code == errors.READ_ONLY
+        now = client.info(info.id)
+        assert (now.cols, now.rows) == (80, 24)
+        assert client.stats()["sessions"][0]["input_backlog"] == 0
+        assert client.stats()["daemon"]["bytes_in"] == 0
+    finally:
+        assert running.stop() == 0
 
 
 @pytest.mark.parametrize(
