@@ -41,6 +41,16 @@ _NAMED: dict[str, bytes] = {
 
 KEY_NAMES = sorted(_NAMED)
 
+# Keys that take xterm's modifier parameter (CSI 1;m X or CSI n;m ~), m = 1 + Shift 1 + Meta 2
+# + Ctrl 4: the cursor and editing keys and F1-F12, as xterm and tmux send them.
+_FINAL = {"up": "A", "down": "B", "right": "C", "left": "D", "home": "H", "end": "F"}
+_FINAL.update({"f1": "P", "f2": "Q", "f3": "R", "f4": "S"})
+_TILDE = {"insert": 2, "ic": 2, "delete": 3, "dc": 3, "pageup": 5, "ppage": 5}
+_TILDE.update({"pagedown": 6, "npage": 6, "f5": 15, "f6": 17, "f7": 18, "f8": 19, "f9": 20})
+_TILDE.update({"f10": 21, "f11": 23, "f12": 24})
+_SHIFT, _META, _CTRL = 1, 2, 4
+_MODIFIERS = {"S": _SHIFT, "M": _META, "C": _CTRL}
+
 
 def ctrl(char: str) -> bytes | None:
     """The control byte for ``C-x``/``^X`` style keys: letters, @ [ \\ ] ^ _ and ? (DEL)."""
@@ -55,15 +65,42 @@ def ctrl(char: str) -> bytes | None:
 
 
 def key_bytes(name: str) -> bytes:
-    """Bytes for one key name; ``C-x`` is Ctrl, ``M-x`` is Meta (ESC prefix); a word that is
-    not a key name is sent as the text itself (as tmux's send-keys does)."""
-    if name.startswith("M-") and len(name) > 2:
-        return b"\x1b" + key_bytes(name[2:])
-    if name.startswith(("C-", "^")) and len(name) in (2, 3):
-        control = ctrl(name[-1])
-        if control is not None:
-            return control
-    return _NAMED.get(name.lower(), name.encode())
+    """Bytes for one key name, as tmux's send-keys sends them: ``C-``, ``M-`` and ``S-``
+    prefixes in any order (``C-M-x``, ``S-Up``, ``C-F5``); a word that is not a key name is
+    sent as the text itself."""
+    if name.startswith("^") and len(name) == 2 and (control := ctrl(name[1])) is not None:
+        return control
+    modifiers, key = 0, name
+    while len(key) > 2 and key[1] == "-" and key[0] in _MODIFIERS:
+        modifiers |= _MODIFIERS[key[0]]
+        key = key[2:]
+    lower = key.lower()
+    if modifiers and lower in _FINAL:
+        return f"\x1b[1;{modifiers + 1}{_FINAL[lower]}".encode()
+    if modifiers and lower in _TILDE:
+        return f"\x1b[{_TILDE[lower]};{modifiers + 1}~".encode()
+    if modifiers and (lower in _NAMED or len(key) == 1):
+        return _modified(key, modifiers)
+    return _NAMED.get(lower, name.encode())
+
+
+def _modified(key: str, modifiers: int) -> bytes:
+    """A character or one of Enter, Tab, Space, BSpace, Escape with modifiers: Shift-Tab is
+    back-tab, Ctrl makes a control byte (Ctrl-Space NUL, Ctrl-BSpace BS), Meta adds ESC."""
+    lower = key.lower()
+    if lower == "tab" and modifiers & _SHIFT:
+        data = _NAMED["btab"]
+    elif modifiers & _CTRL and lower == "space":
+        data = b"\x00"
+    elif modifiers & _CTRL and lower in ("bspace", "backspace"):
+        data = b"\x08"
+    elif modifiers & _CTRL and len(key) == 1 and (control := ctrl(key)) is not None:
+        data = control
+    elif len(key) == 1:
+        data = (key.upper() if modifiers & _SHIFT else key).encode()
+    else:
+        data = _NAMED[lower]
+    return b"\x1b" + data if modifiers & _META else data
 
 
 def parse_detach_key(spec: str) -> int:
