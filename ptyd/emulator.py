@@ -169,8 +169,15 @@ def row_text(row: Sequence[Cell]) -> str:
     ).rstrip(" ")
 
 
+def _history(state: ScreenState, scrollback: int) -> list[Row]:
+    """The last ``scrollback`` lines of history, or all of it when it holds fewer."""
+    if scrollback <= 0:
+        return []
+    return state.scrollback[max(0, len(state.scrollback) - scrollback) :]
+
+
 def render_text(state: ScreenState, scrollback: int = 0) -> str:
-    lines = state.scrollback[len(state.scrollback) - scrollback :] if scrollback > 0 else []
+    lines = _history(state, scrollback)
     return "\n".join(row_text(row) for row in (*lines, *state.lines))
 
 
@@ -202,7 +209,7 @@ def _runs(row: Sequence[Cell]) -> list[list[Any]]:
 
 
 def render_json(state: ScreenState, scrollback: int = 0) -> dict[str, Any]:
-    lines = state.scrollback[len(state.scrollback) - scrollback :] if scrollback > 0 else []
+    lines = _history(state, scrollback)
     return {
         "cols": state.cols,
         "rows": state.rows,

@@ -205,6 +205,9 @@ def test_scrollback(emu_class: type) -> None:
     emu.feed(b"1\r\n2\r\n3\r\n4\r\n5\r\n6")
     assert emu.snapshot_text(scrollback=10) == "2\n3\n4\n5\n6"
     assert emu.snapshot_json(scrollback=1)["scrollback"] == [[["4", {}]]]
+    for asked in (3, 4, 5):  # more than is held: all of it (between 1x and 2x it gave too few)
+        assert emu.snapshot_text(scrollback=asked) == "2\n3\n4\n5\n6"
+        assert len(emu.snapshot_json(scrollback=asked)["scrollback"]) == 3
 
 
 def test_resize_clamps_cursor(emu_class: type) -> None:
