@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_module
-from . import launcher
+from . import launcher, protocol
 from ._version import __version__
 from .client import Client, SessionInfo
 from .config import Config
@@ -41,7 +41,7 @@ EXIT_USAGE = 2
 
 def _size(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d+)[xX](\d+)", text)
-    if not match or not all(1 <= int(part) <= 4096 for part in match.groups()):
+    if not match or not all(1 <= int(part) <= protocol.MAX_SIZE for part in match.groups()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 80x24")
     return int(match.group(1)), int(match.group(2))
 

@@ -268,7 +268,10 @@ def _features(value: Any) -> list[str]:
     return [item for item in value if isinstance(item, str)]
 
 
-_SIZE = _int_range(1, 4096)
+# Columns or rows: what a session's emulator holds (emulator.MAX_DIMENSION); a larger PTY would
+# have snapshots that no longer match its screen.
+MAX_SIZE: Final = 1000
+_SIZE = _int_range(1, MAX_SIZE)
 
 SCHEMAS: Final[dict[str, dict[str, tuple[Validator, Any]]]] = {
     "hello": {

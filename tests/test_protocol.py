@@ -87,6 +87,8 @@ def test_malformed_bodies_become_errors_and_keep_the_stream(body: bytes) -> None
         ({"type": "info", "id": 1}, errors.BAD_REQUEST),
         ({"type": "input", "id": 1, "session": 1, "data": "text, not bin"}, errors.BAD_REQUEST),
         ({"type": "resize", "id": 1, "session": 1, "cols": 0, "rows": 24}, errors.BAD_REQUEST),
+        ({"type": "resize", "id": 1, "session": 1, "cols": 80, "rows": 1001}, errors.BAD_REQUEST),
+        ({"type": "create", "id": 1, "argv": ["sh"], "cols": 1001}, errors.BAD_REQUEST),
         ({"type": "create", "id": 1, "name": "1abc"}, errors.BAD_REQUEST),
         ({"type": "create", "id": 1, "argv": []}, errors.BAD_REQUEST),
         ({"type": "list", "id": 1, "extra": 1}, errors.BAD_REQUEST),
@@ -98,6 +100,15 @@ def test_schema_violations_name_the_problem(message: dict, code: str) -> None:
         protocol.parse_request(message)
     assert info.value.code == code
     assert str(info.value)
+
+
+def test_the_largest_size_is_the_emulators() -> None:
+    """A PTY larger than its emulator would have snapshots that do not match its screen."""
+    from ptyd import emulator
+
+    assert protocol.MAX_SIZE == emulator.MAX_DIMENSION
+    request = {"type": "resize", "id": 1, "session": 1, "cols": 1000, "rows": 1000}
+    assert protocol.parse_request(request).fields["cols"] == 1000
 
 
 def test_defaults_are_filled_in() -> None:
