@@ -375,6 +375,8 @@ class Connection(asyncio.Protocol):
 
     def _go_live(self, attachment: Attachment, *, is_attach: bool = True) -> None:
         sub = attachment.sub
+        if is_attach and attachment.is_resyncing:
+            return  # the limit came during the attach's snapshot: the resync's snapshot goes live
         if sub.is_lagging:
             self._start_resync(attachment)
             return
@@ -456,6 +458,10 @@ class Connection(asyncio.Protocol):
         elif attachment.policy == "block":
             session.block(sub)
         else:
+            if not sub.is_lagging:
+                # The limit came with a frame that was taken (an empty backlog takes any): what
+                # is held predates the coming snapshot, drop it as a refused frame would.
+                sub.start_lagging()
             self.write(protocol.event("lagging", session=session.id, offset=session.pump.offset))
             self._start_resync(attachment)
 
@@ -549,7 +555,8 @@ class Connection(asyncio.Protocol):
     ) -> dict[str, Any]:
         target = self.daemon.find(session)
         try:
-            await asyncio.wait_for(asyncio.shield(target.wait()), timeout)
+            if target.is_running:  # an exited session answers at once, whatever the timeout
+                await asyncio.wait_for(asyncio.shield(target.wait()), timeout)
         except asyncio.TimeoutError:
             raise RequestError(
                 errors.TIMEOUT, f"session {target.label} still running after {timeout} seconds"
@@ -597,6 +604,8 @@ def parse_signal(value: int | str) -> int:
         return value
     name = value.upper()
     if name.isdigit():
+        if not 1 <= int(name) <= 64:
+            raise RequestError(errors.BAD_REQUEST, f"signal {value!r} is not between 1 and 64")
         return int(name)
     if not name.startswith("SIG"):
         name = "SIG" + name

@@ -299,17 +299,13 @@ def test_no_tty_relays_every_byte_including_the_detach_key(daemon) -> None:
     """A byte relay has no detach key (unless -e names one): Ctrl-\\ in piped data is data.
     It used to detach there and drop the rest of the input."""
     data = bytes(range(256)) * 4
-    out = daemon.cli(
-        "attach",
-        "--no-tty",
-        "-A",
-        "bin",
-        "--",
-        "sh",
-        "-c",
-        "stty raw -echo; head -c 1024 | od -An -v -tx1",
-        input=data,
-    )
+    client = daemon.client()
+    program = "stty raw -echo; printf R; head -c 1024 | od -An -v -tx1"
+    info = client.create(["sh", "-c", program], name="bin")
+    ready = Stream(info.id, 0)
+    client.attach(info.id, snapshot=None, from_offset=0)
+    read_until(client, ready, contains(b"R"))  # raw mode: Ctrl-\\ is no longer SIGQUIT
+    out = daemon.cli("attach", "--no-tty", "bin", input=data)
     assert out.returncode == 0, out.stderr
     assert bytes.fromhex(out.stdout.decode()) == data
     # With -e the named key still detaches (and what follows it is not sent).

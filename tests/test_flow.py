@@ -238,6 +238,48 @@ def test_resync_gives_the_exact_current_screen(make_daemon, loop) -> None:
     lagger.close()
 
 
+def test_a_resync_client_that_hits_its_limit_during_the_attach_snapshot_stays_consistent(
+    make_daemon, loop
+) -> None:
+    """Attach (resync, ANSI snapshot) into a flood with a small limit: output that arrives while
+    the attach snapshot is taken is held, and can pass the limit before the snapshot is ready.
+    Then the resync's snapshot must come before any output after its offset: every output
+    frame continues exactly from the last snapshot or output (no gap, no overlap). The attach
+    used to go live with the held frames first, so the resync snapshot landed after output
+    it had already overtaken."""
+    daemon = make_daemon("--flow-threshold", "8K", "--flow-max-queue-size", "16K", loop=loop)
+    client = daemon.client()
+    script = (
+        "import itertools, sys, tty; tty.setraw(0); o = sys.stdout.buffer\n"
+        "o.write(b'READY'); o.flush(); sys.stdin.buffer.read(1)\n"
+        "for i in itertools.count(): o.write(b'\\x1b[3%dmline %09d\\r\\n' % (i % 8, i))\n"
+    )
+    info = client.create(["python3", "-c", script], cols=40, rows=5)
+    watcher = attach_stream(client, info.id, policy="block")
+    read_until(client, watcher, contains(b"READY"))
+    client.detach(info.id)  # from here on only the resync readers follow the endless flood
+    client.send(info.id, b"g")
+    snapshots = 0
+    for _ in range(5):
+        reader = RawClient(daemon.socket)
+        reader.hello()
+        attached = reader.call("attach", session=info.id, snapshot="ansi", policy="resync")
+        expected = attached["offset"]
+        deadline = time.monotonic() + 1  # the reading window, not synchronisation
+        while time.monotonic() < deadline:
+            message = reader.read_message(timeout=10)
+            assert message is not None
+            if message.get("event") == "output":
+                assert message["offset"] == expected, (message["offset"], expected, snapshots)
+                expected += len(message["data"])
+            elif message.get("event") == "snapshot":
+                snapshots += 1
+                expected = message["offset"]
+        reader.close()
+    client.kill(info.id)
+    print(f"\n{daemon.backend}: 5 attaches into a flood, {snapshots} resync snapshots, no gap")
+
+
 def test_a_session_that_exits_while_a_client_lags_ends_with_snapshot_then_exit(
     make_daemon, loop
 ) -> None:

@@ -106,6 +106,30 @@ def test_exit_by_signal_is_reported_as_a_signal(daemon) -> None:
     assert (status.code, status.signal) == (None, signal.SIGTERM)
 
 
+def test_wait_with_timeout_zero_answers_an_exited_session_at_once(daemon) -> None:
+    """A poll: timeout 0 gives the status of a session that has exited, and `timeout` for one
+    that runs (it used to give `timeout` for both)."""
+    client = daemon.client()
+    done = client.create(["sh", "-c", "exit 4"])
+    assert client.wait(done.id).code == 4
+    assert client.wait(done.id, timeout=0).code == 4
+    running = client.create(["sleep", "600"])
+    with pytest.raises(RequestError) as still:
+        client.wait(running.id, timeout=0)
+    assert still.value.code == errors.TIMEOUT
+
+
+@pytest.mark.parametrize("bad", ["0", "65", "99", "NOPE", "SIGNOPE"])
+def test_signal_numbers_outside_1_to_64_and_unknown_names_are_bad_requests(daemon, bad) -> None:
+    client = daemon.client()
+    info = client.create(["sleep", "600"])
+    for target in ("foreground", "session"):
+        with pytest.raises(RequestError) as refused:
+            client.signal(info.id, bad, target)
+        assert refused.value.code == errors.BAD_REQUEST, refused.value
+    assert client.info(info.id).is_running
+
+
 def test_signal_reaches_the_foreground_program(daemon) -> None:
     client = daemon.client()
     info = client.create(
