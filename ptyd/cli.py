@@ -32,6 +32,7 @@ from .errors import (
     RequestError,
     SessionNotFound,
 )
+from .identity import check_identity
 from .keys import key_bytes, parse_detach_key
 from .socketdir import is_listening
 
@@ -237,6 +238,11 @@ def _config_from(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        check_identity()
+    except PtydError as exc:
+        print(f"ptyd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "send":

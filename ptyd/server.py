@@ -24,7 +24,8 @@ from ._backend import BACKEND
 from ._version import __version__
 from .config import Config
 from .connection import Connection, peer_credentials
-from .errors import PrivilegedStart, PtydError, RequestError
+from .errors import PtydError, RequestError
+from .identity import check_identity
 from .session import Session
 from .socketdir import Listener
 
@@ -479,18 +480,6 @@ def _test_fault() -> str | None:
     return kind
 
 
-def check_identity() -> None:
-    """Refuse a set-uid or set-gid start (CVE-2011-1496, screen): the daemon runs programs for
-    the user who started it, and must never do so with someone else's effective ids."""
-    ruid, euid, _ = os.getresuid()
-    rgid, egid, _ = os.getresgid()
-    if ruid != euid or rgid != egid:
-        raise PrivilegedStart(
-            f"refusing to run with real uid/gid {ruid}/{rgid} but effective uid/gid "
-            f"{euid}/{egid} (a set-uid or set-gid install): run ptyd as the user it serves"
-        )
-
-
 def _drop_socket_activation() -> None:
     """ptyd binds its own socket. Sockets passed by socket activation (sd_listen_fds(3)) are
     not used: unset LISTEN_* so no session sees them, and make our fds close-on-exec."""
@@ -506,7 +495,7 @@ def _drop_socket_activation() -> None:
 
 def run(config: Config, on_ready: Any = None, *, use_uvloop: bool = True) -> int:
     """Run a daemon in the foreground until it is shut down; return the exit status."""
-    check_identity()
+    check_identity()  # also done first by the command line, before its fork and log file
     _drop_socket_activation()
     allocator.tune()
     daemon = Daemon(config)
