@@ -556,7 +556,7 @@ class Connection(asyncio.Protocol):
         target = self.daemon.find(session)
         try:
             if target.is_running:  # an exited session answers at once, whatever the timeout
-                await asyncio.wait_for(asyncio.shield(target.wait()), timeout)
+                await asyncio.wait_for(target.wait(), timeout)
         except asyncio.TimeoutError:
             raise RequestError(
                 errors.TIMEOUT, f"session {target.label} still running after {timeout} seconds"

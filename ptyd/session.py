@@ -336,7 +336,11 @@ class Session:
             return
         waiter: asyncio.Future[None] = self.loop.create_future()
         self._exit_waiters.append(waiter)
-        await waiter
+        try:
+            await waiter
+        finally:  # a wait that timed out or whose client left holds nothing of the session
+            with contextlib.suppress(ValueError):
+                self._exit_waiters.remove(waiter)
 
     def close(self) -> None:
         """Release the emulator once the session is gone from the registry."""

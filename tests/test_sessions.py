@@ -119,6 +119,23 @@ def test_wait_with_timeout_zero_answers_an_exited_session_at_once(daemon) -> Non
     assert still.value.code == errors.TIMEOUT
 
 
+def test_timed_out_waits_hold_no_memory(daemon) -> None:
+    """A script polling `ptyd wait --timeout` on a long-running session: each timed-out wait
+    used to leave a task and a waiter behind until the session exited (about 1 KiB each)."""
+    client = daemon.client()
+    info = client.create(["sleep", "600"])
+    for _ in range(500):  # warm-up: the daemon's own allocations settle
+        with pytest.raises(RequestError):
+            client.wait(info.id, timeout=0)
+    before = rss_bytes(daemon.process.pid)
+    for _ in range(10_000):
+        with pytest.raises(RequestError):
+            client.wait(info.id, timeout=0)
+    growth = rss_bytes(daemon.process.pid) - before
+    print(f"\n{daemon.backend}: 10,000 timed-out waits: RSS {growth / 1024:+.0f} KiB")
+    assert growth < 2 * 1024 * 1024  # leaked: +9 MiB
+
+
 @pytest.mark.parametrize("bad", ["0", "65", "99", "NOPE", "SIGNOPE"])
 def test_signal_numbers_outside_1_to_64_and_unknown_names_are_bad_requests(daemon, bad) -> None:
     client = daemon.client()
