@@ -83,7 +83,9 @@ def frames_target(backend: str) -> Callable[[bytes], None]:
     from ptyd import errors, events, protocol
 
     def run(data: bytes) -> None:
-        decoder = protocol.FrameDecoder(protocol.DEFAULT_MAX_REQUEST_FRAME)
+        decoder = protocol.FrameDecoder(
+            protocol.DEFAULT_MAX_REQUEST_FRAME, protocol.MAX_REQUEST_CONTAINER
+        )
         step = max(1, len(data) // 3)
         for start in range(0, len(data), step):
             try:

@@ -44,7 +44,7 @@ class Connection(asyncio.Protocol):
         self.features: frozenset[str] = frozenset()
         self.client_name = ""
         self.attachments: dict[int, Attachment] = {}
-        self._decoder = protocol.FrameDecoder(self.config.max_frame)
+        self._decoder = protocol.FrameDecoder(self.config.max_frame, protocol.MAX_REQUEST_CONTAINER)
         self._tasks: set[asyncio.Task[None]] = set()
         self._hello_timer: asyncio.TimerHandle | None = None
         self._frame_timer: asyncio.TimerHandle | None = None  # a partial frame's deadline

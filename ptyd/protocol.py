@@ -26,6 +26,9 @@ FEATURES: Final = frozenset({"replay", "flow-control", "stats", "size-policy", "
 HEADER: Final = struct.Struct(">I")
 DEFAULT_MAX_REQUEST_FRAME: Final = 4 * 1024 * 1024  # daemon side: requests, input chunks
 MAX_RESPONSE_FRAME: Final = 512 * 1024 * 1024  # client side: snapshots with long scrollback
+# Entries of any map or array in a request (env and argv take at most this many): a 4 MiB
+# frame of 600,000 tiny keys cost 70 MiB and most of a second of the loop to decode.
+MAX_REQUEST_CONTAINER: Final = 4096
 MAX_INPUT_CHUNK: Final = 256 * 1024  # the client library splits larger input into chunks
 
 SNAPSHOT_FORMATS: Final = ("text", "ansi", "json")
@@ -78,8 +81,9 @@ class FrameDecoder:
     """Splits a byte stream into decoded message maps, enforcing the frame-size limit on the
     length prefix (before any body byte is buffered) and msgpack limits inside the body."""
 
-    def __init__(self, max_frame: int) -> None:
+    def __init__(self, max_frame: int, max_container: int | None = None) -> None:
         self.max_frame = max_frame
+        self.max_container = max_container  # None: containers bounded by the body's length
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[dict[str, Any] | errors.ProtocolError]:
@@ -102,7 +106,7 @@ class FrameDecoder:
                     break
                 if end - start - 4 < length:
                     break
-                out.append(decode_body(view[start + 4 : start + 4 + length]))
+                out.append(decode_body(view[start + 4 : start + 4 + length], self.max_container))
                 start += 4 + length
         # One cut per feed, not one per frame: a read of many frames stays linear.
         if stream is self._buffer:
@@ -126,13 +130,22 @@ class FrameDecoder:
         self._buffer = bytearray()
 
 
-def decode_body(body: bytes | memoryview) -> dict[str, Any] | errors.ProtocolError:
+def decode_body(
+    body: bytes | memoryview, max_container: int | None = None
+) -> dict[str, Any] | errors.ProtocolError:
     """One frame body as a message map, or the reason it is not one."""
+    limit = -1 if max_container is None else max_container
     try:
         # Container and string sizes default to the body length, so a small frame cannot
         # declare a huge container; msgpack's fixed parse stack bounds the nesting depth.
         message = msgpack.unpackb(
-            body, raw=False, use_list=True, strict_map_key=True, max_ext_len=0
+            body,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_ext_len=0,
+            max_map_len=limit,
+            max_array_len=limit,
         )
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         return errors.ProtocolError(errors.BAD_FRAME, f"malformed msgpack: {exc}")
@@ -371,8 +384,10 @@ def parse_request(message: dict[str, Any]) -> Request:
             ) from None
     unknown = message.keys() - _KNOWN_KEYS[str(kind)]
     if unknown:
+        names = sorted(map(str, unknown))
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
         raise errors.ProtocolError(
-            errors.BAD_REQUEST, f"{kind}: unknown field(s) {', '.join(sorted(map(str, unknown)))}"
+            errors.BAD_REQUEST, f"{kind}: unknown field(s) {', '.join(names[:10])}{more}"
         )
     return Request(request_id, str(kind), fields)
 

@@ -79,6 +79,37 @@ def test_malformed_bodies_become_errors_and_keep_the_stream(body: bytes) -> None
     assert out[1] == good
 
 
+def test_request_containers_are_capped_at_4096_entries() -> None:
+    """A 4 MiB frame of 450,000 tiny keys is refused as bad_frame on the daemon's side (it took
+    70 MiB and most of a second to decode and validate); 4,096 entries, env's own limit, pass;
+    the client's decoder keeps the body-length bound (json snapshots hold long row lists)."""
+    import time
+
+    limit = protocol.MAX_REQUEST_CONTAINER
+    env = {f"V{i}": "x" for i in range(limit)}
+    fine = protocol.encode(protocol.request(1, "create", argv=["sh"] * limit, env=env))
+    bomb = protocol.encode({"type": "list", "id": 2, **{f"k{i}": 0 for i in range(450_000)}})
+    daemon_side = protocol.FrameDecoder(protocol.DEFAULT_MAX_REQUEST_FRAME, limit)
+    start = time.monotonic()
+    decoded = daemon_side.feed(fine + bomb)
+    print(f"\nbomb refused in {(time.monotonic() - start) * 1000:.0f} ms")
+    assert protocol.parse_request(decoded[0]).fields["env"] == env
+    assert isinstance(decoded[1], errors.ProtocolError) and decoded[1].code == errors.BAD_FRAME
+    rows = protocol.encode({"event": "snapshot", "rows": [[]] * (limit + 1)})
+    assert protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME).feed(rows)[0]["rows"] == [[]] * (
+        limit + 1
+    )
+
+
+def test_unknown_fields_are_named_up_to_ten() -> None:
+    message = {"type": "list", "id": 1, **{f"k{i:02}": 0 for i in range(25)}}
+    with pytest.raises(errors.ProtocolError) as refused:
+        protocol.parse_request(message)
+    assert str(refused.value).endswith(
+        "k00, k01, k02, k03, k04, k05, k06, k07, k08, k09 and 15 more"
+    )
+
+
 @pytest.mark.parametrize(
     ("message", "code"),
     [
