@@ -55,9 +55,12 @@ def parse_seconds(text: str) -> float:
 
 def parse_uids(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.replace(",", " ").split())
+        uids = tuple(int(part) for part in text.replace(",", " ").split())
     except ValueError:
         raise ValueError(f"{text!r} is not a list of numeric uids") from None
+    if any(not 0 <= uid < 2**32 - 1 for uid in uids):  # -1 also means "credentials unknown"
+        raise ValueError(f"{text!r}: a uid is a number from 0 to 4294967294")
+    return uids
 
 
 def parse_count(text: str) -> int:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 32
-_PEERCRED = struct.Struct("3i")
+_PEERCRED = struct.Struct("iII")  # struct ucred: pid_t, uid_t, gid_t (uids are unsigned)
 
 
 class Connection(asyncio.Protocol):

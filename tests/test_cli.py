@@ -185,6 +185,19 @@ def test_shutdown_with_no_daemon_starts_none(short_tmp) -> None:
     assert not sock.exists()
 
 
+@pytest.mark.parametrize("uids", ["-1", "1000,-5", "4294967295", "x"])
+def test_allowed_uids_must_be_real_uids(short_tmp, uids: str) -> None:
+    """-1 is what the daemon reads when a peer's credentials are unknown: never allowable."""
+    import os
+
+    out = run(
+        "-S", str(short_tmp / "x.sock"), "serve", env=dict(os.environ, PTYD_ALLOWED_UIDS=uids)
+    )
+    assert out.returncode == 1
+    assert b"PTYD_ALLOWED_UIDS" in out.stderr or b"allowed" in out.stderr, out.stderr
+    assert not (short_tmp / "x.sock").exists()
+
+
 def test_invalid_setting_names_it(short_tmp) -> None:
     import os
 

@@ -159,6 +159,38 @@ def test_foreign_uid_refused_before_a_byte_is_read(daemon) -> None:
 
 
 @needs_root
+def test_peer_uids_above_two_to_the_31_are_read_as_they_are(short_tmp: Path) -> None:
+    """uid_t is unsigned: a peer with uid 3,000,000,000 (valid on Linux) was read as a negative
+    number, so a daemon run by such a user refused its own user."""
+    from ptyd.connection import peer_credentials
+
+    path = short_tmp / "peer.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.fspath(path))
+    listener.listen(1)
+    os.chmod(path, 0o666)
+    os.chmod(short_tmp, 0o711)
+    try:
+        high = 3_000_000_000
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.setresgid(high, high, high)
+                os.setresuid(high, high, high)
+                peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                peer.connect(os.fspath(path))
+                peer.recv(1)
+            finally:
+                os._exit(0)
+        accepted, _ = listener.accept()
+        with accepted:
+            assert peer_credentials(accepted) == (pid, high)
+        os.waitpid(pid, 0)
+    finally:
+        listener.close()
+
+
+@needs_root
 def test_client_refuses_an_impostor_socket(short_tmp: Path) -> None:
     path = short_tmp / "d.sock"
     impostor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
