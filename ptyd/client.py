@@ -15,18 +15,20 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from . import config as config_module
 from . import errors, events, protocol
 from ._version import __version__
-from .errors import ConnectionFailed, ProtocolError, RequestError
-from .events import DisconnectedEvent, Event, OutputEvent, SnapshotEvent
+from .errors import ConnectionFailed, ProtocolError, PtydError, RequestError
+from .events import DisconnectedEvent, ErrorEvent, Event, ExitEvent, OutputEvent, SnapshotEvent
 from .socketdir import check_daemon_socket
 
 EVENT_QUEUE_SIZE = 8192  # events held for the application; when full, reading the socket pauses
 EVENT_QUEUE_BYTES = 16 * 1024 * 1024  # the same, in bytes of output and snapshot data
+_CLIENT_TIMEOUT: Any = object()  # Client._run's default: the client's own timeout
 _T = TypeVar("_T")
 Target = int | str
 
@@ -179,6 +181,7 @@ class AsyncClient:
         self.features: frozenset[str] = frozenset()
         self.daemon_info: dict[str, Any] = {}
         self._wire: _Wire | None = None
+        self._is_wire_ready = False  # its hello done: a loss from here on is a lost connection
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         # Events wait here for the application; at event_queue_size events or event_queue_bytes
@@ -194,6 +197,10 @@ class AsyncClient:
         self._on_event: Callable[[Event], None] | None = None
         self._is_closed = False
         self._resume_from: dict[int, int] = {}  # attached session -> next offset expected
+        # Where each session's output seen so far ends: output can arrive in the same read as
+        # the attach response, before attach() knows the session's id.
+        self._seen_end: dict[int, int] = {}
+        self._response_hooks: dict[int, Callable[[dict[str, Any]], None]] = {}
         self._attach_options: dict[int, dict[str, Any]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -234,6 +241,7 @@ class AsyncClient:
         except OSError as exc:
             raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
         self._wire = wire
+        self._is_wire_ready = False
         self._is_reading_paused = False
         self._apply_reading()  # a consumer that is full or held stays so across a reconnect
         try:
@@ -255,6 +263,7 @@ class AsyncClient:
             raise
         self.features = frozenset(result.get("features", ()))
         self.daemon_info = result
+        self._is_wire_ready = True
 
     async def _abandon(self, wire: _Wire) -> None:
         """Drop a connection whose hello failed (refused, wrong version) without treating it
@@ -265,13 +274,15 @@ class AsyncClient:
         await wire.closed
 
     async def close(self) -> None:
-        self._is_closed = True
+        was_closed, self._is_closed = self._is_closed, True
         if self._wire is not None and self._wire.transport is not None:
             self._wire.transport.close()
-            await self._wire.closed
+            await asyncio.shield(self._wire.closed)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if not was_closed:  # whoever waits in events()/next_event() is told, not left waiting
+            self._deliver(DisconnectedEvent("closed"))
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -281,9 +292,16 @@ class AsyncClient:
 
     # -- the wire ----------------------------------------------------------------------------
 
-    async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Send one request and wait for its response; raise RequestError on an error."""
-        future = self.submit(kind, **fields)
+    async def request(
+        self,
+        kind: str,
+        _on_response: Callable[[dict[str, Any]], None] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Send one request and wait for its response; raise RequestError on an error.
+        ``_on_response`` runs with a successful result as soon as it is read, before any
+        event that came after it."""
+        future = self.submit(kind, _on_response, **fields)
         assert self._wire is not None
         try:
             await self._wire.drain()
@@ -293,7 +311,12 @@ class AsyncClient:
                 raise
         return await future
 
-    def submit(self, kind: str, **fields: Any) -> asyncio.Future[dict[str, Any]]:
+    def submit(
+        self,
+        kind: str,
+        _on_response: Callable[[dict[str, Any]], None] | None = None,
+        **fields: Any,
+    ) -> asyncio.Future[dict[str, Any]]:
         """Send one request now, without waiting: its response (or RequestError) as a future.
         Requests are written in the order of the calls; the socket's buffer is not waited for."""
         wire = self._wire
@@ -302,6 +325,8 @@ class AsyncClient:
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        if _on_response is not None:
+            self._response_hooks[request_id] = _on_response
         assert wire.transport is not None
         wire.transport.write(protocol.encode(protocol.request(request_id, kind, **fields)))
         return future
@@ -311,7 +336,12 @@ class AsyncClient:
         if kind == "response":
             request_id = message.get("id")
             future = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+            hook = (
+                self._response_hooks.pop(request_id, None) if isinstance(request_id, int) else None
+            )
             if message.get("ok"):
+                if hook is not None:  # before the events that follow it in this read
+                    hook(message.get("result") or {})
                 if future is not None and not future.done():
                     future.set_result(message.get("result") or {})
                 return
@@ -326,12 +356,14 @@ class AsyncClient:
             event = events.from_wire(message)
             if event is None:
                 return
-            if (
-                isinstance(event, OutputEvent | SnapshotEvent)
-                and event.session in self._resume_from
-            ):
+            if isinstance(event, OutputEvent | SnapshotEvent):
                 end = event.end if isinstance(event, OutputEvent) else event.offset
-                self._resume_from[event.session] = end
+                self._seen_end[event.session] = end
+                if event.session in self._resume_from:
+                    self._resume_from[event.session] = end
+            elif isinstance(event, ExitEvent):  # nothing more to resume: no second exit
+                self._resume_from.pop(event.session, None)
+                self._attach_options.pop(event.session, None)
             self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
@@ -398,19 +430,25 @@ class AsyncClient:
             if not future.done():
                 future.set_exception(exc)
         self._pending.clear()
+        self._response_hooks.clear()
 
     def _on_wire_lost(self, wire: _Wire, reason: str) -> None:
         if wire is not self._wire:
             return
         self._fail_all(ConnectionFailed(reason))
-        if self._is_closed:
-            return
+        if self._is_closed or not self._is_wire_ready:
+            return  # lost during its hello: _open's caller (connect or the reconnect loop) decides
         task = asyncio.get_running_loop().create_task(self._connection_lost(reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _connection_lost(self, reason: str) -> None:
-        if self.reconnect and not self._is_closed and await self._reconnect():
+        try:
+            if self.reconnect and not self._is_closed and await self._reconnect():
+                return
+        except Exception as exc:  # never end silently: the application hears of it below
+            reason = f"{reason}; reconnecting failed: {exc}"
+        if self._is_closed:
             return
         self._is_closed = True
         self._deliver(DisconnectedEvent(reason))
@@ -418,31 +456,51 @@ class AsyncClient:
     async def _reconnect(self, attempts: int = 50) -> bool:
         """Re-establish the connection and resume every attached session."""
         delay = 0.05
+        previous = self.daemon_info.get("pid")
         for _ in range(attempts):
             try:
                 await self._open()
-            except ConnectionFailed:
+            except PtydError:  # refused (busy, full, shutting down) or gone: try again later
                 await asyncio.sleep(delay)  # retry back-off in the client, not the daemon
                 delay = min(delay * 2, 1.0)
                 continue
+            if self.daemon_info.get("pid") != previous:
+                self._forget_sessions(previous)
             for session, offset in list(self._resume_from.items()):
                 options = self._attach_options.get(session, {})
                 try:
-                    result = await self.request(
-                        "attach", session=session, from_offset=offset, **options
+                    await self.request(
+                        "attach",
+                        session=session,
+                        from_offset=offset,
+                        **options,
+                        _on_response=partial(self._resumed, session),
                     )
                 except RequestError:
                     self._resume_from.pop(session, None)
                     continue
-                if not result.get("resumed") and result.get("snapshot") is not None:
-                    self._deliver(
-                        SnapshotEvent(
-                            session, result["offset"], result["format"], result["snapshot"]
-                        )
-                    )
-                self._resume_from[session] = result["offset"]
             return True
         return False
+
+    def _forget_sessions(self, previous: object) -> None:
+        """Another daemon answers (the old one was restarted): its sessions died with it, and
+        the ids may now name other sessions. Each attached session ends with an error event."""
+        pid = self.daemon_info.get("pid")
+        for session in list(self._resume_from):
+            message = f"the daemon restarted (pid {previous} -> {pid}): session {session} is gone"
+            self._deliver(ErrorEvent(session, errors.NO_SUCH_SESSION, message))
+        self._resume_from.clear()
+        self._attach_options.clear()
+
+    def _resumed(self, session: int, result: dict[str, Any]) -> None:
+        """A re-attach's response, handled before the output that follows it: its snapshot
+        (when the ring no longer held the missing bytes) is delivered first."""
+        if not result.get("resumed") and result.get("snapshot") is not None:
+            snapshot = SnapshotEvent(
+                session, result["offset"], result["format"], result["snapshot"]
+            )
+            self._deliver(snapshot)
+        self._resume_from[session] = max(result["offset"], self._resume_from.get(session, 0))
 
     # -- events ------------------------------------------------------------------------------
 
@@ -504,12 +562,18 @@ class AsyncClient:
         """Subscribe to a session's output: a snapshot at an offset, then every output event
         from that offset on (or, with ``from_offset`` still in the daemon's replay ring, exactly
         the bytes from there). ``policy`` is resync, disconnect or block."""
-        options = {"policy": policy, "read_only": read_only, "cols": cols, "rows": rows}
+        options: dict[str, Any] = {
+            "policy": policy,
+            "read_only": read_only,
+            "cols": cols,
+            "rows": rows,
+        }
         result = await self.request(
             "attach", session=session, snapshot=snapshot, from_offset=from_offset, **options
         )
         info = SessionInfo.from_wire(result["session"])
-        self._resume_from[info.id] = result["offset"]
+        # Output of this attachment may have been read with the response: never go back.
+        self._resume_from[info.id] = max(result["offset"], self._seen_end.get(info.id, 0))
         self._attach_options[info.id] = {"snapshot": snapshot or "ansi", **options}
         return Attached(
             info,
@@ -599,9 +663,15 @@ class Client:
             self._stop_loop()
             raise
 
-    def _run(self, coroutine: Any, timeout: float | None = None) -> Any:
+    def _run(self, coroutine: Any, timeout: Any = _CLIENT_TIMEOUT) -> Any:
+        """Run on the client's loop; wait at most ``timeout`` (default: the client's), and
+        cancel the operation when giving up, so it cannot go on (or take an event) unseen."""
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(timeout if timeout is not None else self.timeout)
+        try:
+            return future.result(self.timeout if timeout is _CLIENT_TIMEOUT else timeout)
+        except BaseException:
+            future.cancel()
+            raise
 
     def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -642,8 +712,9 @@ class Client:
         return self._async.queued_events
 
     def next_event(self, timeout: float | None = None) -> Event:
-        """The next event; raises TimeoutError after ``timeout`` seconds."""
-        return self._run(self._async.next_event(timeout))
+        """The next event; raises TimeoutError after ``timeout`` seconds (this call's own
+        timeout, not the client's)."""
+        return self._run(self._async.next_event(timeout), None)
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         while True:
@@ -683,7 +754,7 @@ class Client:
         return self._run(self._async.snapshot(session, format, scrollback))
 
     def wait(self, session: Target, timeout: float | None = None) -> ExitStatus:
-        # The daemon enforces the timeout; the local wait only guards a lost connection.
+        # The daemon enforces the timeout (a lost connection fails the request).
         return self._run(self._async.wait(session, timeout), None)
 
     def stats(self) -> dict[str, Any]:

@@ -165,7 +165,7 @@ class Daemon:
     loop: str = "uvloop"  # the daemon's event loop (``serve --asyncio`` runs plain asyncio)
 
     def client(self, **options: Any) -> Client:
-        client = Client(self.socket, timeout=60, **options)
+        client = Client(self.socket, **{"timeout": 60, **options})
         self.clients.append(client)
         return client
 

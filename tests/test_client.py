@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import pytest
 
-from ptyd import AsyncClient, ConnectionFailed, RequestError, errors
+from ptyd import AsyncClient, Client, ConnectionFailed, RequestError, errors
 from ptyd.events import ExitEvent, OutputEvent
 
 from .helpers import Stream, contains, read_until, wait_until
@@ -134,3 +135,101 @@ def test_deliver_to_passes_events_as_they_arrive_and_pause_holds_them(daemon) ->
 
     code, was_paused, is_complete = asyncio.run(scenario())
     assert code == 4 and was_paused and is_complete
+
+
+def test_close_ends_a_consumer_waiting_for_events(daemon) -> None:
+    """close() tells whoever waits in events() (a DisconnectedEvent), instead of leaving it
+    waiting forever."""
+
+    async def scenario() -> list[object]:
+        client = await AsyncClient.connect(daemon.socket)
+        seen: list[object] = []
+
+        async def consume() -> None:
+            async for event in client.events():
+                seen.append(event)
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)  # let the consumer start waiting (not synchronisation)
+        await client.close()
+        await asyncio.wait_for(consumer, 10)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert len(seen) == 1 and getattr(seen[0], "reason", None) == "closed"
+
+
+def test_client_timeouts_neither_cut_a_wait_short_nor_lose_an_event(daemon) -> None:
+    """Client(timeout=...) bounds each call, but wait() is bounded by its own timeout (the
+    daemon's), next_event() by its own, and a call given up on is cancelled: it used to go on
+    in the background and swallow the next event."""
+    client = daemon.client(timeout=0.3)
+    info = client.create(["sh", "-c", "read x; sleep 1; echo after-$x; exit 5"])
+    client.attach(info.id, snapshot=None, from_offset=0)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        client.next_event(timeout=0.8)
+    assert time.monotonic() - start >= 0.7  # its own timeout, not the client's 0.3 s
+    client.send(info.id, "go\n")
+    assert client.wait(info.id).code == 5  # about 1 s: longer than the client's timeout
+    seen = b""
+    while not isinstance(event := client.next_event(5), ExitEvent):
+        seen += getattr(event, "data", b"")
+    assert b"after-go" in seen
+
+
+def test_an_exit_is_not_repeated_after_a_reconnect(daemon) -> None:
+    client = daemon.client(reconnect=True)
+    info = client.create(["sh", "-c", "read x; exit 3"])
+    client.attach(info.id, snapshot=None, from_offset=0)
+    client.send(info.id, "\n")
+    while not isinstance(event := client.next_event(10), ExitEvent):
+        pass
+    assert event.code == 3
+    with pytest.raises((RequestError, ConnectionFailed)):  # frame_too_large: the daemon hangs up
+        client.request("input", session=info.id, data=b"x" * (5 << 20))
+    wait_until(lambda: _answers(client), 30, "the client to reconnect")
+    with pytest.raises(TimeoutError):  # the window in which a repeated exit would come
+        client.next_event(timeout=1)
+
+
+def _answers(client) -> bool:
+    try:
+        client.list_sessions()
+    except ConnectionFailed:
+        return False
+    return True
+
+
+def test_a_restarted_daemon_ends_the_attached_sessions_instead_of_resuming_others(
+    backend, short_tmp
+) -> None:
+    """Reconnecting to another daemon on the same socket after the first was killed: the old
+    sessions died with it and their ids may name new sessions, so each attached one ends with
+    an error event (no_such_session) rather than being resumed into someone else's output."""
+    from ptyd.events import ErrorEvent, ShutdownEvent
+
+    from .conftest import start_daemon
+
+    path = short_tmp / "d.sock"
+    first = start_daemon(path, backend)
+    client = Client(path, reconnect=True, timeout=60)  # outlives the first daemon
+    info = client.create(["sleep", "600"])
+    client.attach(info.id, snapshot=None)
+    # Killed: no exit event reaches the client (a clean stop would end the session with one).
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    second = start_daemon(path, backend)
+    try:
+        other = second.client().create(["sh", "-c", "echo UNRELATED; exec sleep 600"])
+        assert other.id == info.id  # the same id, another session
+        event = client.next_event(30)
+        while isinstance(event, OutputEvent | ExitEvent | ShutdownEvent):  # the old daemon ending
+            event = client.next_event(30)
+        assert isinstance(event, ErrorEvent), event
+        assert event.session == info.id and event.code == errors.NO_SUCH_SESSION
+        assert "restarted" in event.message
+        with pytest.raises(TimeoutError):  # nothing of the new session 1 comes to this client
+            client.next_event(timeout=1)
+    finally:
+        client.close()
+        assert second.stop() == 0
