@@ -303,23 +303,26 @@ def test_a_session_that_exits_while_a_client_lags_ends_with_snapshot_then_exit(
     lagger.call("attach", session=info.id, snapshot="ansi", policy="resync")
     client.send(info.id, b"g")
     read_until(client, watcher, until_exit)  # exited while the lagger has not read a byte
-    kinds, screen = [], None
+    kinds, view = [], None
     while True:
         message = lagger.read_message()
         assert message is not None, f"EOF before the exit event, after {kinds}"
         kind = message.get("event")
         if kind == "output":
+            if view is not None:  # output after the snapshot (it may precede the last write)
+                view.feed(message["data"])
             continue
         kinds.append(kind)
         if kind == "snapshot":
             view = Emulator(40, 5, 0)
             view.feed(message["data"])
-            screen = view.snapshot_text(0)
         if kind == "exit":
             break
+    screen = view.snapshot_text(0) if view is not None else None
     assert message["code"] == 3
     assert "lagging" in kinds and kinds.index("lagging") < kinds.index("snapshot"), kinds
-    assert kinds[-2:] == ["snapshot", "exit"], kinds
+    # flow events may come in between (the level falls once the socket drains)
+    assert [kind for kind in kinds if kind != "flow"][-2:] == ["snapshot", "exit"], kinds
     assert screen is not None and screen.startswith("last screen")
     lagger.close()
 
