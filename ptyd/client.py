@@ -491,6 +491,7 @@ class AsyncClient:
             self._deliver(ErrorEvent(session, errors.NO_SUCH_SESSION, message))
         self._resume_from.clear()
         self._attach_options.clear()
+        self._seen_end.clear()  # the new daemon's sessions start their offsets at 0
 
     def _resumed(self, session: int, result: dict[str, Any]) -> None:
         """A re-attach's response, handled before the output that follows it: its snapshot
