@@ -3,11 +3,12 @@
 A Connection is an asyncio Protocol (no stream wrappers on the hot path). Each request gets
 exactly one response; long requests (attach, snapshot, wait) run as tasks, at most
 MAX_IN_FLIGHT at once, after which the connection stops reading until one finishes. When the
-bytes queued for the client pass the flow limit, the connection also stops reading requests, so
-a client that asks and never reads cannot grow the daemon. A frame that has started must
-complete within PTYD_FRAME_TIMEOUT, and the bytes of incomplete frames count against one
-daemon-wide budget (PTYD_PARTIAL_FRAME_BUDGET), so clients that drip half frames cannot hold
-memory either.
+bytes queued for the client pass the flow limit, the connection also stops reading and handling
+requests (even those of a read already done), so a client that asks and never reads cannot grow
+the daemon. A frame that has started must complete within PTYD_FRAME_TIMEOUT (its clock runs
+while the client does not read its replies), and the bytes of incomplete frames count against
+one daemon-wide budget (PTYD_PARTIAL_FRAME_BUDGET), so clients that drip half frames cannot
+hold memory either.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import signal
 import socket
 import struct
+from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from . import errors, protocol
@@ -52,6 +54,7 @@ class Connection(asyncio.Protocol):
         self._abort_timer: asyncio.TimerHandle | None = None
         self._is_closing = False
         self._reading_paused_by: set[str] = set()
+        self._waiting: deque[dict[str, Any] | ProtocolError] = deque()  # decoded, not handled
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -100,10 +103,15 @@ class Connection(asyncio.Protocol):
             self._cancel_frame_timer()
         elif messages or self._frame_timer is None:
             self._arm_frame_timer()  # a new frame started in this chunk
-        for message in messages:
-            if self._is_closing:
-                return
-            self._handle(message)
+        self._waiting.extend(messages)
+        self._handle_waiting()
+
+    def _handle_waiting(self) -> None:
+        """Handle decoded requests in order while the connection takes more: one read can
+        hold thousands of small requests, and their replies must stop at the flow limit as
+        output does (the rest wait here, and the socket is not read, until it drains)."""
+        while self._waiting and not self._reading_paused_by and not self._is_closing:
+            self._handle(self._waiting.popleft())
 
     def _hold_partial(self, held: int) -> bool:
         """Count this client's partial frame in the daemon-wide budget; past the budget,
@@ -142,10 +150,11 @@ class Connection(asyncio.Protocol):
     def _on_frame_timeout(self) -> None:
         self._frame_timer = None
         log.warning("client %d: frame not completed in %s s", self.id, self.config.frame_timeout)
+        unread = " while the client did not read its replies" if self._reading_paused_by else ""
         self._refuse(
             errors.TIMEOUT,
             f"a frame was started and not completed within {self.config.frame_timeout} seconds "
-            "(PTYD_FRAME_TIMEOUT); closing",
+            f"(PTYD_FRAME_TIMEOUT){unread}; closing",
         )
 
     def _refuse(self, code: str, message: str) -> None:
@@ -156,6 +165,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._is_closing = True
         self._release_partial()
+        self._waiting.clear()
         for timer in (self._hello_timer, self._abort_timer):
             if timer is not None:
                 timer.cancel()
@@ -195,19 +205,27 @@ class Connection(asyncio.Protocol):
             self._pause_reading("backlog")
 
     def _pause_reading(self, reason: str) -> None:
+        """Stop reading for ``reason``: "backlog" (the client does not read its replies) or
+        "in-flight" (the daemon is busy with its long requests). A partial frame's clock
+        stops only for the daemon's own reason: a client that neither reads nor finishes its
+        frame must not hold the partial-frame budget for ever."""
         if not self._reading_paused_by and self.transport is not None:
             self.transport.pause_reading()
-            self._cancel_frame_timer()  # the frame cannot progress while we do not read
         self._reading_paused_by.add(reason)
+        if reason == "in-flight":
+            self._cancel_frame_timer()
 
     def _resume_reading(self, reason: str) -> None:
-        if reason not in self._reading_paused_by:
+        if reason not in self._reading_paused_by or self._is_closing:
             return
         self._reading_paused_by.discard(reason)
-        if not self._reading_paused_by and self.transport is not None and not self._is_closing:
+        if reason == "in-flight" and self._held:
+            self._arm_frame_timer()
+        if self._reading_paused_by or self.transport is None:
+            return
+        self._handle_waiting()
+        if not self._reading_paused_by and not self._is_closing:  # the waiting may pause again
             self.transport.resume_reading()
-            if self._held:
-                self._arm_frame_timer()
 
     def close(self, *, grace: float | None = None) -> None:
         """Close after what is queued is written; abort if the client does not read it."""
@@ -215,6 +233,7 @@ class Connection(asyncio.Protocol):
             return
         self._is_closing = True
         self._release_partial()
+        self._waiting.clear()
         self.transport.close()
         self._abort_timer = self.daemon.loop.call_later(
             self.config.hello_timeout if grace is None else grace, self.transport.abort

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ptyd import errors
+from ptyd import errors, protocol
 from ptyd._backend import Emulator
 from ptyd.errors import RequestError
 from ptyd.events import FlowEvent, OutputEvent
@@ -505,6 +505,57 @@ def test_snapshot_flood_without_reading_stays_bounded(make_daemon) -> None:
     assert "\n3000\n" in client.snapshot(info.id, "text").data
     flooder.close()
     wait_for(lambda: client.stats()["daemon"]["clients"] == 1, what="flooder gone")
+
+
+def test_replies_to_one_read_of_requests_stop_at_the_flow_limit(make_daemon) -> None:
+    """A client packs 2,000 ``list`` requests (each reply about 40 KiB) into one write and
+    does not read: the daemon handles them only while the replies fit under the flow limit
+    (they would be about 80 MiB), and once the client reads, every request has its reply, in
+    order."""
+    daemon = make_daemon()
+    client = daemon.client()
+    for _ in range(20):
+        client.create(["sh", "-c", "exec sleep 600", "x" * 2000])
+    base = client.stats()["daemon"]["rss"]
+    count = 2000
+    flooder = RawClient(daemon.socket, rcvbuf=4096, hello=True)
+    flooder.sock.sendall(b"".join(RawClient.frame("list", n) for n in range(1, count + 1)))
+    client.list_sessions()  # the daemon has read and handled what it would
+    growth = client.stats()["daemon"]["rss"] - base
+    ids = []
+    while len(ids) < count:
+        message = flooder.read_message()
+        assert message is not None and message["ok"], message
+        ids.append(message["id"])
+    reply = len(protocol.encode(message))
+    print(
+        f"\n{count} list requests in one write ({count * reply / MIB:.0f} MiB of replies): "
+        f"RSS growth {growth / MIB:.1f} MiB before the client read; {len(ids)} replies after"
+    )
+    assert growth <= 8 * MIB
+    assert ids == list(range(1, count + 1))
+    flooder.close()
+
+
+def test_a_half_frame_from_a_client_that_does_not_read_is_timed_out(make_daemon) -> None:
+    """The partial-frame clock keeps running while the daemon stops reading a client that
+    does not read its replies (it used to stop, so such a client held its share of the
+    partial-frame budget until it went away)."""
+    daemon = make_daemon("--frame-timeout", "2")
+    client = daemon.client()
+    client.create(["sh", "-c", "exec sleep 600", *["x" * 4000] * 5])
+    flooder = RawClient(daemon.socket, rcvbuf=4096, hello=True)
+    requests = b"".join(RawClient.frame("list", n) for n in range(1, 200))  # 4 MiB of replies
+    flooder.sock.sendall(requests + (1000).to_bytes(4, "big") + b"\x81")  # and half a frame
+    wait_for(lambda: client.stats()["daemon"]["clients"] == 2, what="the flooder counted")
+    started = time.monotonic()
+    wait_for(lambda: client.stats()["daemon"]["clients"] == 1, timeout=15, what="flooder closed")
+    closed_after = time.monotonic() - started
+    print(f"\nnon-reading client with a half frame closed after {closed_after:.1f} s (limit 2)")
+    assert closed_after <= 2 + 1 + 3  # the frame timeout, the close's grace, slack
+    while (message := flooder.read_message()) is not None:  # replies, then the end
+        assert message["ok"] or message["error"]["code"] == errors.TIMEOUT, message
+    flooder.close()
 
 
 @pytest.mark.parametrize("policy", ["latest", "manual"])
