@@ -10,8 +10,10 @@ missing bytes if the daemon still holds them, else a fresh snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, fields
@@ -28,6 +30,14 @@ from .socketdir import check_daemon_socket
 
 EVENT_QUEUE_SIZE = 8192  # events held for the application; when full, reading the socket pauses
 EVENT_QUEUE_BYTES = 16 * 1024 * 1024  # the same, in bytes of output and snapshot data
+# Requests answered when something happens (a session's end), not soon: the socket is not read
+# past a full event queue on their account.
+LONG_REQUESTS = frozenset({"wait"})
+# How far past its limits the event queue may grow while requests wait for their answers (the
+# daemon's backlog before each answer is read into it): the limit again, and at least this.
+ANSWER_HEADROOM_BYTES = 4 * 1024 * 1024
+ANSWER_HEADROOM_EVENTS = 1024
+CLOSE_GRACE = 1.0  # seconds close() lets unsent requests go to a daemon that does not read
 _CLIENT_TIMEOUT: Any = object()  # Client._run's default: the client's own timeout
 _T = TypeVar("_T")
 Target = int | str
@@ -115,10 +125,29 @@ class _Wire(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._writable: asyncio.Future[None] | None = None  # set while the socket is full
         self._reason = "the daemon closed the connection"
+        self.refusal: RequestError | None = None  # the daemon's connection-level error, if any
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._spare: socket.socket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        # Until the hello is answered, a duplicate of the socket is kept: a daemon refusing the
+        # connection writes why and closes at once, and a hello written after that close fails
+        # (EPIPE), which makes the transport drop what it had not read yet, the refusal too.
+        fileno = transport.get_extra_info("socket").fileno()
+        self._spare = socket.socket(fileno=os.dup(fileno))
+
+    def release_spare(self) -> None:
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
+
+    def _read_leftover(self) -> None:
+        """What the daemon wrote and the transport did not read before it closed."""
+        assert self._spare is not None
+        with contextlib.suppress(OSError):
+            while data := self._spare.recv(1 << 16, socket.MSG_DONTWAIT):
+                self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -131,11 +160,14 @@ class _Wire(asyncio.Protocol):
                 assert self.transport is not None
                 self.transport.abort()
                 return
-            self.client._dispatch(message)
+            self.client._dispatch(self, message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             self._reason = f"connection lost: {exc}"
+        if self._spare is not None:
+            self._read_leftover()
+            self.release_spare()
         self._wake_writers()
         self.closed.set_result(None)
         self.client._on_wire_lost(self, self._reason)
@@ -160,7 +192,8 @@ class _Wire(asyncio.Protocol):
         if self._writable is not None:
             await asyncio.shield(self._writable)
         if not self.is_open:
-            raise ConnectionFailed(f"connection to the daemon lost: {self._reason}")
+            await asyncio.shield(self.closed)  # connection_lost tells why (a refusal, say)
+            raise self.refusal or ConnectionFailed(f"connection to the daemon lost: {self._reason}")
 
 
 class AsyncClient:
@@ -184,12 +217,18 @@ class AsyncClient:
         self._is_wire_ready = False  # its hello done: a loss from here on is a lost connection
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # Requests whose answer should come soon: while one waits, the socket is read even if
+        # the event queue is full or held (each answer comes after at most the daemon's
+        # backlog), up to the ceiling, past which they wait until events are taken.
+        self._awaited: set[int] = set()
         # Events wait here for the application; at event_queue_size events or event_queue_bytes
         # of data the socket stops being read (the daemon's flow control then applies) until
         # the application has taken half of them. Held at most: the limit plus one read.
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._event_limit = max(1, event_queue_size)
         self._byte_limit = max(1, event_queue_bytes)
+        self._event_ceiling = self._event_limit + max(self._event_limit, ANSWER_HEADROOM_EVENTS)
+        self._byte_ceiling = self._byte_limit + max(self._byte_limit, ANSWER_HEADROOM_BYTES)
         self._queued_bytes = 0
         self._is_queue_full = False
         self._is_held = False  # pause_events() by an on-arrival consumer
@@ -261,6 +300,7 @@ class AsyncClient:
         except BaseException:
             await self._abandon(wire)
             raise
+        wire.release_spare()
         self.features = frozenset(result.get("features", ()))
         self.daemon_info = result
         self._is_wire_ready = True
@@ -275,9 +315,14 @@ class AsyncClient:
 
     async def close(self) -> None:
         was_closed, self._is_closed = self._is_closed, True
-        if self._wire is not None and self._wire.transport is not None:
-            self._wire.transport.close()
-            await asyncio.shield(self._wire.closed)
+        wire = self._wire
+        if wire is not None and wire.transport is not None:
+            wire.transport.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(wire.closed), CLOSE_GRACE)
+            except asyncio.TimeoutError:  # a daemon that does not read: drop what is unsent
+                wire.transport.abort()
+                await asyncio.shield(wire.closed)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -305,7 +350,7 @@ class AsyncClient:
         assert self._wire is not None
         try:
             await self._wire.drain()
-        except ConnectionFailed:
+        except PtydError:  # lost; the future may hold the same error, raised below
             if not future.done():
                 future.cancel()
                 raise
@@ -321,7 +366,7 @@ class AsyncClient:
         Requests are written in the order of the calls; the socket's buffer is not waited for."""
         wire = self._wire
         if wire is None or not wire.is_open or self._is_closed:
-            raise ConnectionFailed("not connected")
+            raise (wire and wire.refusal) or ConnectionFailed("not connected")
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -329,9 +374,12 @@ class AsyncClient:
             self._response_hooks[request_id] = _on_response
         assert wire.transport is not None
         wire.transport.write(protocol.encode(protocol.request(request_id, kind, **fields)))
+        if kind not in LONG_REQUESTS:
+            self._awaited.add(request_id)
+            self._apply_reading()
         return future
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
+    def _dispatch(self, wire: _Wire, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "response":
             request_id = message.get("id")
@@ -339,6 +387,9 @@ class AsyncClient:
             hook = (
                 self._response_hooks.pop(request_id, None) if isinstance(request_id, int) else None
             )
+            if request_id in self._awaited:
+                self._awaited.discard(request_id)
+                self._apply_reading()
             if message.get("ok"):
                 if hook is not None:  # before the events that follow it in this read
                     hook(message.get("result") or {})
@@ -349,8 +400,9 @@ class AsyncClient:
             exc = RequestError.from_wire(str(error.get("code")), str(error.get("message")))
             if future is not None and not future.done():
                 future.set_exception(exc)
-            elif request_id is None:
-                self._fail_all(exc)  # a connection-level refusal (auth, limits, bad frame)
+            elif request_id is None:  # a connection-level refusal (auth, limits, bad frame)
+                wire.refusal = exc  # told to requests made after the close, too
+                self._fail_all(exc)
             return
         if kind == "event":
             event = events.from_wire(message)
@@ -367,14 +419,14 @@ class AsyncClient:
             self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
-        if self._on_event is not None:
-            self._on_event(event)
+        if self._on_event is not None and not self._is_held and self._events.empty():
+            self._call_consumer(self._on_event, event)
             return
         self._events.put_nowait(event)
         self._queued_bytes += _data_size(event)
         if self._events.qsize() >= self._event_limit or self._queued_bytes >= self._byte_limit:
             self._is_queue_full = True
-            self._apply_reading()
+            self._apply_reading()  # past the limit; then, for waiting requests, the ceiling
 
     def _taken(self, event: Event) -> Event:
         """Bookkeeping after the application took an event: resume reading the socket."""
@@ -388,9 +440,26 @@ class AsyncClient:
             self._apply_reading()
         return event
 
+    def _call_consumer(self, on_event: Callable[[Event], None], event: Event) -> None:
+        """A deliver_to() callback that raises is reported as asyncio reports a failed
+        callback; the connection and the events after it go on."""
+        try:
+            on_event(event)
+        except Exception as exc:
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"ptyd deliver_to() callback failed on {event!r}", "exception": exc}
+            )
+
     def _apply_reading(self) -> None:
-        """Read the socket unless the queue is full or the consumer holds the events."""
-        should_pause = self._is_queue_full or self._is_held
+        """Read the socket unless the queue is full or the consumer holds the events; while
+        a request waits for its answer, read up to the queue's ceiling."""
+        is_at_ceiling = (
+            self._events.qsize() >= self._event_ceiling
+            or self._queued_bytes >= self._byte_ceiling
+        )
+        should_pause = (self._is_queue_full or self._is_held) and (
+            not self._awaited or is_at_ceiling
+        )
         wire = self._wire
         if should_pause == self._is_reading_paused or wire is None or not wire.is_open:
             return
@@ -405,19 +474,26 @@ class AsyncClient:
         """Pass every event to ``on_event`` as it arrives, from the socket's read callback,
         instead of queueing it for next_event()/events(); events already queued go first.
         This saves a queue and a task switch per event (``ptyd attach`` uses it for its echo).
-        ``on_event`` must not block: a consumer that cannot take more calls pause_events()."""
+        ``on_event`` must not block: a consumer that cannot take more calls pause_events().
+        An exception it raises goes to the loop's exception handler; later events still come."""
         self._on_event = on_event
-        while not self._events.empty():
-            on_event(self._taken(self._events.get_nowait()))
+        self._drain_queue()
+
+    def _drain_queue(self) -> None:
+        """Pass queued events to the deliver_to() callback until none is left or it holds."""
+        while self._on_event is not None and not self._is_held and not self._events.empty():
+            self._call_consumer(self._on_event, self._taken(self._events.get_nowait()))
 
     def pause_events(self) -> None:
         """Stop reading the socket until resume_events(); the daemon's flow control (the
-        attachment's policy) applies to what it cannot send meanwhile."""
+        attachment's policy) applies to what it cannot send meanwhile. While a request waits
+        for its answer the socket is still read, and events queue until resume_events()."""
         self._is_held = True
         self._apply_reading()
 
     def resume_events(self) -> None:
         self._is_held = False
+        self._drain_queue()
         self._apply_reading()
 
     @property
@@ -431,11 +507,12 @@ class AsyncClient:
                 future.set_exception(exc)
         self._pending.clear()
         self._response_hooks.clear()
+        self._awaited.clear()
 
     def _on_wire_lost(self, wire: _Wire, reason: str) -> None:
         if wire is not self._wire:
             return
-        self._fail_all(ConnectionFailed(reason))
+        self._fail_all(wire.refusal or ConnectionFailed(reason))
         if self._is_closed or not self._is_wire_ready:
             return  # lost during its hello: _open's caller (connect or the reconnect loop) decides
         task = asyncio.get_running_loop().create_task(self._connection_lost(reason))

@@ -127,7 +127,8 @@ class PtyUnavailable(SpawnFailed):
 
 
 class DaemonBusy(RequestError):
-    """The daemon is out of a resource (fds, partial-frame memory) and refused this client."""
+    """The daemon is out of a resource (fds, partial-frame memory, its client cap) and refused
+    this client."""
 
 
 class TimeoutExpired(RequestError):
@@ -141,5 +142,6 @@ _CODE_CLASSES: dict[str, type[RequestError]] = {
     SPAWN_FAILED: SpawnFailed,
     PTY_UNAVAILABLE: PtyUnavailable,
     BUSY: DaemonBusy,
+    TOO_MANY_CONNECTIONS: DaemonBusy,
     TIMEOUT: TimeoutExpired,
 }

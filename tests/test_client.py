@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 
 import pytest
 
-from ptyd import AsyncClient, Client, ConnectionFailed, RequestError, errors
+from ptyd import AsyncClient, Client, ConnectionFailed, DaemonBusy, RequestError, errors
 from ptyd.events import ExitEvent, OutputEvent
 
 from .helpers import Stream, contains, read_until, wait_until
@@ -233,3 +234,99 @@ def test_a_restarted_daemon_ends_the_attached_sessions_instead_of_resuming_other
     finally:
         client.close()
         assert second.stop() == 0
+
+
+def test_a_refusal_before_hello_is_reported_as_itself(short_tmp) -> None:
+    """A daemon at its client cap writes its refusal and closes at once, often before the
+    client's hello is even written: the client raises that refusal (DaemonBusy, code
+    too_many_connections), never a bare ConnectionFailed that hides why."""
+    from .conftest import start_daemon
+
+    running = start_daemon(short_tmp / "d.sock", "compiled", "--max-clients", "1")
+    try:
+        holder = running.client()
+        codes = []
+        for _ in range(40):
+            with pytest.raises(DaemonBusy) as refused:
+                Client(running.socket, timeout=10)
+            codes.append(refused.value.code)
+        assert set(codes) == {errors.TOO_MANY_CONNECTIONS}
+        holder.list_sessions()
+    finally:
+        assert running.stop() == 0
+
+
+def test_requests_are_answered_while_the_event_queue_is_full(daemon) -> None:
+    """A consumer that stops taking events can still make requests: the socket is read for
+    their answers (it used to stay paused, and the request waited for ever). The queue then
+    holds at most its ceiling (its limit plus ANSWER_HEADROOM_BYTES), and nothing is lost."""
+    from ptyd.client import ANSWER_HEADROOM_BYTES
+
+    size = 8_000_000
+    control = daemon.client()
+    slow = daemon.client(event_queue_bytes=1 << 20, timeout=20)
+    info = control.create(["sh", "-c", f"exec head -c {size} /dev/zero"])
+    attached = slow.attach(info.id, snapshot=None, policy="block")
+    wait_until(lambda: control.stats()["sessions"][0]["paused"], 30, "the session to pause")
+    for _ in range(3):
+        assert [found.id for found in slow.list_sessions()] == [info.id]
+    count, held = slow.queued_events
+    print(f"\nheld after 3 requests with a full queue: {count} events, {held / 1024:.0f} KiB")
+    assert held <= (1 << 20) + ANSWER_HEADROOM_BYTES + (1 << 20)  # the ceiling, one read
+    received = attached.offset
+    while received < size:
+        event = slow.next_event(30)
+        if isinstance(event, OutputEvent):
+            assert event.offset == received, "a gap or a duplicate"
+            received = event.end
+    assert received == size
+
+
+def test_a_deliver_to_callback_that_raises_costs_only_that_event(daemon) -> None:
+    """The exception goes to the loop's exception handler; the connection and the later
+    events go on (it used to end the connection)."""
+
+    async def scenario() -> tuple[list[BaseException], int]:
+        loop = asyncio.get_running_loop()
+        reported: list[BaseException] = []
+        loop.set_exception_handler(lambda _, context: reported.append(context["exception"]))
+        async with await AsyncClient.connect(daemon.socket) as client:
+            info = await client.create(["sh", "-c", "read x; echo second; exit 3"])
+            await client.attach(info.id, snapshot=None, from_offset=0)
+            exited: asyncio.Future[int] = loop.create_future()
+
+            def on_event(event: object) -> None:
+                if isinstance(event, ExitEvent):
+                    exited.set_result(event.code or 0)
+                elif isinstance(event, OutputEvent):
+                    raise ValueError("a consumer bug")
+
+            client.deliver_to(on_event)
+            await client.send(info.id, "go\n")
+            return reported, await asyncio.wait_for(exited, 30)
+
+    reported, code = asyncio.run(scenario())
+    assert code == 3
+    assert reported and all(isinstance(exc, ValueError) for exc in reported)
+
+
+def test_close_returns_when_the_daemon_does_not_read(daemon) -> None:
+    """close() lets unsent requests go for CLOSE_GRACE seconds, then drops them: a stopped
+    daemon cannot hold the application (close() used to wait for ever)."""
+    from ptyd.client import CLOSE_GRACE
+
+    async def scenario() -> float:
+        client = await AsyncClient.connect(daemon.socket)
+        info = await client.create(["cat"])
+        os.kill(daemon.process.pid, signal.SIGSTOP)
+        try:
+            client.submit("input", session=info.id, data=b"x" * (3 << 20))  # past the buffers
+            started = time.monotonic()
+            await asyncio.wait_for(client.close(), 10)
+            return time.monotonic() - started
+        finally:
+            os.kill(daemon.process.pid, signal.SIGCONT)
+
+    took = asyncio.run(scenario())
+    print(f"\nclose() with 3 MiB unsent to a stopped daemon returned after {took:.2f} s")
+    assert CLOSE_GRACE - 0.1 <= took <= CLOSE_GRACE + 2
