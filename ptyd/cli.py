@@ -295,6 +295,8 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
     if args.background:
         _detach_stdio(config.log_file)
+    elif config.log_file:  # created private before logging opens it: it records sessions' argv
+        os.close(os.open(config.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     logging.basicConfig(
         level=config.log_level.upper(),
         filename=config.log_file,
@@ -439,12 +441,12 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_send(client: Client, args: argparse.Namespace) -> int:
+    words = args.text[1:] if args.text[:1] == ["--"] else args.text  # "--" ends the options
     if args.stdin:
         data = sys.stdin.buffer.read()
     elif args.keys:
-        data = b"".join(key_bytes(name) for name in args.text)
+        data = b"".join(key_bytes(name) for name in words)
     else:
-        words = args.text[1:] if args.text[:1] == ["--"] else args.text
         data = " ".join(words).encode()
     client.send(_target(args.target), data)
     return 0

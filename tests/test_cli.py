@@ -98,6 +98,7 @@ def test_new_ls_info_snapshot_wait(daemon) -> None:
 
 
 def test_send_text_keys_and_stdin(daemon) -> None:
+    """Exactly the 10 bytes: a "--" before the keys ends the options (it was sent as text)."""
     session_id = int(
         daemon.cli("new", "-d", "--", "sh", "-c", "stty raw -echo; head -c 10 | od -An -c").stdout
     )
@@ -105,7 +106,7 @@ def test_send_text_keys_and_stdin(daemon) -> None:
     stream = Stream(session_id, 0)
     client.attach(session_id, snapshot=None, from_offset=0)
     assert daemon.cli("send", str(session_id), "--", "a b").returncode == 0
-    assert daemon.cli("send", str(session_id), "--keys", "Tab", "C-a", "Up").returncode == 0
+    assert daemon.cli("send", str(session_id), "--keys", "--", "Tab", "C-a", "Up").returncode == 0
     assert daemon.cli("send", str(session_id), "--stdin", input=b"\x00\xff").returncode == 0
     read_until(client, stream, lambda s: s.exit is not None)
     dump = stream.data.decode()

@@ -136,6 +136,23 @@ def test_socket_0600_in_a_0700_directory(short_tmp: Path) -> None:
         assert running.stop() == 0
 
 
+def test_the_log_file_is_created_private_whatever_the_umask(short_tmp: Path) -> None:
+    """It records sessions' argv: created 0600 in the foreground too (it used to follow the
+    umask there, 0644 under the usual 022)."""
+    log_file = short_tmp / "daemon.log"
+    running = start_daemon(
+        short_tmp / "d.sock",
+        "compiled",
+        "--log-file",
+        os.fspath(log_file),
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    try:
+        assert os.stat(log_file).st_mode & 0o777 == 0o600
+    finally:
+        assert running.stop() == 0
+
+
 @needs_root
 def test_foreign_uid_refused_before_a_byte_is_read(daemon) -> None:
     """With only the peer check standing in the way (dir 0711, socket 0666), uid 65534 gets one
