@@ -218,8 +218,8 @@ class AsyncClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         # Requests whose answer should come soon: while one waits, the socket is read even if
-        # the event queue is full or held (each answer comes after at most the daemon's
-        # backlog), up to the ceiling, past which they wait until events are taken.
+        # the event queue is full (each answer comes after at most the daemon's backlog), up
+        # to the ceiling, past which they wait until events are taken.
         self._awaited: set[int] = set()
         # Events wait here for the application; at event_queue_size events or event_queue_bytes
         # of data the socket stops being read (the daemon's flow control then applies) until
@@ -451,14 +451,14 @@ class AsyncClient:
             )
 
     def _apply_reading(self) -> None:
-        """Read the socket unless the queue is full or the consumer holds the events; while
-        a request waits for its answer, read up to the queue's ceiling."""
+        """Read the socket unless the consumer holds the events or the queue is full; while a
+        request waits for its answer, a full queue is read into up to its ceiling."""
         is_at_ceiling = (
             self._events.qsize() >= self._event_ceiling
             or self._queued_bytes >= self._byte_ceiling
         )
-        should_pause = (self._is_queue_full or self._is_held) and (
-            not self._awaited or is_at_ceiling
+        should_pause = self._is_held or (
+            self._is_queue_full and (not self._awaited or is_at_ceiling)
         )
         wire = self._wire
         if should_pause == self._is_reading_paused or wire is None or not wire.is_open:
@@ -486,8 +486,8 @@ class AsyncClient:
 
     def pause_events(self) -> None:
         """Stop reading the socket until resume_events(); the daemon's flow control (the
-        attachment's policy) applies to what it cannot send meanwhile. While a request waits
-        for its answer the socket is still read, and events queue until resume_events()."""
+        attachment's policy) applies to what it cannot send meanwhile, and requests wait for
+        their answers. Events of the read under way queue until resume_events()."""
         self._is_held = True
         self._apply_reading()
 
