@@ -11,6 +11,7 @@ import base64
 import contextlib
 import hashlib
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -535,6 +536,43 @@ def test_replies_to_one_read_of_requests_stop_at_the_flow_limit(make_daemon) -> 
     assert growth <= 8 * MIB
     assert ids == list(range(1, count + 1))
     flooder.close()
+
+
+def test_pipelined_requests_are_each_answered_once_across_pauses(make_daemon) -> None:
+    """3,000 requests written in one go by a client that reads through a small buffer, mixing
+    immediate ones (list, info, stats, an unknown type) with long ones (snapshot, a wait that
+    times out): the daemon stops for its backlog and for 32 requests in flight, and still
+    answers every request exactly once, the immediate ones in the order sent."""
+    daemon = make_daemon()
+    client = daemon.client()
+    info = client.create(["sh", "-c", "seq 1 2000; exec sleep 600", *["x" * 4000] * 3])
+    wait_for(lambda: client.info(info.id).bytes_out >= 8893, what="seq output")
+    mix: list[tuple[str, dict[str, Any]]] = [
+        ("list", {}),
+        ("snapshot", {"session": info.id, "format": "text", "scrollback": 2000}),
+        ("info", {"session": info.id}),
+        ("wait", {"session": info.id, "timeout": 0.01}),
+        ("stats", {}),
+        ("no_such_request", {}),
+    ]
+    count = 3000
+    kinds = {n: mix[n % len(mix)][0] for n in range(1, count + 1)}
+    frames = b"".join(RawClient.frame(kinds[n], n, **mix[n % len(mix)][1]) for n in kinds)
+    raw = RawClient(daemon.socket, rcvbuf=4096, hello=True)
+    sender = threading.Thread(target=raw.sock.sendall, args=(frames,))
+    sender.start()
+    answered: list[int] = []
+    while len(answered) < count:
+        message = raw.read_message()
+        assert message is not None, f"closed after {len(answered)} answers"
+        if message["type"] == "response":
+            answered.append(message["id"])
+    sender.join()
+    immediate = [n for n in answered if kinds[n] not in ("snapshot", "wait")]
+    print(f"\n{count} pipelined requests: {len(set(answered))} answered once each")
+    assert sorted(answered) == list(range(1, count + 1))
+    assert immediate == sorted(immediate)
+    raw.close()
 
 
 def test_a_half_frame_from_a_client_that_does_not_read_is_timed_out(make_daemon) -> None:
