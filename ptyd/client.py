@@ -454,8 +454,7 @@ class AsyncClient:
         """Read the socket unless the consumer holds the events or the queue is full; while a
         request waits for its answer, a full queue is read into up to its ceiling."""
         is_at_ceiling = (
-            self._events.qsize() >= self._event_ceiling
-            or self._queued_bytes >= self._byte_ceiling
+            self._events.qsize() >= self._event_ceiling or self._queued_bytes >= self._byte_ceiling
         )
         should_pause = self._is_held or (
             self._is_queue_full and (not self._awaited or is_at_ceiling)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 32
+_DAEMON_REASONS = frozenset({"in-flight", "spawn"})  # reading paused by the daemon's own work
 _PEERCRED = struct.Struct("iII")  # struct ucred: pid_t, uid_t, gid_t (uids are unsigned)
 
 
@@ -205,21 +206,23 @@ class Connection(asyncio.Protocol):
             self._pause_reading("backlog")
 
     def _pause_reading(self, reason: str) -> None:
-        """Stop reading for ``reason``: "backlog" (the client does not read its replies) or
-        "in-flight" (the daemon is busy with its long requests). A partial frame's clock
-        stops only for the daemon's own reason: a client that neither reads nor finishes its
-        frame must not hold the partial-frame budget for ever."""
+        """Stop reading for ``reason``: "backlog" (the client does not read its replies), or
+        the daemon's own: "in-flight" (busy with the connection's long requests), "spawn" (a
+        create under way). A partial frame's clock stops only for the daemon's reasons: a
+        client that neither reads nor finishes its frame must not hold the partial-frame
+        budget for ever."""
         if not self._reading_paused_by and self.transport is not None:
             self.transport.pause_reading()
         self._reading_paused_by.add(reason)
-        if reason == "in-flight":
+        if reason in _DAEMON_REASONS:
             self._cancel_frame_timer()
 
     def _resume_reading(self, reason: str) -> None:
         if reason not in self._reading_paused_by or self._is_closing:
             return
         self._reading_paused_by.discard(reason)
-        if reason == "in-flight" and self._held:
+        is_clock_stopped = bool(self._reading_paused_by & _DAEMON_REASONS)
+        if self._held and not is_clock_stopped and self._frame_timer is None:
             self._arm_frame_timer()
         if self._reading_paused_by or self.transport is None:
             return
@@ -333,8 +336,17 @@ class Connection(asyncio.Protocol):
             "pid": self.daemon.pid,
         }
 
-    def _op_create(self, request_id: int, **fields: Any) -> dict[str, Any]:
-        return self.daemon.create_session(**fields).info()
+    def _op_create(self, request_id: int, **fields: Any) -> Any:
+        # This connection's next requests wait for the session (they may name it); the
+        # daemon and its other clients do not.
+        self._pause_reading("spawn")
+        return self._create(fields)
+
+    async def _create(self, fields: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return (await self.daemon.create_session(**fields)).info()
+        finally:
+            self._resume_reading("spawn")
 
     def _op_list(self, request_id: int) -> dict[str, Any]:
         return {"sessions": [session.info() for session in self.daemon.sessions_in_order()]}

@@ -88,6 +88,9 @@ class Daemon:
         self._stopping: asyncio.Future[str] | None = None
         self._is_shutting_down = False
         self._retention: dict[int, asyncio.TimerHandle] = {}
+        self._starting: set[spawn.Starting] = set()  # forked, not yet known to have exec'd
+        self._names_starting: set[str] = set()
+        self._starts_ended: asyncio.Future[None] | None = None  # set during shutdown
         self._all_closed: asyncio.Future[None] | None = None  # set during shutdown
 
     # -- running -----------------------------------------------------------------------------
@@ -155,6 +158,7 @@ class Daemon:
 
     def _exit_now(self) -> None:
         self._stop_accepting()
+        self._kill_starting()
         for session in self.sessions.values():
             if session.is_running:
                 for member in spawn.session_processes(session.child.pid) or [session.child.pid]:
@@ -163,6 +167,13 @@ class Daemon:
         self.listener.close()
         logging.shutdown()
         os._exit(1)
+
+    def _kill_starting(self) -> None:
+        """Children still between fork and exec (on a hung filesystem, say) are killed; their
+        creates then answer ``shutting_down``."""
+        for starting in self._starting:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(starting.child.pid, signal.SIGKILL)
 
     async def _shutdown(self, reason: str) -> None:
         """Stop accepting, tell every client, hang up every session, reap every child, flush
@@ -175,6 +186,10 @@ class Daemon:
         notice = protocol.encode(protocol.event("shutdown", reason=reason))
         for connection in list(self.connections):
             connection.write_frame(notice)
+        self._kill_starting()
+        if self._starting:  # their creates answer shutting_down before the clients are closed
+            self._starts_ended = self.loop.create_future()
+            await asyncio.wait([self._starts_ended], timeout=_FLUSH_SECONDS)
         running = [session for session in self.sessions.values() if session.is_running]
         for session in running:
             session.hang_up(self.config.kill_grace)
@@ -336,7 +351,7 @@ class Daemon:
     def sessions_in_order(self) -> list[Session]:
         return [self.sessions[key] for key in sorted(self.sessions)]
 
-    def create_session(
+    async def create_session(
         self,
         argv: list[str] | None,
         env: dict[str, str | None],
@@ -348,18 +363,31 @@ class Daemon:
     ) -> Session:
         if self._is_shutting_down:
             raise RequestError(errors.SHUTTING_DOWN, "the daemon is shutting down")
-        if name is not None and name in self.names:
+        if name is not None and (name in self.names or name in self._names_starting):
             raise RequestError(errors.NAME_TAKEN, f"a session named {name!r} already exists")
         full_env = spawn.build_env(dict(os.environ), env, term or self.config.term)
         argv = argv or [default_shell()]
         cwd = cwd or full_env.get("HOME") or "/"
         try:
-            child = spawn.spawn(argv, full_env, cwd, cols, rows)
+            starting = spawn.start(argv, full_env, cwd, cols, rows)
         except spawn.PtyUnavailable as exc:
             log.warning("cannot start a session: %s", exc)
             raise RequestError(errors.PTY_UNAVAILABLE, str(exc)) from None
+        if name is not None:
+            self._names_starting.add(name)
+        self._starting.add(starting)
+        try:
+            child = await self._exec_done(starting)
         except spawn.SpawnError as exc:
             raise RequestError(errors.SPAWN_FAILED, str(exc)) from None
+        finally:
+            self._starting.discard(starting)
+            self._names_starting.discard(name)
+            if not self._starting and self._starts_ended is not None:
+                self._starts_ended.set_result(None)
+        if self._is_shutting_down:  # its child was killed by the shutdown
+            self._abandon(starting, finished=True)
+            raise RequestError(errors.SHUTTING_DOWN, "the daemon is shutting down")
         session_id = self._next_session
         self._next_session += 1
         session = Session(
@@ -382,6 +410,42 @@ class Daemon:
         session.start()
         log.info("session %s started: pid %d, %s", session.label, child.pid, " ".join(argv))
         return session
+
+    async def _exec_done(self, starting: spawn.Starting) -> spawn.Child:
+        """Wait, without blocking the loop, until the child has exec'd or said why not; a
+        cancelled wait (the client went away) kills the child."""
+        readable: asyncio.Future[None] = self.loop.create_future()
+
+        def on_readable() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        self.loop.add_reader(starting.error_fd, on_readable)
+        try:
+            await readable
+        except BaseException:
+            self.loop.remove_reader(starting.error_fd)
+            self._abandon(starting)
+            raise
+        self.loop.remove_reader(starting.error_fd)
+        return spawn.finish(starting)
+
+    def _abandon(self, starting: spawn.Starting, *, finished: bool = False) -> None:
+        """Kill a child the daemon will not keep, and reap it when it has died."""
+        child = starting.child
+        if finished:  # exec'd: its pipe is closed already
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+            os.close(child.master_fd)
+        else:
+            spawn.abandon(starting)
+
+        def reap() -> None:
+            self.loop.remove_reader(child.pidfd)
+            spawn.reap(child.pid)
+            os.close(child.pidfd)
+
+        self.loop.add_reader(child.pidfd, reap)
 
     def _on_session_finished(self, session: Session) -> None:
         if self._is_shutting_down:

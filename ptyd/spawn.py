@@ -5,10 +5,16 @@ on the PTY and nothing else open, default signal dispositions and an empty signa
 daemon started from a shell with SIGINT ignored, or Python's ignored SIGPIPE, must not leak
 into the user's programs), the requested environment, directory and size. Failures to start
 (missing program, bad directory) come back as SpawnError, not as a session that dies at once.
+
+The daemon never touches the new session's directory or PATH itself: the child checks them
+between fork and exec and reports through a close-on-exec pipe, which the daemon watches on its
+event loop (``start``, then ``finish`` once the pipe is readable). A directory on a filesystem
+that stopped answering holds up that one child, as in tmux, never the daemon.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -51,6 +57,14 @@ class Child:
     pidfd: int  # readable once the child has exited; close-on-exec
 
 
+@dataclass(frozen=True, slots=True)
+class Starting:
+    """A child forked and not yet known to have exec'd."""
+
+    child: Child
+    error_fd: int  # readable at exec (EOF) or once the child has written why it failed
+
+
 def set_winsize(fd: int, cols: int, rows: int) -> None:
     """TIOCSWINSZ on the PTY: the kernel sends SIGWINCH to its foreground process group."""
     fcntl.ioctl(fd, termios.TIOCSWINSZ, _WINSIZE.pack(rows, cols, 0, 0))
@@ -89,14 +103,11 @@ def resolve_program(argv0: str, env: dict[str, str], cwd: str) -> str:
     return found
 
 
-def spawn(argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int) -> Child:
-    """Fork and exec ``argv`` on a new PTY; raise SpawnError if it cannot start."""
-    if not os.path.isdir(cwd):
-        raise SpawnError(f"{cwd}: no such directory")
-    if not os.access(cwd, os.X_OK):
-        raise SpawnError(f"{cwd}: permission denied")
-    program = resolve_program(argv[0], env, cwd)
+def start(argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int) -> Starting:
+    """Fork the child that checks ``cwd`` and the program and execs ``argv`` on a new PTY;
+    return without waiting for the exec. Raises PtyUnavailable when there is no PTY or fd."""
     error_r, error_w, master_fd, slave_fd = _open_fds()
+    pidfd = -1
     try:
         os.set_blocking(master_fd, False)
         set_winsize(master_fd, cols, rows)
@@ -106,17 +117,11 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int) 
         slave_fd = -1
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
-            _exec_child(program, argv, env, cwd, slave_name, error_w)
+            _exec_child(argv, env, cwd, slave_name, error_w)
         os.close(error_w)
         error_w = -1
-        with os.fdopen(error_r, "rb") as pipe:
-            error_r = -1
-            failure = pipe.read()  # EOF at exec; a few bytes if the child failed before it
-        if failure:
-            os.waitpid(pid, 0)
-            raise SpawnError(failure.decode(errors="replace"))
         try:
-            pidfd = os.pidfd_open(pid)  # fits where the pipe and the slave were
+            pidfd = os.pidfd_open(pid)
         except OSError as exc:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -127,12 +132,39 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str, cols: int, rows: int) 
             )
             raise PtyUnavailable(f"no fd to watch the child: {reason}") from None
         os.set_inheritable(pidfd, False)
-        return Child(pid, master_fd, pidfd)
+        os.set_blocking(error_r, False)
+        return Starting(Child(pid, master_fd, pidfd), error_r)
     except BaseException:
-        for fd in (master_fd, slave_fd, error_r, error_w):
+        for fd in (master_fd, slave_fd, error_r, error_w, pidfd):
             if fd >= 0:
                 os.close(fd)
         raise
+
+
+def finish(starting: Starting) -> Child:
+    """Once ``starting.error_fd`` is readable: the running child, or SpawnError with the
+    reason it gave (the failed child is reaped and its fds closed)."""
+    try:
+        failure = os.read(starting.error_fd, 4096)  # EOF at exec; the reason if it failed
+    finally:
+        os.close(starting.error_fd)
+    if not failure:
+        return starting.child
+    child = starting.child
+    os.waitpid(child.pid, 0)  # it exits right after writing
+    os.close(child.master_fd)
+    os.close(child.pidfd)
+    raise SpawnError(failure.decode(errors="replace"))
+
+
+def abandon(starting: Starting) -> None:
+    """Kill a child that has not exec'd yet and close its fds except the pidfd, which the
+    caller watches to reap it (a child stuck on a dead filesystem dies when it is killed,
+    not necessarily at once)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(starting.child.pid, signal.SIGKILL)
+    os.close(starting.error_fd)
+    os.close(starting.child.master_fd)
 
 
 def _open_fds() -> tuple[int, int, int, int]:
@@ -157,9 +189,10 @@ def _describe(exc: OSError) -> str:
 
 
 def _exec_child(
-    program: str, argv: list[str], env: dict[str, str], cwd: str, slave_name: str, error_w: int
+    argv: list[str], env: dict[str, str], cwd: str, slave_name: str, error_w: int
 ) -> None:  # pragma: no cover - runs in the child
-    """Between fork and exec: only async-signal-tolerant steps, then exec or report and exit."""
+    """Between fork and exec: only async-signal-tolerant steps, then the checks that touch
+    the filesystem, then exec; or report why not and exit."""
     try:
         os.setsid()
         # A session leader without a controlling terminal acquires the first tty it opens.
@@ -177,12 +210,21 @@ def _exec_child(
             except (OSError, ValueError):
                 pass  # signals the runtime reserves (32, 33) cannot be set
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if not os.path.isdir(cwd):
+            raise SpawnError(f"{cwd}: no such directory")
+        if not os.access(cwd, os.X_OK):
+            raise SpawnError(f"{cwd}: permission denied")
+        program = resolve_program(argv[0], env, cwd)
         os.chdir(cwd)
         os.execve(program, argv, env)
     except BaseException as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, SpawnError):
+            message = str(exc)
+        else:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            message = f"{argv[0]}: {reason}"
         try:
-            os.write(error_w, f"{argv[0]}: {reason}".encode())
+            os.write(error_w, message.encode())
         finally:
             os._exit(127)
 

@@ -4,6 +4,7 @@ holds, a bare-socket client that reads only when told to, bounded polling."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import itertools
 import os
@@ -11,7 +12,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import pytest
 from ptyd import protocol
 from ptyd.client import Client
 from ptyd.events import Event, ExitEvent, OutputEvent
+
+_MS_NOSUID, _MS_NODEV, _MNT_DETACH = 0x2, 0x4, 0x2  # mount(2) and umount2(2) flags
 
 
 @dataclass
@@ -223,3 +226,39 @@ def kill_tree(pid: int) -> None:
     for member in process_tree(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(member, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def hung_directory(path: Path) -> Iterator[Callable[[], None]]:
+    """Mount at ``path`` a FUSE filesystem that never answers (its server never reads
+    /dev/fuse): every access below it waits, as on an NFS server that went away. Yields
+    ``release``, which aborts the connection (waiters then fail with ENOTCONN); it runs on
+    exit too. Skips the test where mounting is not allowed (not root, no /dev/fuse)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    path.mkdir()
+    try:
+        fuse = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        pytest.skip(f"no /dev/fuse to mount a hung filesystem: {exc}")
+    options = f"fd={fuse},rootmode=40000,user_id={os.getuid()},group_id={os.getgid()}"
+    if (
+        libc.mount(
+            b"ptyd-test-hung", os.fsencode(path), b"fuse", _MS_NOSUID | _MS_NODEV, options.encode()
+        )
+        != 0
+    ):
+        os.close(fuse)
+        pytest.skip(f"cannot mount a FUSE filesystem here: {os.strerror(ctypes.get_errno())}")
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            os.close(fuse)  # the server is gone: the connection aborts
+
+    try:
+        yield release
+    finally:
+        release()
+        libc.umount2(os.fsencode(path), _MNT_DETACH)

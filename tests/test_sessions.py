@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -12,7 +15,18 @@ from ptyd import errors
 from ptyd.errors import RequestError, SessionNotFound, SpawnFailed
 
 from .conftest import start_daemon
-from .helpers import Stream, contains, read_until, rss_bytes, until_exit, wait_until
+from .helpers import (
+    RawClient,
+    Stream,
+    contains,
+    echo_seconds,
+    hung_directory,
+    process_tree,
+    read_until,
+    rss_bytes,
+    until_exit,
+    wait_until,
+)
 
 
 def attach_stream(client, session, **options) -> Stream:
@@ -50,6 +64,104 @@ def test_spawn_failures_are_errors_not_sessions(daemon) -> None:
     with pytest.raises(SpawnFailed, match="no such directory"):
         client.create(["true"], cwd="/no/such/dir")
     assert client.list_sessions() == []
+
+
+def test_a_session_starting_on_a_hung_filesystem_holds_up_nothing_else(daemon, short_tmp) -> None:
+    """The daemon never touches a new session's directory or PATH itself (tmux's way: the
+    child does, between fork and exec): a ``cwd`` on a filesystem that stopped answering
+    holds up that create only, not the other clients; once the filesystem fails, the
+    create gets ``spawn_failed``, and nothing is left behind. Its name is taken meanwhile."""
+    with hung_directory(short_tmp / "hung") as release:
+        bystander = daemon.client(timeout=5)
+        cat = bystander.create(["cat"])
+        bystander.attach(cat.id, snapshot=None)
+        creator = daemon.client(timeout=60)
+        outcome: list[BaseException | None] = []
+
+        def create() -> None:
+            try:
+                creator.create(["true"], name="hung", cwd=os.fspath(short_tmp / "hung" / "work"))
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=create)
+        thread.start()
+        wait_until(
+            lambda: len(process_tree(daemon.process.pid)) == 3,  # daemon, cat, the new child
+            10,
+            "the new session's child to be forked",
+        )
+        slowest = 0.0
+        for _ in range(10):
+            slowest = max(slowest, echo_seconds(bystander, cat.id))
+            started = time.monotonic()
+            assert [found.id for found in bystander.list_sessions()] == [cat.id]
+            slowest = max(slowest, time.monotonic() - started)
+        assert outcome == [] and thread.is_alive()  # the create is still waiting
+        with pytest.raises(RequestError) as taken:
+            bystander.create(["true"], name="hung")
+        assert taken.value.code == errors.NAME_TAKEN
+        release()
+        thread.join(30)
+    print(
+        f"\nwhile a create waited on a hung filesystem: slowest echo or list "
+        f"{slowest * 1000:.1f} ms"
+    )
+    assert slowest < 1.0
+    assert len(outcome) == 1 and isinstance(outcome[0], SpawnFailed), outcome
+    assert [found.id for found in bystander.list_sessions()] == [cat.id]
+    assert len(process_tree(daemon.process.pid)) == 2  # the daemon and cat: the child reaped
+
+
+def test_shutdown_during_a_create_on_a_hung_filesystem(backend, short_tmp) -> None:
+    """SIGTERM while a child waits on a dead filesystem: the child is killed, the create gets
+    ``shutting_down`` and the daemon exits 0 with no child left."""
+    running = start_daemon(short_tmp / "d.sock", backend)
+    try:
+        with hung_directory(short_tmp / "hung"):
+            creator = running.client(timeout=30)
+            outcome: list[BaseException | None] = []
+
+            def create() -> None:
+                try:
+                    creator.create(["true"], cwd=os.fspath(short_tmp / "hung"))
+                    outcome.append(None)
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=create)
+            thread.start()
+            wait_until(lambda: len(process_tree(running.process.pid)) == 2, 10, "the child")
+            child = process_tree(running.process.pid)[1]
+            running.process.send_signal(signal.SIGTERM)
+            assert running.process.wait(timeout=20) == 0
+            thread.join(30)
+    finally:
+        running.stop()
+    assert len(outcome) == 1 and isinstance(outcome[0], RequestError), outcome
+    assert outcome[0].code == errors.SHUTTING_DOWN
+    assert not os.path.exists(f"/proc/{child}")
+
+
+def test_requests_pipelined_after_a_create_see_its_session(daemon) -> None:
+    """A client may write ``create`` and then requests naming the new session without waiting
+    for the answer: its requests are handled in order, though the create waits for the exec."""
+    raw = RawClient(daemon.socket, hello=True)
+    raw.sock.sendall(
+        RawClient.frame("create", 1, argv=["sleep", "600"], name="piped")
+        + RawClient.frame("info", 2, session="piped")
+        + RawClient.frame("kill", 3, session="piped")
+    )
+    answers = {}
+    while len(answers) < 3:
+        message = raw.read_message()
+        assert message is not None
+        if message["type"] == "response":
+            answers[message["id"]] = message
+    assert all(answer["ok"] for answer in answers.values()), answers
+    assert answers[2]["result"]["id"] == answers[1]["result"]["id"]
+    raw.close()
 
 
 def test_echo_round_trip_through_a_real_shell(daemon) -> None:
