@@ -91,6 +91,7 @@ class Daemon:
         self._starting: set[spawn.Starting] = set()  # forked, not yet known to have exec'd
         self._names_starting: set[str] = set()
         self._starts_ended: asyncio.Future[None] | None = None  # set during shutdown
+        self._dying: dict[int, int] = {}  # killed children not yet reaped: pid -> pidfd
         self._all_closed: asyncio.Future[None] | None = None  # set during shutdown
 
     # -- running -----------------------------------------------------------------------------
@@ -204,6 +205,8 @@ class Daemon:
             timer.cancel()
         for session in self.sessions.values():
             session.close()
+        for pid in list(self._dying):  # killed, so this waits at most for them to die
+            self._reap_abandoned(pid)
         self._emulators.shutdown(wait=False, cancel_futures=True)
         self._readers.shutdown(wait=False, cancel_futures=True)
         self.listener.close()
@@ -431,7 +434,8 @@ class Daemon:
         return spawn.finish(starting)
 
     def _abandon(self, starting: spawn.Starting, *, finished: bool = False) -> None:
-        """Kill a child the daemon will not keep, and reap it when it has died."""
+        """Kill a child the daemon will not keep, and reap it once it has died (at shutdown,
+        before the daemon exits: it leaves no child behind)."""
         child = starting.child
         if finished:  # exec'd: its pipe is closed already
             with contextlib.suppress(ProcessLookupError):
@@ -439,13 +443,14 @@ class Daemon:
             os.close(child.master_fd)
         else:
             spawn.abandon(starting)
+        self._dying[child.pid] = child.pidfd
+        self.loop.add_reader(child.pidfd, self._reap_abandoned, child.pid)
 
-        def reap() -> None:
-            self.loop.remove_reader(child.pidfd)
-            spawn.reap(child.pid)
-            os.close(child.pidfd)
-
-        self.loop.add_reader(child.pidfd, reap)
+    def _reap_abandoned(self, pid: int) -> None:
+        pidfd = self._dying.pop(pid)
+        self.loop.remove_reader(pidfd)
+        os.close(pidfd)
+        os.waitpid(pid, 0)  # the pidfd is readable: it has exited
 
     def _on_session_finished(self, session: Session) -> None:
         if self._is_shutting_down:
