@@ -214,6 +214,9 @@ class Tmux(Tool):
     def snapshot_argv(self, name: str, scrollback: int) -> list[str]:
         return [*self.base, "capture-pane", "-p", "-S", f"-{scrollback}", "-t", name]
 
+    def control_argv(self, name: str) -> list[str]:
+        return [*self.base, "-C", "attach", "-t", name]
+
     def stop(self) -> None:
         panes = subprocess.run(
             [*self.base, "list-panes", "-a", "-F", "#{pane_pid}"],
@@ -572,6 +575,35 @@ def snapshot_time_tmux(tool: Tmux, runs: int, lines: int) -> list[float]:
             tool.snapshot_argv("scr", lines), env=tool.env, check=True, capture_output=True
         )
         samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def attach_time_control_mode(tool: Tmux, runs: int) -> list[float]:
+    """Milliseconds for what a program hosting terminals does with tmux: start ``tmux -C
+    attach`` and get the 80x24 screen with its attributes (``capture-pane -p -e``) through it.
+    The session is the one ``attach_time_terminal`` made, its screen already printed."""
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        control = subprocess.Popen(
+            tool.control_argv("scr"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=tool.env
+        )
+        assert control.stdin is not None and control.stdout is not None
+        try:
+            control.stdin.write(b"capture-pane -p -e -t scr\n")
+            control.stdin.flush()
+            shown = b""
+            # The capture's output block ends with a %end line after the screen's last row.
+            while not ((at := shown.find(SCREEN_END)) >= 0 and b"\n%end " in shown[at:]):
+                chunk = os.read(control.stdout.fileno(), 65536)
+                if not chunk:
+                    raise RuntimeError(f"tmux -C ended before the screen: {shown[-200:]!r}")
+                shown += chunk
+            samples.append((time.perf_counter() - start) * 1e3)
+        finally:
+            control.stdin.close()  # end of commands: the control client detaches and exits
+            control.wait(TIMEOUT)
+            control.stdout.close()
     return samples
 
 
@@ -1020,7 +1052,7 @@ def _echo(
 def _attach(table: Table, tools: list[Tool], plan: Plan, log: Callable[[str], None]) -> None:
     log("attach and snapshot")
     attach_row = table.add("attach, 80x24 screen shown by the client", "ms", "lower")
-    lib_row = table.add("attach with an ANSI snapshot, library", "ms", "lower")
+    lib_row = table.add("attach with an ANSI snapshot, library / tmux -C", "ms", "lower")
     snap_row = table.add(f"snapshot, {plan.scrollback} lines of history", "ms", "lower")
     for tool in tools:
         if tool.has_screen and tool.attach_argv("x"):
@@ -1039,6 +1071,7 @@ def _attach(table: Table, tools: list[Tool], plan: Plan, log: Callable[[str], No
             if snapshots:
                 snap_row.values[tool.name] = statistics.median(snapshots)
         elif isinstance(tool, Tmux):
+            measure(lib_row, tool.name, partial(attach_time_control_mode, tool, plan.attaches))
             measure(
                 snap_row,
                 tool.name,
