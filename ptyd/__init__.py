@@ -1,7 +1,14 @@
-"""ptyd: a PTY session daemon with exact screen snapshots and bounded fan-out."""
+"""ptyd: a PTY session daemon with exact screen snapshots and bounded fan-out.
+
+The client classes are imported on first use: the command line (and the daemon) import this
+package too, and the client library brings asyncio, which costs more than a whole CLI command.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .client import AsyncClient, Attached, Client, ExitStatus, SessionInfo, Snapshot
 from .errors import (
     AuthRefused,
     ConnectionFailed,
@@ -15,6 +22,18 @@ from .errors import (
     TimeoutExpired,
     VersionMismatch,
 )
+from .records import Attached, ExitStatus, SessionInfo, Snapshot
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("AsyncClient", "Client"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'ptyd' has no attribute {name!r}")
 
 __all__ = [
     "AsyncClient",

@@ -3,47 +3,41 @@ key, the session's exit, the daemon's end or a signal; the terminal is restored 
 
 The terminal is repainted from the session's ``ansi`` snapshot, then output events are written as
 they come. Output goes through the daemon's resync policy: when the terminal is slow this client
-stops taking events, the daemon drops its backlog (``lagging``) and later sends a fresh snapshot,
-which is painted on a cleared screen. ``--no-tty`` is a plain, lossless byte relay for scripts.
+stops reading the socket, the daemon drops its backlog (``lagging``) and later sends a fresh
+snapshot, which is painted on a cleared screen. ``--no-tty`` is a plain, lossless byte relay for
+scripts.
+
+The relay is one ``poll`` loop over the terminal, the command line's own connection and a
+signal wake-up pipe: no event loop to import or run, so the command starts in a few tens of
+milliseconds and a key crosses it with one read and one write each way.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
+import select
 import signal
 import stat
 import sys
 import termios
+import time
 import tty
 from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
+from types import FrameType
 from typing import Any
 
-import uvloop
-
 from . import errors, protocol
-from .client import AsyncClient, Attached, Client, Target
+from .blocking import BlockingConnection, answer_of
 from .errors import ConnectionFailed, PtydError, RequestError
-from .events import (
-    DisconnectedEvent,
-    ErrorEvent,
-    Event,
-    ExitEvent,
-    LaggingEvent,
-    OutputEvent,
-    ShutdownEvent,
-    SnapshotEvent,
-)
+from .records import SessionInfo, Target
 
 DEFAULT_DETACH_KEY = 0x1C  # Ctrl-\, as dtach and abduco
 DOUBLE_PRESS_SECONDS = 0.3  # a second detach key within this sends the key through instead
-READ_SIZE = 65536
+READ_SIZE = 65536  # terminal input per read
+SOCKET_READ_SIZE = 256 * 1024
 HIGH_WATER = 64 * 1024  # terminal bytes buffered before this client stops taking events
-EVENT_QUEUE_SIZE = 8  # events (at most 256 KiB each) held before the socket is left unread
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 EXIT_ERROR = 1
 
@@ -102,37 +96,18 @@ def require_terminal(args: argparse.Namespace) -> None:
         raise PtydError(NOT_A_TERMINAL)
 
 
-def attach_terminal(client: Client, target: Target, args: argparse.Namespace) -> int:
-    """Attach this process's terminal to a session; return the command's exit status: 0 on
-    detach, the session's status when it exits, 128+N on signal N, 1 when the daemon goes."""
+def attach_terminal(
+    connection: BlockingConnection, target: Target, args: argparse.Namespace
+) -> int:
+    """Attach this process's terminal to a session over ``connection``; return the command's
+    exit status: 0 on detach, the session's status when it exits, 128+N on signal N, 1 when
+    the daemon goes."""
     require_terminal(args)
     options = options_from(args)
-    ending = uvloop.run(_attach(client.socket_path, target, options))
+    terminal = Terminal(0, 1, is_raw=not options.is_plain)
+    ending = Relay(connection, terminal, options).run(target)
     print(ending.message, file=sys.stderr if options.is_plain else sys.stdout, flush=True)
     return ending.status
-
-
-async def _attach(socket_path: Path, target: Target, options: AttachOptions) -> Ending:
-    loop = asyncio.get_running_loop()
-    ended: asyncio.Future[Ending] = loop.create_future()
-    # The handlers are in place before the terminal is touched and until it is restored: a
-    # stop signal ends the attachment like any other ending.
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, _end_by_signal, ended, signum)
-    client = await AsyncClient.connect(
-        socket_path, client_name="ptyd-attach", event_queue_size=EVENT_QUEUE_SIZE
-    )
-    try:
-        with Terminal(loop, 0, 1, is_raw=not options.is_plain) as terminal:
-            return await Relay(client, terminal, options, ended).run(target)
-    finally:
-        await client.close()
-
-
-def _end_by_signal(ended: asyncio.Future[Ending], signum: int) -> None:
-    if not ended.done():
-        name = signal.Signals(signum).name
-        ended.set_result(Ending(128 + signum, f"[{name}: detached]"))
 
 
 def describe_exit(code: int | None, signum: int | None) -> str:
@@ -154,36 +129,23 @@ def terminal_size(fd: int) -> tuple[int, int]:
 
 
 class Terminal:
-    """The user's terminal while attached: raw input, non-blocking buffered output; on exit
+    """The user's terminal while attached: raw input, non-blocking buffered output; on release
     RESTORE, then the saved termios and file flags."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, fd_in: int, fd_out: int, *, is_raw: bool
-    ) -> None:
-        self.loop = loop
+    def __init__(self, fd_in: int, fd_out: int, *, is_raw: bool) -> None:
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.is_raw = is_raw
         self._pending = bytearray()
-        self._drained: asyncio.Future[None] | None = None
         self._saved_modes: list[Any] | None = None
         self._saved_blocking = {fd: os.get_blocking(fd) for fd in (fd_in, fd_out)}
-
-    def __enter__(self) -> Terminal:
-        self.take()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
     def take(self) -> None:
         """Raw input, non-blocking output (again, after a stop)."""
         if self.is_raw:
             self._saved_modes = termios.tcgetattr(self.fd_in)
             tty.setraw(self.fd_in, termios.TCSADRAIN)
-        # A regular file never blocks and cannot be polled: writes to it stay blocking.
+        # A regular file never blocks: writes to it stay blocking.
         if not stat.S_ISREG(os.fstat(self.fd_out).st_mode):
             os.set_blocking(self.fd_out, False)
 
@@ -195,7 +157,6 @@ class Terminal:
             while self._pending:
                 del self._pending[: os.write(self.fd_out, self._pending)]
         self._pending.clear()
-        self._wake(None)
         with contextlib.suppress(OSError):
             os.set_blocking(self.fd_out, True)
             final = RESTORE if self.is_raw else b""
@@ -216,85 +177,89 @@ class Terminal:
         return len(self._pending)
 
     def write(self, data: bytes) -> None:
-        """Write what the terminal takes now; keep the rest until it is writable."""
+        """Write what the terminal takes now; keep the rest for ``flush``. OSError if the
+        terminal is gone."""
         if not self._pending:
             with contextlib.suppress(BlockingIOError):
                 data = data[os.write(self.fd_out, data) :]
             if not data:
                 return
-            self.loop.add_writer(self.fd_out, self._on_writable)
         self._pending += data
+
+    def flush(self) -> None:
+        """Write more of what is held (the terminal became writable)."""
+        with contextlib.suppress(BlockingIOError):
+            del self._pending[: os.write(self.fd_out, self._pending)]
 
     def discard(self) -> None:
         """Drop output not yet written: it is stale, a fresh snapshot follows."""
         self._pending.clear()
 
-    async def drained(self) -> None:
-        if not self._pending:
-            return
-        if self._drained is None:
-            self._drained = self.loop.create_future()
-        await asyncio.shield(self._drained)
-
-    def _on_writable(self) -> None:
-        try:
-            del self._pending[: os.write(self.fd_out, self._pending)]
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._pending.clear()
-            self._wake(exc)
-            return
-        if not self._pending:
-            self._wake(None)
-
-    def _wake(self, exc: OSError | None) -> None:
-        self.loop.remove_writer(self.fd_out)
-        if self._drained is not None and not self._drained.done():
-            if exc is None:
-                self._drained.set_result(None)
-            else:
-                self._drained.set_exception(exc)
-        self._drained = None
-
 
 class Relay:
-    """Keys to the session, output to the terminal, until ``ended`` has a result."""
+    """Keys to the session, output to the terminal, in one poll loop until an ending."""
 
     def __init__(
-        self,
-        client: AsyncClient,
-        terminal: Terminal,
-        options: AttachOptions,
-        ended: asyncio.Future[Ending],
+        self, connection: BlockingConnection, terminal: Terminal, options: AttachOptions
     ) -> None:
-        self.client = client
+        self.connection = connection
+        self.sock = connection.sock
         self.terminal = terminal
         self.options = options
-        self.ended = ended
-        self.loop = terminal.loop
         self.session = 0
         self.label = ""
-        self._input = bytearray()
-        self._sending: asyncio.Future[dict[str, Any]] | None = None  # the input request in flight
-        self._is_input_idle = asyncio.Event()
-        self._is_input_idle.set()
-        self._armed_key: asyncio.TimerHandle | None = None
-        self._is_reading = False
-        self._is_pollable = True
+        self.ending: Ending | None = None
+        self._exit: Ending | None = None  # the session exited: end once its output is shown
+        self._outgoing = bytearray()  # request frames the socket has not taken yet
+        self._in_flight: dict[int, str] = {}  # request id -> kind
+        self._input = bytearray()  # keys not yet sent
+        self._input_request: int | None = None  # the one input request in flight
+        self._detach_deadline: float | None = None  # a detach key waits for a second press
         self._is_at_eof = False
-        self._next_read: asyncio.Handle | None = None
+        self._is_reading = False
         self._is_resize_due = False
-        self._resizer: asyncio.Task[None] | None = None
-        self._repainter: asyncio.Task[None] | None = None
-        self._drainer: asyncio.Task[None] | None = None  # events held until the terminal drains
+        self._resize_request: int | None = None
+        self._repaint_request: int | None = None
         self._skip_before = 0  # output before this offset is already on the repainted screen
+        self._signals: list[int] = []
+        self._poller = select.poll()
 
-    async def run(self, target: Target) -> Ending:
+    def run(self, target: Target) -> Ending:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        handled = list(STOP_SIGNALS)
+        if not (self.options.is_plain or self.options.is_read_only):
+            handled.append(signal.SIGWINCH)
+        if not self.options.is_plain:
+            handled.append(signal.SIGTSTP)
+        # The handlers are in place before the terminal is touched and until it is restored: a
+        # stop signal ends the attachment like any other ending. They only note the signal; the
+        # wake-up pipe makes poll() return so the loop handles it.
+        previous = {signum: signal.signal(signum, self._note_signal) for signum in handled}
+        previous_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        try:
+            self.terminal.take()
+            try:
+                return self._relay(target, wake_r)
+            except ConnectionFailed as exc:
+                return Ending(EXIT_ERROR, f"[lost the ptyd daemon: {exc}]")
+            finally:
+                self.terminal.release()
+        finally:
+            signal.set_wakeup_fd(previous_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _note_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+
+    def _relay(self, target: Target, wake_r: int) -> Ending:
         options = self.options
         cols, rows = (None, None) if options.is_plain else self.terminal.size()
-        attached = await self.client.attach(
-            target,
+        result = self.connection.request(
+            "attach",
+            session=target,
             snapshot=None if options.is_plain else "ansi",
             policy="block" if options.is_plain else "resync",
             from_offset=options.from_offset,
@@ -302,130 +267,201 @@ class Relay:
             cols=cols,
             rows=rows,
         )
-        self.session = attached.session.id
-        self.label = attached.session.name or str(attached.session.id)
-        self._note_offset(attached)
-        if attached.snapshot:
-            self.terminal.write(REPAINT + attached.snapshot)
-        if not attached.session.is_running:
-            info = attached.session
+        info = SessionInfo.from_wire(result["session"])
+        self.session = info.id
+        self.label = info.name or str(info.id)
+        if options.from_offset is not None and not result.get("resumed"):
+            print(
+                f"ptyd: offset {options.from_offset} is no longer held; "
+                f"output from offset {result['offset']}",
+                file=sys.stderr,
+            )
+        if result.get("snapshot"):
+            self._show(REPAINT + result["snapshot"])
+        if not info.is_running:
             return self._exited(info.exit_code, info.exit_signal)
-        self.client.deliver_to(self._on_event)  # from here on, output goes straight out
-        if self.reads_input:
-            self._start_reading()
-        if not (options.is_plain or options.is_read_only):
-            self.loop.add_signal_handler(signal.SIGWINCH, self._on_resize)
-        if not options.is_plain:
-            self.loop.add_signal_handler(signal.SIGTSTP, self._on_suspend)
-        try:
-            ending = await self.ended
-            self._stop_reading()
-            if ending.status == 0:  # keys typed before the detach key reach the session
-                await self._is_input_idle.wait()
-            return ending
-        except ConnectionFailed as exc:
-            return Ending(EXIT_ERROR, f"[lost the ptyd daemon: {exc}]")
-        finally:
-            self._stop_reading()
-            self.loop.remove_signal_handler(signal.SIGWINCH)
-            self.loop.remove_signal_handler(signal.SIGTSTP)
-            if self._armed_key is not None:
-                self._armed_key.cancel()
-            tasks = [t for t in (self._resizer, self._repainter, self._drainer) if t is not None]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        self.sock.setblocking(False)
+        self._is_reading = self.reads_input
+        while self.connection.events:  # output read together with the attach answer
+            self._on_event(self.connection.events.popleft())
+        self._poller.register(wake_r, select.POLLIN)
+        while not self._is_done():
+            self._wait_once(wake_r)
+        assert self.ending is not None
+        return self.ending
 
     @property
     def reads_input(self) -> bool:
         """A read-only terminal is still read, for the detach key; a read-only relay is not."""
         return not (self.options.is_plain and self.options.is_read_only)
 
-    def _note_offset(self, attached: Attached) -> None:
-        if self.options.from_offset is not None and not attached.resumed:
-            print(
-                f"ptyd: offset {self.options.from_offset} is no longer held; "
-                f"output from offset {attached.offset}",
-                file=sys.stderr,
-            )
+    def _is_done(self) -> bool:
+        if self.ending is None:
+            return False
+        # Keys typed before the detach key reach the session first.
+        return self.ending.status != 0 or (not self._input and self._input_request is None)
 
     def _end(self, ending: Ending) -> None:
-        if not self.ended.done():
-            self.ended.set_result(ending)
+        if self.ending is None:
+            self.ending = ending
+            self._is_reading = False
 
     def _exited(self, code: int | None, signum: int | None) -> Ending:
         status = 128 + signum if signum is not None else (code or 0)
         return Ending(status, f"[exited: {self.label}, {describe_exit(code, signum)}]")
 
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and not self.ended.done():
-            self.ended.set_exception(task.exception())  # type: ignore[arg-type]
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _wait_once(self, wake_r: int) -> None:
+        """One poll over what is wanted now, then everything that became ready."""
+        terminal = self.terminal
+        self._watch()
+        timeout = None
+        if self._detach_deadline is not None:
+            timeout = max(0, int((self._detach_deadline - time.monotonic()) * 1000) + 1)
+        for fd, events in self._poller.poll(timeout):
+            if fd == wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 512)
+            elif fd == self.sock.fileno():
+                if events & select.POLLOUT:
+                    self._flush_socket()
+                if events & ~select.POLLOUT:
+                    self._read_socket()
+            elif fd == terminal.fd_out and events & ~select.POLLIN:
+                self._flush_terminal()
+            if fd == terminal.fd_in and events & ~select.POLLOUT and self._is_reading:
+                self._read_terminal()
+        if self._detach_deadline is not None and time.monotonic() >= self._detach_deadline:
+            self._detach()
+        while self._signals:
+            self._on_signal(self._signals.pop(0))
+
+    def _watch(self) -> None:
+        """Watch the terminal and the socket for what the relay can take now."""
+        terminal = self.terminal
+        wants = {terminal.fd_in: 0, terminal.fd_out: 0, self.sock.fileno(): 0}
+        if self._is_reading:
+            wants[terminal.fd_in] |= select.POLLIN
+        if terminal.pending:
+            wants[terminal.fd_out] |= select.POLLOUT
+        # Output waits in the daemon (its flow control applies) while the terminal is behind or
+        # the session's last output is being shown.
+        if terminal.pending <= HIGH_WATER and self._exit is None and self.ending is None:
+            wants[self.sock.fileno()] |= select.POLLIN
+        elif self.ending is not None and self._input_request is not None:
+            wants[self.sock.fileno()] |= select.POLLIN  # the last keys' answer
+        if self._outgoing:
+            wants[self.sock.fileno()] |= select.POLLOUT
+        for fd, mask in wants.items():
+            if mask:
+                self._poller.register(fd, mask)
+            else:
+                with contextlib.suppress(KeyError):
+                    self._poller.unregister(fd)
+
+    # -- the socket --------------------------------------------------------------------------
+
+    def _send(self, kind: str, **fields: Any) -> int:
+        request_id, frame = self.connection.frame(kind, **fields)
+        self._in_flight[request_id] = kind
+        self._outgoing += frame
+        self._flush_socket()  # at once, from where the key was read: no wait in between
+        return request_id
+
+    def _flush_socket(self) -> None:
+        try:
+            del self._outgoing[: self.sock.send(self._outgoing)]
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise ConnectionFailed(f"connection lost: {exc}") from None
+
+    def _read_socket(self) -> None:
+        try:
+            data = self.sock.recv(SOCKET_READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            raise ConnectionFailed(f"connection lost: {exc}") from None
+        if not data:
+            raise ConnectionFailed("the daemon closed the connection")
+        for message in self.connection.decode(data):
+            kind = message.get("type")
+            if kind == "event":
+                self._on_event(message)
+            elif kind == "response":
+                self._on_response(message)
+
+    def _on_response(self, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        kind = self._in_flight.pop(request_id, None) if isinstance(request_id, int) else None
+        try:
+            result = answer_of(message)  # an answer with no id is a refusal: raised here
+        except RequestError as exc:
+            if kind == "input" and exc.code == errors.INPUT_OVERFLOW:
+                self._show(b"\x07")  # the program is not reading: tell the user
+            elif not (
+                (kind in ("input", "resize") and exc.code == errors.SESSION_EXITED)
+                or (kind == "snapshot" and exc.code == errors.NO_SUCH_SESSION)
+            ):  # an exited or vanished session: its exit event is on its way
+                raise
+            result = None
+        if request_id == self._input_request:
+            self._input_request = None
+            self._send_input()
+        elif request_id == self._resize_request:
+            self._resize_request = None
+            self._send_size()
+        elif request_id == self._repaint_request:
+            self._repaint_request = None
+            if result is not None:
+                self._skip_before = result["offset"]
+                self.terminal.discard()
+                self._show(REPAINT + result["data"])
 
     # -- output ------------------------------------------------------------------------------
 
-    def _on_event(self, event: Event) -> None:
-        """Each event as it arrives from the socket (no queue, no task in between)."""
-        terminal = self.terminal
-        if isinstance(event, OutputEvent) and event.session == self.session:
-            if event.end <= self._skip_before:
-                return
-            terminal.write(event.data[max(self._skip_before - event.offset, 0) :])
-            if terminal.pending > HIGH_WATER:
-                self._hold_until_drained(None)  # meanwhile the daemon's flow control applies
-        elif isinstance(event, LaggingEvent):
-            terminal.discard()
-        elif isinstance(event, SnapshotEvent) and not self.options.is_plain:
-            terminal.write(REPAINT + event.data)
-        elif isinstance(event, ExitEvent) and event.session == self.session:
+    def _on_event(self, message: dict[str, Any]) -> None:
+        name, session = message.get("event"), message.get("session")
+        if name == "output" and session == self.session:
+            data, offset = message["data"], message["offset"]
+            if offset + len(data) > self._skip_before:
+                self._show(data[max(self._skip_before - offset, 0) :])
+        elif name == "lagging" and session == self.session:
+            self.terminal.discard()
+        elif name == "snapshot" and session == self.session and not self.options.is_plain:
+            self._show(REPAINT + message["data"])
+        elif name == "exit" and session == self.session:
             # The program's last output is part of the relay: end once it is shown.
-            self._hold_until_drained(self._exited(event.code, event.signal))
-        elif isinstance(event, ShutdownEvent):
-            self._end(Ending(EXIT_ERROR, f"[ptyd daemon shutting down: {event.reason}]"))
-        elif isinstance(event, ErrorEvent):
-            self._end(Ending(EXIT_ERROR, f"[ptyd: {event.message}]"))
-        elif isinstance(event, DisconnectedEvent):
-            self._end(Ending(EXIT_ERROR, f"[lost the ptyd daemon: {event.reason}]"))
+            self._exit = self._exited(message.get("code"), message.get("signal"))
+            self._flush_terminal()
+        elif name == "shutdown":
+            self._end(Ending(EXIT_ERROR, f"[ptyd daemon shutting down: {message.get('reason')}]"))
+        elif name == "error":
+            self._end(Ending(EXIT_ERROR, f"[ptyd: {message.get('message')}]"))
 
-    def _hold_until_drained(self, ending: Ending | None) -> None:
-        """Take no events until the terminal has taken what it holds; then end with
-        ``ending`` if there is one, else go on."""
-        self.client.pause_events()
-        previous = self._drainer
+    def _show(self, data: bytes) -> None:
+        try:
+            self.terminal.write(data)
+        except OSError:
+            self._lost_terminal()
 
-        async def drain() -> None:
-            if previous is not None:
-                await previous  # an exit that arrives while output drains ends after it
-            await self.terminal.drained()
-            if ending is not None:
-                self._end(ending)
-            else:
-                self.client.resume_events()
+    def _flush_terminal(self) -> None:
+        try:
+            self.terminal.flush()
+        except OSError:
+            self._lost_terminal()
+        if self._exit is not None and not self.terminal.pending:
+            self._end(self._exit)
 
-        self._drainer = self.loop.create_task(drain())
-        self._drainer.add_done_callback(self._on_task_done)
+    def _lost_terminal(self) -> None:
+        self.terminal.discard()
+        self._end(Ending(EXIT_ERROR, "[the terminal closed]"))
 
     # -- input -------------------------------------------------------------------------------
 
-    def _start_reading(self) -> None:
-        if self._is_reading or self._is_at_eof:
-            return
-        self._is_reading = True
-        if self._is_pollable:
-            try:
-                self.loop.add_reader(self.terminal.fd_in, self._on_readable)
-                return
-            except PermissionError:
-                self._is_pollable = False  # a regular file or /dev/null: reading never blocks
-        self._next_read = self.loop.call_soon(self._on_readable)
-
-    def _stop_reading(self) -> None:
-        self._is_reading = False
-        if self._is_pollable:
-            self.loop.remove_reader(self.terminal.fd_in)
-        elif self._next_read is not None:
-            self._next_read.cancel()
-
-    def _on_readable(self) -> None:
+    def _read_terminal(self) -> None:
         try:
             data = os.read(self.terminal.fd_in, READ_SIZE)
         except BlockingIOError:
@@ -433,23 +469,20 @@ class Relay:
         except OSError:
             data = b""  # EIO: the terminal hung up
         if not data:
-            self._stop_reading()
+            self._is_reading = False
             self._is_at_eof = True
             if not self.options.is_plain:
                 self._end(Ending(EXIT_ERROR, "[the terminal closed]"))
             return  # --no-tty: end of input; output continues until the session exits
-        if not self._queue_keys(data) or len(self._input) >= HIGH_WATER:
-            self._stop_reading()  # detached, or the sender restarts reading once it has sent
-        elif not self._is_pollable:
-            self._next_read = self.loop.call_soon(self._on_readable)
+        if self._queue_keys(data) and len(self._input) >= HIGH_WATER:
+            self._is_reading = False  # until the queued keys are sent
 
     def _queue_keys(self, data: bytes) -> bool:
-        """Queue keys for the session, handling the detach key; False if reading should stop."""
+        """Queue keys for the session, handling the detach key; False once detached."""
         key = self.options.detach_key
         keys = bytearray()
-        if key is not None and self._armed_key is not None:
-            self._armed_key.cancel()
-            self._armed_key = None
+        if key is not None and self._detach_deadline is not None:
+            self._detach_deadline = None
             if data[0] != key:
                 self._detach()
                 return False
@@ -458,7 +491,7 @@ class Relay:
         while key is not None and (at := data.find(key)) >= 0:
             keys += data[:at]
             if at + 1 == len(data):
-                self._armed_key = self.loop.call_later(DOUBLE_PRESS_SECONDS, self._detach)
+                self._detach_deadline = time.monotonic() + DOUBLE_PRESS_SECONDS
                 data = b""
             elif data[at + 1] == key:
                 keys.append(key)
@@ -472,97 +505,58 @@ class Relay:
         return True
 
     def _detach(self) -> None:
-        self._armed_key = None
+        self._detach_deadline = None
         self._end(Ending(0, f"[detached from {self.label}]"))
 
     def _queue_input(self, keys: bytearray) -> None:
         if self.options.is_read_only or not keys:
             return
         self._input += keys
-        self._is_input_idle.clear()
-        if self._sending is None:
-            self._send_next()  # at once, from the read callback: no task between key and socket
+        if self._input_request is None:
+            self._send_input()
 
-    def _send_next(self) -> None:
-        """Send what is queued as one request; its response paces the next one."""
+    def _send_input(self) -> None:
+        """Send what is queued as one request; its answer paces the next one."""
         if not self._input:
-            self._sending = None
-            self._is_input_idle.set()
             return
         data = bytes(self._input[: protocol.MAX_INPUT_CHUNK])
         del self._input[: len(data)]
-        if not self.ended.done() and self.reads_input:
-            self._start_reading()
-        try:
-            self._sending = self.client.submit("input", session=self.session, data=data)
-        except ConnectionFailed as exc:
-            self._fail(exc)
-            return
-        self._sending.add_done_callback(self._on_sent)
+        if self.ending is None and self.reads_input and not self._is_at_eof:
+            self._is_reading = True
+        self._input_request = self._send("input", session=self.session, data=data)
 
-    def _on_sent(self, sent: asyncio.Future[dict[str, Any]]) -> None:
-        exc = None if sent.cancelled() else sent.exception()
-        if isinstance(exc, RequestError) and exc.code == errors.INPUT_OVERFLOW:
-            self.terminal.write(b"\x07")  # the program is not reading: tell the user
-        elif isinstance(exc, RequestError) and exc.code == errors.SESSION_EXITED:
-            pass  # the exit event is on its way
-        elif exc is not None:
-            self._fail(exc)
-            return
-        self._send_next()
+    # -- signals: stop, continue, size ----------------------------------------------------
 
-    def _fail(self, exc: BaseException) -> None:
-        self._input.clear()
-        self._sending = None
-        self._is_input_idle.set()  # nothing more will be sent: never keep a detach waiting
-        if not self.ended.done():
-            self.ended.set_exception(exc)
-
-    # -- stop and continue -------------------------------------------------------------------
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGWINCH:
+            self._on_resize()
+        elif signum == signal.SIGTSTP:
+            self._on_suspend()
+        else:
+            self._end(Ending(128 + signum, f"[{signal.Signals(signum).name}: detached]"))
 
     def _on_suspend(self) -> None:
         """SIGTSTP from outside (``kill -TSTP``, a job-control shell; Ctrl-Z itself goes to the
         session): give the terminal back while stopped, take it again on SIGCONT and repaint
         from a fresh snapshot, since output went on meanwhile."""
-        self._stop_reading()
         self.terminal.release()
         os.kill(os.getpid(), signal.SIGSTOP)
         # Continued (fg, SIGCONT).
-        if self.ended.done():
-            return
         self.terminal.take()
-        self._start_reading()
-        if self._repainter is None or self._repainter.done():
-            self._repainter = self.loop.create_task(self._repaint())
-            self._repainter.add_done_callback(self._on_task_done)
+        if self.ending is not None:
+            return
+        if self._repaint_request is None:
+            self._repaint_request = self._send("snapshot", session=self.session, format="ansi")
         if not self.options.is_read_only:
             self._on_resize()  # the terminal may have changed size while we were stopped
 
-    async def _repaint(self) -> None:
-        try:
-            snapshot = await self.client.snapshot(self.session, "ansi")
-        except RequestError as exc:
-            if exc.code != errors.NO_SUCH_SESSION:  # gone: the exit event is on its way
-                raise
-            return
-        self._skip_before = snapshot.offset
-        self.terminal.discard()
-        self.terminal.write(REPAINT + snapshot.data)
-
-    # -- size --------------------------------------------------------------------------------
-
     def _on_resize(self) -> None:
         self._is_resize_due = True
-        if self._resizer is None or self._resizer.done():
-            self._resizer = self.loop.create_task(self._send_size())
-            self._resizer.add_done_callback(self._on_task_done)
+        if self._resize_request is None:
+            self._send_size()
 
-    async def _send_size(self) -> None:
-        while self._is_resize_due:
+    def _send_size(self) -> None:
+        if self._is_resize_due:
             self._is_resize_due = False
             cols, rows = self.terminal.size()
-            try:
-                await self.client.resize(self.session, cols, rows)
-            except RequestError as exc:
-                if exc.code != errors.SESSION_EXITED:
-                    raise
+            self._resize_request = self._send("resize", session=self.session, cols=cols, rows=rows)

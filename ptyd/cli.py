@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import shlex
@@ -21,7 +20,7 @@ from typing import Any
 from . import config as config_module
 from . import launcher, protocol
 from ._version import __version__
-from .client import Client, SessionInfo
+from .blocking import BlockingConnection
 from .config import Config
 from .errors import (
     NAME_TAKEN,
@@ -34,6 +33,7 @@ from .errors import (
 )
 from .identity import check_identity
 from .keys import key_bytes, parse_detach_key
+from .records import SessionInfo
 from .socketdir import is_listening
 
 EXIT_ERROR = 1
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"no ptyd daemon is listening on {config.socket}: nothing to shut down"
             )
         launcher.ensure_daemon(config)
-        with Client(config.socket) as client:
+        with BlockingConnection(config.socket) as client:
             return handler(client, args)
     except KeyboardInterrupt:
         return 130
@@ -280,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import logging  # here, like the daemon itself: other commands start faster without them
+
     from . import server
 
     ready_fd = int(os.environ.pop("PTYD_READY_FD", "-1"))
@@ -328,7 +330,7 @@ def _target(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
-def cmd_new(client: Client, args: argparse.Namespace) -> int:
+def cmd_new(client: BlockingConnection, args: argparse.Namespace) -> int:
     from .attach import attach_terminal, require_terminal, terminal_size
 
     if not args.detached:
@@ -349,7 +351,7 @@ def cmd_new(client: Client, args: argparse.Namespace) -> int:
     return attach_terminal(client, info.id, args)
 
 
-def cmd_attach(client: Client, args: argparse.Namespace) -> int:
+def cmd_attach(client: BlockingConnection, args: argparse.Namespace) -> int:
     from .attach import attach_terminal, require_terminal, terminal_size
 
     argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -395,7 +397,7 @@ def _state(info: SessionInfo) -> str:
     return f"exit {info.exit_code}"
 
 
-def cmd_ls(client: Client, args: argparse.Namespace) -> int:
+def cmd_ls(client: BlockingConnection, args: argparse.Namespace) -> int:
     sessions = client.list_sessions()
     if args.json:
         print(json.dumps([_as_dict(info) for info in sessions], indent=2))
@@ -427,7 +429,7 @@ def _as_dict(info: SessionInfo) -> dict[str, Any]:
     return {name: getattr(info, name) for name in info.__dataclass_fields__}
 
 
-def cmd_info(client: Client, args: argparse.Namespace) -> int:
+def cmd_info(client: BlockingConnection, args: argparse.Namespace) -> int:
     info = client.info(_target(args.target))
     data = _as_dict(info)
     if args.json:
@@ -440,7 +442,7 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_send(client: Client, args: argparse.Namespace) -> int:
+def cmd_send(client: BlockingConnection, args: argparse.Namespace) -> int:
     words = args.text[1:] if args.text[:1] == ["--"] else args.text  # "--" ends the options
     if args.stdin:
         data = sys.stdin.buffer.read()
@@ -452,7 +454,7 @@ def cmd_send(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_snapshot(client: Client, args: argparse.Namespace) -> int:
+def cmd_snapshot(client: BlockingConnection, args: argparse.Namespace) -> int:
     snap = client.snapshot(_target(args.target), args.format, args.scrollback)
     if args.format == "json":
         print(json.dumps(snap.data, indent=2))
@@ -464,17 +466,17 @@ def cmd_snapshot(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_resize(client: Client, args: argparse.Namespace) -> int:
+def cmd_resize(client: BlockingConnection, args: argparse.Namespace) -> int:
     client.resize(_target(args.target), *args.size)
     return 0
 
 
-def cmd_signal(client: Client, args: argparse.Namespace) -> int:
+def cmd_signal(client: BlockingConnection, args: argparse.Namespace) -> int:
     client.signal(_target(args.target), _target(args.signal), args.to)
     return 0
 
 
-def cmd_kill(client: Client, args: argparse.Namespace) -> int:
+def cmd_kill(client: BlockingConnection, args: argparse.Namespace) -> int:
     target = _target(args.target)
     client.kill(target)
     if not args.no_wait:
@@ -482,7 +484,7 @@ def cmd_kill(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_wait(client: Client, args: argparse.Namespace) -> int:
+def cmd_wait(client: BlockingConnection, args: argparse.Namespace) -> int:
     try:
         status = client.wait(_target(args.target), args.timeout)
     except RequestError as exc:
@@ -493,7 +495,7 @@ def cmd_wait(client: Client, args: argparse.Namespace) -> int:
     return status.status
 
 
-def cmd_stats(client: Client, args: argparse.Namespace) -> int:
+def cmd_stats(client: BlockingConnection, args: argparse.Namespace) -> int:
     while True:
         stats = client.stats()
         if args.json:
@@ -530,12 +532,12 @@ def format_stats(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_shutdown(client: Client, args: argparse.Namespace) -> int:
+def cmd_shutdown(client: BlockingConnection, args: argparse.Namespace) -> int:
     client.shutdown()
     return 0
 
 
-_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+_COMMANDS: dict[str, Callable[[BlockingConnection, argparse.Namespace], int]] = {
     "new": cmd_new,
     "attach": cmd_attach,
     "ls": cmd_ls,

@@ -16,7 +16,6 @@ import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -26,6 +25,7 @@ from . import errors, events, protocol
 from ._version import __version__
 from .errors import ConnectionFailed, ProtocolError, PtydError, RequestError
 from .events import DisconnectedEvent, ErrorEvent, Event, ExitEvent, OutputEvent, SnapshotEvent
+from .records import Attached, ExitStatus, SessionInfo, Snapshot, Target
 from .socketdir import check_daemon_socket
 
 EVENT_QUEUE_SIZE = 8192  # events held for the application; when full, reading the socket pauses
@@ -40,68 +40,6 @@ ANSWER_HEADROOM_EVENTS = 1024
 CLOSE_GRACE = 1.0  # seconds close() lets unsent requests go to a daemon that does not read
 _CLIENT_TIMEOUT: Any = object()  # Client._run's default: the client's own timeout
 _T = TypeVar("_T")
-Target = int | str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """What the daemon reports about one session."""
-
-    id: int
-    name: str | None
-    argv: list[str]
-    pid: int
-    cwd: str
-    cols: int
-    rows: int
-    created_at: float
-    last_attached: float | None
-    clients: int
-    bytes_out: int
-    title: str
-    state: str
-    exit_code: int | None
-    exit_signal: int | None
-    exited_at: float | None
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> SessionInfo:
-        values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
-        return cls(**values)
-
-    @property
-    def is_running(self) -> bool:
-        return self.state == "running"
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    session: int
-    offset: int  # the stream offset the snapshot was taken at
-    format: str
-    data: Any  # str (text), bytes (ansi) or dict (json)
-
-
-@dataclass(frozen=True, slots=True)
-class Attached:
-    """The answer to attach: a snapshot at ``offset`` (or a resume), then live output."""
-
-    session: SessionInfo
-    offset: int
-    snapshot: Any  # None when resumed or when no snapshot was asked for
-    format: str | None
-    resumed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
-    code: int | None
-    signal: int | None
-
-    @property
-    def status(self) -> int:
-        """Shell-style: the exit code, or 128 + signal number."""
-        return 128 + self.signal if self.signal is not None else (self.code or 0)
 
 
 def resolve_socket(socket_path: str | os.PathLike[str] | None = None) -> Path:

@@ -5,7 +5,6 @@ listens. The daemon detaches from the launching terminal: a new session, stdio o
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 from .config import Config
@@ -29,6 +28,8 @@ def ensure_daemon(config: Config) -> bool:
 
 def start_daemon(config: Config) -> None:
     """Launch ``ptyd serve --background`` and wait for its readiness line (or its error)."""
+    import subprocess  # only here: the commands that find a daemon running start faster
+
     ready_r, ready_w = os.pipe()
     command = [
         sys.executable,

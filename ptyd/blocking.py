@@ -1,0 +1,198 @@
+"""A connection to the daemon over a blocking socket: no event loop, no thread.
+
+The command line runs on it, so a command such as ``ptyd send`` costs a process start and a
+round trip, not an asyncio import (which alone takes longer than the rest of the command). The
+interactive attach takes the same socket over once the session is attached (``attach.py``).
+Programs use ``Client`` or ``AsyncClient`` (``client.py``), which add events, reconnection and
+flow handling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from . import errors, protocol
+from ._version import __version__
+from .errors import ConnectionFailed, ProtocolError, RequestError
+from .records import ExitStatus, SessionInfo, Snapshot, Target
+from .socketdir import check_daemon_socket
+
+READ_SIZE = 256 * 1024
+
+
+class BlockingConnection:
+    """Requests answered in order over one socket; events that arrive meanwhile are kept in
+    ``events`` (raw message maps) for whoever takes the socket over."""
+
+    def __init__(self, socket_path: Path, *, client_name: str = "") -> None:
+        self.socket_path = socket_path
+        self.client_name = client_name or f"ptyd-cli/{__version__}"
+        self.decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)
+        self.events: deque[dict[str, Any]] = deque()
+        self.daemon_info: dict[str, Any] = {}
+        self.features: frozenset[str] = frozenset()
+        self._answers: dict[int, dict[str, Any]] = {}
+        self._next_id = 1
+        self.sock = self._connect()
+        try:
+            self._hello()
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def __enter__(self) -> BlockingConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _connect(self) -> socket.socket:
+        check_daemon_socket(self.socket_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(os.fspath(self.socket_path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise ConnectionFailed(
+                f"no ptyd daemon is listening on {self.socket_path} ({exc.strerror})"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
+        return sock
+
+    def _hello(self) -> None:
+        result = self.request(
+            "hello",
+            version=protocol.VERSION_TEXT,
+            features=sorted(protocol.FEATURES),
+            client=self.client_name,
+        )
+        version = str(result.get("version", ""))
+        if not protocol.is_compatible(version):
+            raise errors.VersionMismatch(
+                errors.VERSION_MISMATCH,
+                f"protocol version mismatch: daemon speaks {version}, client speaks "
+                f"{protocol.VERSION_TEXT} (major versions must match)",
+            )
+        self.daemon_info = result
+        self.features = frozenset(result.get("features", ()))
+
+    # -- the wire ----------------------------------------------------------------------------
+
+    def frame(self, kind: str, **fields: Any) -> tuple[int, bytes]:
+        """A request's id and its encoded frame, for a caller that writes it itself."""
+        request_id = self._next_id
+        self._next_id += 1
+        return request_id, protocol.encode(protocol.request(request_id, kind, **fields))
+
+    def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its answer; raise the error it carries."""
+        request_id, frame = self.frame(kind, **fields)
+        # A refusing daemon closes at once: a failed write still leaves its reason to read.
+        with contextlib.suppress(OSError):
+            self.sock.sendall(frame)
+        while request_id not in self._answers:
+            self.take(self._read())
+        return answer_of(self._answers.pop(request_id))
+
+    def _read(self) -> list[dict[str, Any]]:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except OSError as exc:
+            raise ConnectionFailed(f"connection to the daemon lost: {exc}") from None
+        if not data:
+            raise ConnectionFailed("connection to the daemon lost: the daemon closed it")
+        return self.decode(data)
+
+    def decode(self, data: bytes) -> list[dict[str, Any]]:
+        """Messages in ``data`` (with what earlier reads left), or ConnectionFailed if the
+        daemon sent something that is not the protocol."""
+        try:
+            messages = self.decoder.feed(data)
+        except ProtocolError as exc:
+            raise ConnectionFailed(f"protocol error from the daemon: {exc}") from None
+        for message in messages:
+            if isinstance(message, ProtocolError):
+                raise ConnectionFailed(f"protocol error from the daemon: {message}")
+        return messages  # type: ignore[return-value]
+
+    def take(self, messages: list[dict[str, Any]]) -> None:
+        """File answers by id and keep events; a connection-level refusal is raised."""
+        for message in messages:
+            if message.get("type") == "event":
+                self.events.append(message)
+            elif message.get("type") == "response":
+                request_id = message.get("id")
+                if request_id is None:
+                    answer_of(message)  # the daemon refused the connection: raises why
+                elif isinstance(request_id, int):
+                    self._answers[request_id] = message
+
+    # -- operations (as Client's) ------------------------------------------------------------
+
+    def create(
+        self,
+        argv: list[str] | None = None,
+        *,
+        name: str | None = None,
+        cwd: str | None = None,
+        env: dict[str, str | None] | None = None,
+        cols: int = 80,
+        rows: int = 24,
+    ) -> SessionInfo:
+        result = self.request(
+            "create", argv=argv, name=name, cwd=cwd, env=env or {}, cols=cols, rows=rows
+        )
+        return SessionInfo.from_wire(result)
+
+    def list_sessions(self) -> list[SessionInfo]:
+        return [SessionInfo.from_wire(item) for item in self.request("list")["sessions"]]
+
+    def info(self, session: Target) -> SessionInfo:
+        return SessionInfo.from_wire(self.request("info", session=session))
+
+    def send(self, session: Target, data: bytes) -> None:
+        for start in range(0, max(len(data), 1), protocol.MAX_INPUT_CHUNK):
+            self.request(
+                "input", session=session, data=data[start : start + protocol.MAX_INPUT_CHUNK]
+            )
+
+    def resize(self, session: Target, cols: int, rows: int) -> None:
+        self.request("resize", session=session, cols=cols, rows=rows)
+
+    def signal(self, session: Target, signal: int | str, target: str = "foreground") -> None:
+        self.request("signal", session=session, signal=signal, target=target)
+
+    def kill(self, session: Target) -> None:
+        self.request("kill", session=session)
+
+    def snapshot(self, session: Target, format: str = "text", scrollback: int = 0) -> Snapshot:
+        result = self.request("snapshot", session=session, format=format, scrollback=scrollback)
+        return Snapshot(result["session"], result["offset"], result["format"], result["data"])
+
+    def wait(self, session: Target, timeout: float | None = None) -> ExitStatus:
+        result = self.request("wait", session=session, timeout=timeout)
+        return ExitStatus(result["code"], result["signal"])
+
+    def stats(self) -> dict[str, Any]:
+        return self.request("stats")
+
+    def shutdown(self) -> None:
+        self.request("shutdown")
+
+
+def answer_of(message: dict[str, Any]) -> dict[str, Any]:
+    """A response's result, or the most specific RequestError for its error."""
+    if message.get("ok"):
+        return message.get("result") or {}
+    error = message.get("error") or {}
+    raise RequestError.from_wire(str(error.get("code")), str(error.get("message")))
