@@ -323,7 +323,8 @@ class Daemon:
         if len(self.connections) >= self.config.max_clients:
             return (
                 errors.TOO_MANY_CONNECTIONS,
-                f"{self.config.max_clients} clients already connected",
+                f"too many connections: the daemon's limit of {self.config.max_clients} "
+                "clients is reached (PTYD_MAX_CLIENTS)",
             )
         if self.unauthenticated >= self.config.max_unauthenticated:
             return errors.TOO_MANY_CONNECTIONS, "too many connections waiting for hello"

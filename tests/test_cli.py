@@ -233,3 +233,49 @@ def test_autostart_starts_one_background_daemon_then_shutdown(backend, short_tmp
     finally:
         os.close(pidfd)
     assert not os.path.exists(sock)
+
+
+def test_commands_run_without_asyncio(daemon) -> None:
+    """Every command but ``serve`` runs on a blocking socket: importing asyncio (and uvloop)
+    would cost more than the command itself. A guard on what is imported, not on time."""
+    script = f"""
+import sys
+from ptyd import cli
+
+sock = {str(daemon.socket)!r}
+common = ["-S", sock, "--no-autostart"]
+assert cli.main([*common, "new", "-d", "-n", "lean", "--", "sh", "-c", "read x; echo got-$x"]) == 0
+assert cli.main([*common, "ls"]) == 0
+assert cli.main([*common, "send", "lean", "yes"]) == 0
+assert cli.main([*common, "send", "--keys", "lean", "Enter"]) == 0
+assert cli.main([*common, "snapshot", "lean"]) == 0
+assert cli.main([*common, "attach", "--no-tty", "--from-offset", "0", "lean"]) == 0
+print("loaded:", sorted({{"asyncio", "uvloop"}} & set(sys.modules)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=daemon.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"got-yes" in done.stdout
+    assert b"loaded: []" in done.stdout
+
+
+def test_a_daemon_at_its_client_cap_is_named_as_such(short_tmp) -> None:
+    """The command line reads the daemon's refusal even when it closes before the hello is
+    written, and says why instead of a bare lost connection."""
+    from .conftest import start_daemon
+
+    running = start_daemon(short_tmp / "d.sock", "compiled", "--max-clients", "1")
+    try:
+        holder = running.client()
+        for _ in range(5):
+            out = running.cli("ls")
+            assert out.returncode == 1
+            assert b"too many" in out.stderr.lower() and out.stderr.count(b"\n") == 1, out.stderr
+        holder.list_sessions()
+    finally:
+        assert running.stop() == 0
