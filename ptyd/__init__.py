@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
         return getattr(client, name)
     raise AttributeError(f"module 'ptyd' has no attribute {name!r}")
 
+
 __all__ = [
     "AsyncClient",
     "Attached",
