@@ -30,7 +30,7 @@ from typing import Any
 
 from . import errors, protocol
 from .blocking import BlockingConnection, answer_of
-from .errors import ConnectionFailed, PtydError, RequestError
+from .errors import ConnectionFailed, ProtocolError, PtydError, RequestError
 from .records import SessionInfo, Target
 
 DEFAULT_DETACH_KEY = 0x1C  # Ctrl-\, as dtach and abduco
@@ -223,6 +223,8 @@ class Relay:
         self._skip_before = 0  # output before this offset is already on the repainted screen
         self._signals: list[int] = []
         self._poller = select.poll()
+        self._masks: dict[int, int] = {}  # what the poller watches now, by fd
+        self._output_prefix = b""  # the layout of this session's output frames
 
     def run(self, target: Target) -> Ending:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -269,6 +271,7 @@ class Relay:
         )
         info = SessionInfo.from_wire(result["session"])
         self.session = info.id
+        self._output_prefix = protocol.output_frame_prefix(info.id)
         self.label = info.name or str(info.id)
         if options.from_offset is not None and not result.get("resumed"):
             print(
@@ -354,11 +357,13 @@ class Relay:
         if self._outgoing:
             wants[self.sock.fileno()] |= select.POLLOUT
         for fd, mask in wants.items():
+            if self._masks.get(fd, 0) == mask:
+                continue
+            self._masks[fd] = mask
             if mask:
                 self._poller.register(fd, mask)
             else:
-                with contextlib.suppress(KeyError):
-                    self._poller.unregister(fd)
+                self._poller.unregister(fd)
 
     # -- the socket --------------------------------------------------------------------------
 
@@ -386,11 +391,22 @@ class Relay:
             raise ConnectionFailed(f"connection lost: {exc}") from None
         if not data:
             raise ConnectionFailed("the daemon closed the connection")
-        for message in self.connection.decode(data):
-            kind = message.get("type")
-            if kind == "event":
+        try:
+            bodies = self.connection.decoder.feed_bodies(data)
+        except ProtocolError as exc:
+            raise ConnectionFailed(f"protocol error from the daemon: {exc}") from None
+        for body in bodies:
+            # Output, nearly every frame, is read from its fixed layout; the rest is decoded.
+            output = protocol.parse_output(body, self._output_prefix)
+            if output is not None:
+                self._on_output(*output)
+                continue
+            message = protocol.decode_body(body)
+            if isinstance(message, ProtocolError):
+                raise ConnectionFailed(f"protocol error from the daemon: {message}")
+            if message.get("type") == "event":
                 self._on_event(message)
-            elif kind == "response":
+            elif message.get("type") == "response":
                 self._on_response(message)
 
     def _on_response(self, message: dict[str, Any]) -> None:
@@ -425,9 +441,7 @@ class Relay:
     def _on_event(self, message: dict[str, Any]) -> None:
         name, session = message.get("event"), message.get("session")
         if name == "output" and session == self.session:
-            data, offset = message["data"], message["offset"]
-            if offset + len(data) > self._skip_before:
-                self._show(data[max(self._skip_before - offset, 0) :])
+            self._on_output(message["offset"], message["data"])
         elif name == "lagging" and session == self.session:
             self.terminal.discard()
         elif name == "snapshot" and session == self.session and not self.options.is_plain:
@@ -440,6 +454,10 @@ class Relay:
             self._end(Ending(EXIT_ERROR, f"[ptyd daemon shutting down: {message.get('reason')}]"))
         elif name == "error":
             self._end(Ending(EXIT_ERROR, f"[ptyd: {message.get('message')}]"))
+
+    def _on_output(self, offset: int, data: bytes) -> None:
+        if offset + len(data) > self._skip_before:
+            self._show(data[max(self._skip_before - offset, 0) :])
 
     def _show(self, data: bytes) -> None:
         try:

@@ -12,11 +12,13 @@ import re
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import msgpack
 
 from . import errors
+
+_T = TypeVar("_T")
 
 VERSION: Final = (1, 0)
 VERSION_TEXT: Final = f"{VERSION[0]}.{VERSION[1]}"
@@ -75,6 +77,25 @@ def output_frame_prefix(session_id: int) -> bytes:
 
 
 OUTPUT_DATA_KEY: Final = msgpack.packb("data")  # appended by the hot path after the offset
+_OUTPUT_TAIL: Final = len(OUTPUT_DATA_KEY) + 5  # the data key, 0xc6 and the 4-byte length
+
+
+def parse_output(body: bytes, prefix: bytes) -> tuple[int, bytes] | None:
+    """(offset, data) of an output frame body of the session whose ``output_frame_prefix`` is
+    ``prefix``, read from its fixed layout without msgpack; None for any other frame."""
+    data_at = len(prefix) + 9 + _OUTPUT_TAIL
+    if len(body) < data_at or not body.startswith(prefix):
+        return None
+    offset_at, key_at = len(prefix), len(prefix) + 9
+    is_output = (
+        body[offset_at] == 0xCF
+        and body[key_at : key_at + len(OUTPUT_DATA_KEY)] == OUTPUT_DATA_KEY
+        and body[data_at - 5] == 0xC6
+        and int.from_bytes(body[data_at - 4 : data_at], "big") == len(body) - data_at
+    )
+    if not is_output:
+        return None
+    return int.from_bytes(body[offset_at + 1 : key_at], "big"), body[data_at:]
 
 
 class FrameDecoder:
@@ -90,12 +111,20 @@ class FrameDecoder:
         """Decoded messages, in order; a malformed body becomes a ProtocolError in the list
         (its frame boundary is known, so the stream stays usable). An oversized length prefix
         raises ProtocolError: the stream cannot be resynchronised after it."""
+        return self._split(data, lambda body: decode_body(body, self.max_container))
+
+    def feed_bodies(self, data: bytes) -> list[bytes]:
+        """The complete frames' bodies, undecoded, for a reader that recognises output frames
+        by their fixed layout (``parse_output``) and decodes only the rest."""
+        return self._split(data, bytes)
+
+    def _split(self, data: bytes, take: Callable[[memoryview], _T]) -> list[_T]:
         if self._buffer:
             self._buffer += data
             stream: bytes | bytearray = self._buffer
         else:
             stream = data  # the common case: the read starts on a frame boundary, no copy
-        out: list[dict[str, Any] | errors.ProtocolError] = []
+        out: list[_T] = []
         start, end = 0, len(stream)
         oversized = 0
         with memoryview(stream) as view:
@@ -106,7 +135,7 @@ class FrameDecoder:
                     break
                 if end - start - 4 < length:
                     break
-                out.append(decode_body(view[start + 4 : start + 4 + length], self.max_container))
+                out.append(take(view[start + 4 : start + 4 + length]))
                 start += 4 + length
         # One cut per feed, not one per frame: a read of many frames stays linear.
         if stream is self._buffer:
