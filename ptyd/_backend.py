@@ -22,9 +22,9 @@ IS_PURE_FORCED = os.environ.get("PTYD_PURE", "").strip().lower() not in (
 )
 
 
-def _load_compiled() -> tuple[ModuleType, type] | None:
+def _load_compiled() -> tuple[ModuleType, type, ModuleType] | None:
     try:
-        from . import _fast
+        from . import _fast, _relay
         from ._vt import VtEmulator
     except ImportError as exc:
         warnings.warn(
@@ -33,18 +33,18 @@ def _load_compiled() -> tuple[ModuleType, type] | None:
             stacklevel=3,
         )
         return None
-    return _fast, VtEmulator
+    return _fast, VtEmulator, _relay
 
 
-def _load_pure() -> tuple[ModuleType, type]:
-    from . import _fast_py
+def _load_pure() -> tuple[ModuleType, type, ModuleType]:
+    from . import _fast_py, _relay_py
     from .pyte_backend import PyteEmulator
 
-    return _fast_py, PyteEmulator
+    return _fast_py, PyteEmulator, _relay_py
 
 
 _compiled = None if IS_PURE_FORCED else _load_compiled()
-fast, Emulator = _compiled if _compiled is not None else _load_pure()
+fast, Emulator, relay = _compiled if _compiled is not None else _load_pure()
 BACKEND = "pure" if _compiled is None else "compiled"
 
-__all__ = ["BACKEND", "Emulator", "fast"]
+__all__ = ["BACKEND", "Emulator", "fast", "relay"]

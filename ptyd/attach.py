@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from . import _backend as backend
 from . import errors, protocol
 from .blocking import BlockingConnection, answer_of
 from .errors import ConnectionFailed, ProtocolError, PtydError, RequestError
@@ -108,6 +109,10 @@ def attach_terminal(
     ending = Relay(connection, terminal, options).run(target)
     print(ending.message, file=sys.stderr if options.is_plain else sys.stdout, flush=True)
     return ending.status
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A stop signal's handler: its number reaches the loop through the wake-up pipe."""
 
 
 def describe_exit(code: int | None, signum: int | None) -> str:
@@ -221,7 +226,7 @@ class Relay:
         self._resize_request: int | None = None
         self._repaint_request: int | None = None
         self._skip_before = 0  # output before this offset is already on the repainted screen
-        self._signals: list[int] = []
+        self._core: Any = None  # the quiet loop (_relay or its pure twin), once attached
         self._poller = select.poll()
         self._masks: dict[int, int] = {}  # what the poller watches now, by fd
         self._output_prefix = b""  # the layout of this session's output frames
@@ -234,9 +239,9 @@ class Relay:
         if not self.options.is_plain:
             handled.append(signal.SIGTSTP)
         # The handlers are in place before the terminal is touched and until it is restored: a
-        # stop signal ends the attachment like any other ending. They only note the signal; the
-        # wake-up pipe makes poll() return so the loop handles it.
-        previous = {signum: signal.signal(signum, self._note_signal) for signum in handled}
+        # stop signal ends the attachment like any other ending. They do nothing themselves:
+        # each signal's number arrives as a byte on the wake-up pipe, which the loop polls.
+        previous = {signum: signal.signal(signum, _ignore) for signum in handled}
         previous_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         try:
             self.terminal.take()
@@ -252,9 +257,6 @@ class Relay:
                 signal.signal(signum, handler)
             os.close(wake_r)
             os.close(wake_w)
-
-    def _note_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals.append(signum)
 
     def _relay(self, target: Target, wake_r: int) -> Ending:
         options = self.options
@@ -288,8 +290,19 @@ class Relay:
         while self.connection.events:  # output read together with the attach answer
             self._on_event(self.connection.events.popleft())
         self._poller.register(wake_r, select.POLLIN)
+        self._core = backend.relay.RelayCore(
+            self.terminal.fd_in,
+            self.terminal.fd_out,
+            self.sock.fileno(),
+            wake_r,
+            self.session,
+            -1 if options.detach_key is None else options.detach_key,
+        )
         while not self._is_done():
-            self._wait_once(wake_r)
+            if self._is_quiet():
+                self._run_core(wake_r)
+            else:
+                self._wait_once(wake_r)
         assert self.ending is not None
         return self.ending
 
@@ -324,8 +337,7 @@ class Relay:
             timeout = max(0, int((self._detach_deadline - time.monotonic()) * 1000) + 1)
         for fd, events in self._poller.poll(timeout):
             if fd == wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(wake_r, 512)
+                self._on_wake(wake_r)
             elif fd == self.sock.fileno():
                 if events & select.POLLOUT:
                     self._flush_socket()
@@ -337,8 +349,6 @@ class Relay:
                 self._read_terminal()
         if self._detach_deadline is not None and time.monotonic() >= self._detach_deadline:
             self._detach()
-        while self._signals:
-            self._on_signal(self._signals.pop(0))
 
     def _watch(self) -> None:
         """Watch the terminal and the socket for what the relay can take now."""
@@ -364,6 +374,49 @@ class Relay:
                 self._poller.register(fd, mask)
             else:
                 self._poller.unregister(fd)
+
+    # -- the quiet loop ----------------------------------------------------------------------
+
+    def _is_quiet(self) -> bool:
+        """Nothing but keys and output to move: the compiled loop can relay on its own."""
+        return (
+            self.ending is None
+            and self._exit is None
+            and not self.terminal.pending
+            and not self._outgoing
+            and not self._input
+            and self._detach_deadline is None
+            and not self.connection.decoder.buffered
+        )
+
+    def _run_core(self, wake_r: int) -> None:
+        """Relay in the quiet loop until it needs this one, then take over what it hands back."""
+        core = self._core
+        before = self._input_request or 0
+        core.input_request = before
+        core.next_id = self.connection.next_id
+        why, data, rest = core.run(
+            self._is_reading, not self.options.is_read_only, self._skip_before
+        )
+        self.connection.next_id = core.next_id
+        if core.input_request != before:  # the core had this answer, or sent keys itself
+            self._in_flight.pop(before, None)
+            self._input_request = core.input_request or None
+            if core.input_request:
+                self._in_flight[core.input_request] = "input"
+        if why == backend.relay.WAKE:
+            self._on_wake(wake_r)
+        elif why == backend.relay.KEYS:
+            self._on_keys(data)
+        elif why == backend.relay.UNSENT:
+            self._outgoing += data
+        elif why == backend.relay.CLOSED:
+            raise ConnectionFailed("the daemon closed the connection")
+        else:  # SOCKET, HELD: output the terminal did not take, then the frames after it
+            if data:
+                self._show(data)
+            if rest:
+                self._on_socket_data(rest)
 
     # -- the socket --------------------------------------------------------------------------
 
@@ -391,6 +444,9 @@ class Relay:
             raise ConnectionFailed(f"connection lost: {exc}") from None
         if not data:
             raise ConnectionFailed("the daemon closed the connection")
+        self._on_socket_data(data)
+
+    def _on_socket_data(self, data: bytes) -> None:
         try:
             bodies = self.connection.decoder.feed_bodies(data)
         except ProtocolError as exc:
@@ -486,6 +542,9 @@ class Relay:
             return
         except OSError:
             data = b""  # EIO: the terminal hung up
+        self._on_keys(data)
+
+    def _on_keys(self, data: bytes) -> None:
         if not data:
             self._is_reading = False
             self._is_at_eof = True
@@ -544,6 +603,11 @@ class Relay:
         self._input_request = self._send("input", session=self.session, data=data)
 
     # -- signals: stop, continue, size ----------------------------------------------------
+
+    def _on_wake(self, wake_r: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            for signum in os.read(wake_r, 512):
+                self._on_signal(signum)
 
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGWINCH:

@@ -37,7 +37,7 @@ class BlockingConnection:
         self.daemon_info: dict[str, Any] = {}
         self.features: frozenset[str] = frozenset()
         self._answers: dict[int, dict[str, Any]] = {}
-        self._next_id = 1
+        self.next_id = 1  # of the next request (a relay that frames its own advances it)
         self.sock = self._connect()
         try:
             self._hello()
@@ -90,8 +90,8 @@ class BlockingConnection:
 
     def frame(self, kind: str, **fields: Any) -> tuple[int, bytes]:
         """A request's id and its encoded frame, for a caller that writes it itself."""
-        request_id = self._next_id
-        self._next_id += 1
+        request_id = self.next_id
+        self.next_id += 1
         return request_id, protocol.encode(protocol.request(request_id, kind, **fields))
 
     def request(self, kind: str, **fields: Any) -> dict[str, Any]:

@@ -98,6 +98,57 @@ def parse_output(body: bytes, prefix: bytes) -> tuple[int, bytes] | None:
     return int.from_bytes(body[offset_at + 1 : key_at], "big"), body[data_at:]
 
 
+class InputLayout(NamedTuple):
+    """The constant parts of one session's ``input`` requests and of their empty ``ok``
+    answers, for a relay that builds and recognises them without msgpack (``_relay``).
+
+    An input frame is: 4-byte length, ``head``, 0xce + 4-byte id, ``middle``, 0xc6 + 4-byte
+    length, data: the map ``{"type": "input", "id": N, "session": S, "data": bin}``. Its
+    answer, as the daemon encodes it, is: 4-byte length, ``ok_head``, the id in msgpack's
+    shortest form, ``ok_tail``: ``{"type": "response", "id": N, "ok": true, "result": {}}``.
+    """
+
+    head: bytes
+    middle: bytes
+    ok_head: bytes
+    ok_tail: bytes
+
+
+def input_layout(session_id: int) -> InputLayout:
+    def pack(value: Any) -> bytes:
+        return msgpack.packb(value, use_bin_type=True)
+
+    ok_sample = pack(ok_response(0, {}))  # id 0 is one byte (a positive fixint) at its place
+    id_at = ok_sample.index(pack("id")) + len(pack("id"))
+    return InputLayout(
+        head=b"\x84" + pack("type") + pack("input") + pack("id"),
+        middle=pack("session") + pack(session_id) + pack("data"),
+        ok_head=ok_sample[:id_at],
+        ok_tail=ok_sample[id_at + 1 :],
+    )
+
+
+def encode_input(layout: InputLayout, request_id: int, data: bytes) -> bytes:
+    """An input request frame in ``layout``'s fixed form (the pure relay's; ``_relay``
+    builds the same bytes in C)."""
+    body = (
+        layout.head
+        + b"\xce"
+        + request_id.to_bytes(4, "big")
+        + layout.middle
+        + b"\xc6"
+        + len(data).to_bytes(4, "big")
+        + data
+    )
+    return HEADER.pack(len(body)) + body
+
+
+def encode_ok(layout: InputLayout, request_id: int) -> bytes:
+    """The frame of the daemon's empty ``ok`` answer to ``request_id``, byte for byte."""
+    body = layout.ok_head + msgpack.packb(request_id) + layout.ok_tail
+    return HEADER.pack(len(body)) + body
+
+
 class FrameDecoder:
     """Splits a byte stream into decoded message maps, enforcing the frame-size limit on the
     length prefix (before any body byte is buffered) and msgpack limits inside the body."""

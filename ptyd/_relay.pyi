@@ -1,0 +1,26 @@
+# Type stub of the compiled attach relay; the pure twin _relay_py has the same surface.
+from typing import Any
+
+WAKE: int
+KEYS: int
+SOCKET: int
+HELD: int
+UNSENT: int
+CLOSED: int
+
+class RelayCore:
+    fd_in: int
+    fd_out: int
+    sock_fd: int
+    wake_fd: int
+    output_prefix: bytes
+    layout: Any
+    detach_key: int
+    next_id: int
+    input_request: int
+    def __init__(
+        self, fd_in: int, fd_out: int, sock_fd: int, wake_fd: int, session_id: int, detach_key: int
+    ) -> None: ...
+    def run(
+        self, read_keys: bool, send_keys: bool, skip_before: int
+    ) -> tuple[int, bytes, bytes]: ...

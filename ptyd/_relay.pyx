@@ -1,0 +1,308 @@
+# cython: language_level=3
+# The compiled twin of _relay_py: same names, same behaviour, same frames (see its docstring).
+#
+# Ownership: each RelayCore owns its socket read buffer, its terminal read buffer and the buffer
+# its input frames are built in, all allocated once. The poll, the reads, the frame checks and
+# the writes run without the GIL; Python objects are made only for what run() hands back.
+
+from cpython.bytes cimport PyBytes_AS_STRING
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcmp, memcpy
+
+from . import protocol
+
+cdef extern from "unistd.h" nogil:
+    ssize_t c_read "read"(int fd, void* buf, size_t count)
+    ssize_t c_write "write"(int fd, const void* buf, size_t count)
+
+cdef extern from "poll.h" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int c_poll "poll"(pollfd* fds, unsigned long nfds, int timeout)
+    enum: POLLIN
+
+cdef enum Why:  # why run() returned (the values of _relay_py's constants)
+    WHY_WAKE = 0
+    WHY_KEYS = 1
+    WHY_SOCKET = 2
+    WHY_HELD = 3
+    WHY_UNSENT = 4
+    WHY_CLOSED = 5
+    GOING_ON = -1  # a step's result: nothing for the caller yet
+
+WAKE = WHY_WAKE
+KEYS = WHY_KEYS
+SOCKET = WHY_SOCKET
+HELD = WHY_HELD
+UNSENT = WHY_UNSENT
+CLOSED = WHY_CLOSED
+
+cdef enum:
+    READ_SIZE = 65536
+    SOCKET_READ_SIZE = 262144
+    HEADER_SIZE = 4
+    OFFSET_FIELD = 9  # 0xcf + 8-byte offset
+    DATA_FIELD = 10  # fixstr "data" (5 bytes) + 0xc6 + 4-byte length
+    EXPECTED_MAX = 64  # room for an ok answer's frame
+
+
+cdef inline void put_be(unsigned char* dst, unsigned long long value, int width) noexcept nogil:
+    cdef int i
+    for i in range(width):
+        dst[width - 1 - i] = <unsigned char>(value >> (8 * i))
+
+
+cdef inline unsigned long long get_be(const unsigned char* src, int width) noexcept nogil:
+    cdef unsigned long long value = 0
+    cdef int i
+    for i in range(width):
+        value = (value << 8) | src[i]
+    return value
+
+
+# An unsigned integer in msgpack's shortest form, as the daemon's encoder writes it.
+cdef Py_ssize_t pack_uint(unsigned char* dst, unsigned long long value) noexcept nogil:
+    if value < 0x80:
+        dst[0] = <unsigned char>value
+        return 1
+    if value < 0x100:
+        dst[0] = 0xCC
+        dst[1] = <unsigned char>value
+        return 2
+    if value < 0x10000:
+        dst[0] = 0xCD
+        put_be(dst + 1, value, 2)
+        return 3
+    if (value >> 32) == 0:
+        dst[0] = 0xCE
+        put_be(dst + 1, value, 4)
+        return 5
+    dst[0] = 0xCF
+    put_be(dst + 1, value, 8)
+    return 9
+
+
+cdef class RelayCore:
+    """One attachment's quiet loop (see _relay_py)."""
+
+    cdef readonly int fd_in
+    cdef readonly int fd_out
+    cdef readonly int sock_fd
+    cdef readonly int wake_fd
+    cdef readonly bytes output_prefix
+    cdef readonly object layout
+    cdef readonly int detach_key
+    cdef public unsigned long long next_id
+    cdef public unsigned long long input_request
+    cdef bytes ok_head  # kept alive for the pointers below
+    cdef bytes ok_tail
+    cdef bytes data_key
+    cdef const unsigned char* ok_head_p
+    cdef const unsigned char* ok_tail_p
+    cdef const unsigned char* prefix_p
+    cdef const unsigned char* data_key_p
+    cdef Py_ssize_t ok_head_size
+    cdef Py_ssize_t ok_tail_size
+    cdef Py_ssize_t prefix_size
+    cdef unsigned char* sock_buf
+    cdef unsigned char* key_buf
+    cdef unsigned char* frame_buf
+    cdef Py_ssize_t frame_fixed  # bytes of an input frame besides its data
+    cdef Py_ssize_t head_size
+    cdef unsigned char expected_ok[EXPECTED_MAX]
+    cdef Py_ssize_t expected_size
+
+    def __cinit__(self, int fd_in, int fd_out, int sock_fd, int wake_fd, unsigned long long session_id, int detach_key):
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.sock_fd = sock_fd
+        self.wake_fd = wake_fd
+        self.output_prefix = protocol.output_frame_prefix(session_id)
+        self.layout = protocol.input_layout(session_id)
+        self.detach_key = detach_key
+        self.next_id = 1
+        self.input_request = 0
+        self.ok_head = self.layout.ok_head
+        self.ok_tail = self.layout.ok_tail
+        self.data_key = protocol.OUTPUT_DATA_KEY
+        self.ok_head_p = <const unsigned char*>PyBytes_AS_STRING(self.ok_head)
+        self.ok_tail_p = <const unsigned char*>PyBytes_AS_STRING(self.ok_tail)
+        self.prefix_p = <const unsigned char*>PyBytes_AS_STRING(self.output_prefix)
+        self.data_key_p = <const unsigned char*>PyBytes_AS_STRING(self.data_key)
+        self.ok_head_size = len(self.ok_head)
+        self.ok_tail_size = len(self.ok_tail)
+        self.prefix_size = len(self.output_prefix)
+        if len(self.data_key) + 5 != DATA_FIELD:
+            raise ValueError("the output frame's data key is not the expected layout")
+        if HEADER_SIZE + len(self.ok_head) + 9 + len(self.ok_tail) > EXPECTED_MAX:
+            raise ValueError("the ok answer's layout is longer than expected")
+        cdef bytes head = self.layout.head
+        cdef bytes middle = self.layout.middle
+        self.head_size = len(head)
+        self.frame_fixed = HEADER_SIZE + len(head) + 5 + len(middle) + 5
+        self.sock_buf = <unsigned char*>malloc(SOCKET_READ_SIZE)
+        self.key_buf = <unsigned char*>malloc(READ_SIZE)
+        self.frame_buf = <unsigned char*>malloc(self.frame_fixed + READ_SIZE)
+        if self.sock_buf == NULL or self.key_buf == NULL or self.frame_buf == NULL:
+            raise MemoryError()
+        # The constant parts of every input frame, written once.
+        memcpy(self.frame_buf + HEADER_SIZE, PyBytes_AS_STRING(head), len(head))
+        cdef Py_ssize_t at = HEADER_SIZE + len(head)
+        self.frame_buf[at] = 0xCE
+        memcpy(self.frame_buf + at + 5, PyBytes_AS_STRING(middle), len(middle))
+        self.frame_buf[self.frame_fixed - 5] = 0xC6
+
+    def __dealloc__(self):
+        free(self.sock_buf)
+        free(self.key_buf)
+        free(self.frame_buf)
+
+    cdef void set_expected(self, unsigned long long request_id) noexcept nogil:
+        cdef unsigned char* dst = self.expected_ok
+        cdef Py_ssize_t at = HEADER_SIZE
+        memcpy(dst + at, self.ok_head_p, self.ok_head_size)
+        at += self.ok_head_size
+        at += pack_uint(dst + at, request_id)
+        memcpy(dst + at, self.ok_tail_p, self.ok_tail_size)
+        self.expected_size = at + self.ok_tail_size
+        put_be(dst, self.expected_size - HEADER_SIZE, HEADER_SIZE)
+
+    def run(self, bint read_keys, bint send_keys, unsigned long long skip_before):
+        """Relay until the caller is needed; (why, data, rest) as in _relay_py."""
+        cdef pollfd fds[3]
+        cdef int nfds = 3 if read_keys else 2
+        cdef int ready
+        cdef int why = GOING_ON
+        cdef Py_ssize_t got = 0, at = 0, held_at = 0, held_end = 0
+        if self.input_request:
+            self.set_expected(self.input_request)
+        fds[0].fd = self.wake_fd
+        fds[1].fd = self.sock_fd
+        fds[2].fd = self.fd_in
+        fds[0].events = fds[1].events = fds[2].events = POLLIN
+        while why == GOING_ON:
+            with nogil:
+                ready = c_poll(fds, nfds, -1)
+            if ready < 0:
+                if errno == EINTR:
+                    continue  # a signal: its byte is on the wake-up fd, seen by the next poll
+                raise OSError(errno, "poll failed")
+            if fds[0].revents:
+                return WHY_WAKE, b"", b""
+            if fds[1].revents:
+                with nogil:
+                    why = self.from_socket(skip_before, &got, &at, &held_at, &held_end)
+                if why == WHY_HELD:
+                    return (
+                        WHY_HELD,
+                        self.sock_buf[held_at:held_end],
+                        self.sock_buf[at:got],
+                    )
+                if why != GOING_ON:
+                    return why, b"", self.sock_buf[at:got]
+            if nfds == 3 and fds[2].revents:
+                with nogil:
+                    why = self.from_terminal(send_keys, &got, &at)
+                if why == WHY_KEYS:
+                    return WHY_KEYS, self.key_buf[:got], b""
+                if why == WHY_UNSENT:
+                    return WHY_UNSENT, self.frame_buf[at:got], b""
+        return why, b"", b""
+
+    # One read of the socket: every complete frame that is the answer to the input in flight or
+    # output of this session at or after skip_before is handled; the first other one stops.
+    cdef int from_socket(
+        self, unsigned long long skip_before, Py_ssize_t* got_out, Py_ssize_t* at_out,
+        Py_ssize_t* held_at, Py_ssize_t* held_end
+    ) noexcept nogil:
+        cdef ssize_t got = c_read(self.sock_fd, self.sock_buf, SOCKET_READ_SIZE)
+        cdef Py_ssize_t at = 0, end, length, data_at, data_size
+        cdef Py_ssize_t prefix_size = self.prefix_size
+        cdef ssize_t written
+        cdef const unsigned char* body
+        got_out[0] = 0
+        at_out[0] = 0
+        if got < 0 and errno == EAGAIN:
+            return GOING_ON
+        if got <= 0:
+            return WHY_CLOSED
+        got_out[0] = got
+        while at < got:
+            at_out[0] = at
+            if got - at < HEADER_SIZE:
+                return WHY_SOCKET
+            length = <Py_ssize_t>get_be(self.sock_buf + at, HEADER_SIZE)
+            end = at + HEADER_SIZE + length
+            if end > got:
+                return WHY_SOCKET
+            body = self.sock_buf + at + HEADER_SIZE
+            if (
+                self.input_request
+                and end - at == self.expected_size
+                and memcmp(self.sock_buf + at, self.expected_ok, self.expected_size) == 0
+            ):
+                self.input_request = 0
+                at = end
+                continue
+            data_at = prefix_size + OFFSET_FIELD + DATA_FIELD
+            if (
+                length < data_at
+                or memcmp(body, self.prefix_p, prefix_size) != 0
+                or body[prefix_size] != 0xCF
+                or body[data_at - 5] != 0xC6
+                or get_be(body + prefix_size + 1, 8) < skip_before
+            ):
+                return WHY_SOCKET
+            data_size = <Py_ssize_t>get_be(body + data_at - 4, 4)
+            if data_size != length - data_at or memcmp(
+                body + prefix_size + OFFSET_FIELD, self.data_key_p, DATA_FIELD - 5
+            ) != 0:
+                return WHY_SOCKET
+            at = end
+            at_out[0] = at
+            written = c_write(self.fd_out, body + data_at, data_size)
+            if written < data_size:
+                if written < 0:
+                    written = 0  # EAGAIN, or an error the caller's own write reports
+                held_at[0] = (body + data_at + written) - self.sock_buf
+                held_end[0] = end
+                return WHY_HELD
+        at_out[0] = at
+        return GOING_ON
+
+    # One read of the terminal: sent as one input request when nothing needs the caller.
+    cdef int from_terminal(self, bint send_keys, Py_ssize_t* got_out, Py_ssize_t* at_out) noexcept nogil:
+        cdef ssize_t got = c_read(self.fd_in, self.key_buf, READ_SIZE)
+        cdef ssize_t sent
+        cdef Py_ssize_t size
+        cdef unsigned long long request_id
+        got_out[0] = 0
+        if got < 0 and errno == EAGAIN:
+            return GOING_ON
+        if got <= 0:
+            return WHY_KEYS  # end of input, or EIO: the terminal hung up
+        got_out[0] = got
+        if (
+            not send_keys
+            or self.input_request
+            or (self.detach_key >= 0 and memchr(self.key_buf, self.detach_key, got) != NULL)
+        ):
+            return WHY_KEYS
+        request_id = self.next_id
+        self.next_id += 1
+        self.input_request = request_id
+        self.set_expected(request_id)
+        size = self.frame_fixed + got
+        put_be(self.frame_buf, size - HEADER_SIZE, HEADER_SIZE)
+        put_be(self.frame_buf + HEADER_SIZE + self.head_size + 1, request_id, 4)
+        put_be(self.frame_buf + self.frame_fixed - 4, got, 4)
+        memcpy(self.frame_buf + self.frame_fixed, self.key_buf, got)
+        sent = c_write(self.sock_fd, self.frame_buf, size)
+        if sent < size:
+            at_out[0] = sent if sent > 0 else 0
+            got_out[0] = size
+            return WHY_UNSENT
+        return GOING_ON

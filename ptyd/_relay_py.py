@@ -1,0 +1,139 @@
+"""The attach relay's quiet loop, pure Python: the twin of ``_relay.pyx``.
+
+While an attached terminal needs nothing from the control plane (no output held for the
+terminal, no request unsent, no partial frame, no detach key pending), the relay only turns
+keys into input requests and output frames into terminal writes. ``RelayCore.run`` does just
+that until anything else happens, and returns it to ``attach.Relay``, which handles every other
+case. Frames are built and recognised by their fixed layouts (``protocol.InputLayout``,
+``protocol.parse_output``), never decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+from . import protocol
+
+# Why run() returned.
+WAKE = 0  # the wake-up fd is readable (a signal); it is left unread
+KEYS = 1  # data: terminal input the core did not send (b"" at end of input)
+SOCKET = 2  # rest: socket bytes from the first frame the core does not handle
+HELD = 3  # data: output the terminal did not take; rest: as SOCKET
+UNSENT = 4  # data: the part of an input frame the socket did not take
+CLOSED = 5  # the daemon closed the connection, or reading it failed
+
+READ_SIZE = 65536  # terminal input per read
+SOCKET_READ_SIZE = 256 * 1024
+HEADER_SIZE = 4
+
+
+class RelayCore:
+    """One attachment's quiet loop over the terminal (``fd_in``, ``fd_out``), the socket and
+    the wake-up fd. ``next_id`` and ``input_request`` (0: none in flight) are shared with the
+    caller, which sets them before ``run`` and reads them after."""
+
+    def __init__(
+        self,
+        fd_in: int,
+        fd_out: int,
+        sock_fd: int,
+        wake_fd: int,
+        session_id: int,
+        detach_key: int,
+    ) -> None:
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.sock_fd = sock_fd
+        self.wake_fd = wake_fd
+        self.output_prefix = protocol.output_frame_prefix(session_id)
+        self.layout = protocol.input_layout(session_id)
+        self.detach_key = detach_key  # -1: none
+        self.next_id = 1
+        self.input_request = 0
+        self._expected_ok = b""  # the answer to input_request, byte for byte
+
+    def run(self, read_keys: bool, send_keys: bool, skip_before: int) -> tuple[int, bytes, bytes]:
+        """Relay until the caller is needed; (why, data, rest) as the constants above say.
+        ``read_keys``: watch the terminal; ``send_keys``: send what it types (else return
+        it); output before ``skip_before`` is left to the caller."""
+        if self.input_request:
+            self._expected_ok = protocol.encode_ok(self.layout, self.input_request)
+        poller = select.poll()
+        poller.register(self.wake_fd, select.POLLIN)
+        poller.register(self.sock_fd, select.POLLIN)
+        if read_keys:
+            poller.register(self.fd_in, select.POLLIN)
+        while True:
+            ready = dict(poller.poll())
+            if self.wake_fd in ready:
+                return WAKE, b"", b""
+            if self.sock_fd in ready:
+                result = self._from_socket(skip_before)
+                if result is not None:
+                    return result
+            if self.fd_in in ready:
+                result = self._from_terminal(send_keys)
+                if result is not None:
+                    return result
+
+    def _from_socket(self, skip_before: int) -> tuple[int, bytes, bytes] | None:
+        try:
+            data = os.read(self.sock_fd, SOCKET_READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return CLOSED, b"", b""
+        if not data:
+            return CLOSED, b"", b""
+        at = 0
+        while at < len(data):
+            if len(data) - at < HEADER_SIZE:
+                return SOCKET, b"", data[at:]
+            (length,) = protocol.HEADER.unpack_from(data, at)
+            end = at + HEADER_SIZE + length
+            if end > len(data):
+                return SOCKET, b"", data[at:]
+            if self.input_request and data[at:end] == self._expected_ok:
+                self.input_request = 0
+                at = end
+                continue
+            output = protocol.parse_output(data[at + HEADER_SIZE : end], self.output_prefix)
+            if output is None or output[0] < skip_before:
+                return SOCKET, b"", data[at:]
+            at = end
+            shown = output[1]
+            try:
+                written = os.write(self.fd_out, shown)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                return HELD, shown, data[at:]  # the caller's own write reports the error
+            if written < len(shown):
+                return HELD, shown[written:], data[at:]
+        return None
+
+    def _from_terminal(self, send_keys: bool) -> tuple[int, bytes, bytes] | None:
+        try:
+            keys = os.read(self.fd_in, READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            keys = b""  # EIO: the terminal hung up
+        has_detach_key = self.detach_key >= 0 and self.detach_key in keys
+        if not keys or not send_keys or self.input_request or has_detach_key:
+            return KEYS, keys, b""
+        request_id = self.next_id
+        self.next_id += 1
+        self.input_request = request_id
+        self._expected_ok = protocol.encode_ok(self.layout, request_id)
+        frame = protocol.encode_input(self.layout, request_id, keys)
+        try:
+            sent = os.write(self.sock_fd, frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return UNSENT, frame, b""  # the caller's own send reports the error
+        if sent < len(frame):
+            return UNSENT, frame[sent:], b""
+        return None
