@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from ptyd import _fast_py
+from ptyd import _fast_py, _relay_py
 from ptyd.client import Client
 
 BACKENDS = ("compiled", "pure")
@@ -143,6 +143,17 @@ def fast(request: pytest.FixtureRequest) -> ModuleType:
             "(run: pip install -e . or setup.py build_ext --inplace)"
         )
     return module
+
+
+@pytest.fixture(params=BACKENDS)
+def relay(request: pytest.FixtureRequest) -> ModuleType:
+    """The attach relay's quiet loop: compiled ``_relay`` or ``_relay_py``."""
+    if request.param == "pure":
+        return _relay_py
+    try:
+        return importlib.import_module("ptyd._relay")
+    except ImportError:
+        pytest.fail("the compiled ptyd._relay is not built (run: pip install -e .)")
 
 
 @pytest.fixture

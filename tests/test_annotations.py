@@ -54,7 +54,10 @@ def functions(lines: list[str]) -> dict[str, tuple[int, bool]]:
     for index, text in enumerate(lines):
         match = DEFINITION.match(text)
         if match:
-            header = text.split("#")[0]
+            header, end = text.split("#")[0], index
+            while not header.rstrip().endswith(":") and end + 1 < len(lines):
+                end += 1  # a signature over several lines
+                header += lines[end].split("#")[0]
             found[match.group(2)] = (index, "nogil" in header)
     return found
 
@@ -95,4 +98,18 @@ def test_pump_ring_and_frame_encoding_are_white(tmp_path: Path) -> None:
     loop = next(i for i in range(pump, len(lines)) if lines[i].strip().startswith("while "))
     checked.append(block(lines, loop))  # pump's read loop (the batch is published after it)
     yellow = [line for numbers in checked for line in yellow_lines(source, scores, numbers)]
+    assert yellow == []
+
+
+def test_the_attach_relays_quiet_loop_is_white(tmp_path: Path) -> None:
+    """``_relay``: a socket read's frame checks and writes, a terminal read's input frame."""
+    source = PTYD / "_relay.pyx"
+    scores = annotate(source, tmp_path / "_relay.c")
+    lines = source.read_text().splitlines()
+    found = functions(lines)
+    hot = ("from_socket", "from_terminal", "set_expected", "pack_uint", "put_be", "get_be")
+    assert all(found[name][1] for name in hot), "each runs without the GIL"
+    yellow = [
+        line for name in hot for line in yellow_lines(source, scores, block(lines, found[name][0]))
+    ]
     assert yellow == []

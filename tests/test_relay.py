@@ -1,0 +1,192 @@
+"""The attach relay's quiet loop (``_relay`` and its pure twin) on real pipes and a real socket
+pair: this test plays the terminal and the daemon, the loop runs on a thread (it blocks in poll
+until it has something for its caller)."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import ModuleType
+
+import pytest
+
+from ptyd import _fast_py, protocol
+
+SESSION = 3
+DETACH = 0x1C
+
+
+@dataclass
+class Rig:
+    core: object
+    relay: ModuleType
+    keys_w: int  # the terminal's keyboard (the loop reads the other end)
+    screen_r: int  # the terminal's screen (the loop writes the other end)
+    daemon: socket.socket
+    wake_w: int
+    pool: ThreadPoolExecutor
+
+    def run(self, read_keys: bool = True, send_keys: bool = True, skip: int = 0) -> Future:
+        return self.pool.submit(self.core.run, read_keys, send_keys, skip)  # type: ignore[attr-defined]
+
+    def frames(self, count: int) -> list[dict]:
+        """The next ``count`` frames the loop sent, decoded."""
+        decoder = protocol.FrameDecoder(1 << 24)
+        out: list = []
+        while len(out) < count:
+            out += decoder.feed(self.daemon.recv(1 << 16))
+        return out
+
+    def screen(self, size: int) -> bytes:
+        shown = b""
+        while len(shown) < size:
+            assert select.select([self.screen_r], [], [], 10)[0], f"only {shown!r} shown"
+            shown += os.read(self.screen_r, size - len(shown))
+        return shown
+
+
+@pytest.fixture
+def rig(relay: ModuleType) -> Iterator[Rig]:
+    keys_r, keys_w = os.pipe()
+    screen_r, screen_w = os.pipe()
+    wake_r, wake_w = os.pipe()
+    ours, daemon = socket.socketpair()
+    for fd in (keys_r, screen_w, wake_r, ours.fileno()):
+        os.set_blocking(fd, False)
+    daemon.settimeout(10)
+    core = relay.RelayCore(keys_r, screen_w, ours.fileno(), wake_r, SESSION, DETACH)
+    with ThreadPoolExecutor(1) as pool:
+        yield Rig(core, relay, keys_w, screen_r, daemon, wake_w, pool)
+        os.write(wake_w, b"\x0f")  # a loop still running returns
+    for fd in (keys_r, keys_w, screen_r, screen_w, wake_r, wake_w):
+        os.close(fd)
+    ours.close()
+    daemon.close()
+
+
+def output(offset: int, data: bytes, session: int = SESSION) -> bytes:
+    """An output frame as the daemon's hot path builds it."""
+    return _fast_py.encode_output(protocol.output_frame_prefix(session), offset, data)
+
+
+def ok(request_id: int) -> bytes:
+    return protocol.encode(protocol.ok_response(request_id, {}))
+
+
+def test_keys_become_input_requests_paced_by_their_answers(rig: Rig) -> None:
+    """Keys go out as one input request each; the daemon's answer lets the next keys go; the
+    session's output is written to the terminal; anything else ends the run."""
+    rig.core.next_id = 41  # type: ignore[attr-defined]
+    running = rig.run()
+    os.write(rig.keys_w, b"ls\r")
+    assert rig.frames(1) == [{"type": "input", "id": 41, "session": SESSION, "data": b"ls\r"}]
+    assert rig.core.input_request == 41  # type: ignore[attr-defined]
+    rig.daemon.sendall(ok(41) + output(0, b"ls\r\n") + output(4, b"file\r\n"))
+    assert rig.screen(10) == b"ls\r\nfile\r\n"
+    os.write(rig.keys_w, b"x")  # sent only because the answer to 41 was recognised
+    assert rig.frames(1) == [{"type": "input", "id": 42, "session": SESSION, "data": b"x"}]
+    exit_event = protocol.encode({"type": "event", "event": "exit", "session": SESSION})
+    rig.daemon.sendall(exit_event + output(10, b"after"))
+    assert running.result(10) == (rig.relay.SOCKET, b"", exit_event + output(10, b"after"))
+    assert (rig.core.next_id, rig.core.input_request) == (43, 42)  # type: ignore[attr-defined]
+
+
+def test_the_frames_are_the_protocols(rig: Rig) -> None:
+    """Byte for byte what protocol.encode_input builds, and what msgpack reads as the request."""
+    running = rig.run()
+    keys = bytes(b for b in range(256) if b != DETACH) * 15  # one write, one read (PIPE_BUF)
+    os.write(rig.keys_w, keys)
+    frame = protocol.encode_input(protocol.input_layout(SESSION), 1, keys)
+    got = b""
+    while len(got) < len(frame):
+        got += rig.daemon.recv(1 << 17)
+    assert got == frame
+    os.write(rig.wake_w, b"\x01")
+    assert running.result(10) == (rig.relay.WAKE, b"", b"")
+
+
+def test_a_request_the_socket_does_not_take_is_handed_back(rig: Rig) -> None:
+    """The daemon is not reading: the loop returns the unsent part of the input frame."""
+    ours = socket.socket(fileno=os.dup(rig.core.sock_fd))  # type: ignore[attr-defined]
+    ours.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        while True:
+            ours.send(b"\0" * 65536)
+    ours.close()
+    running = rig.run()
+    os.write(rig.keys_w, b"keys")
+    frame = protocol.encode_input(protocol.input_layout(SESSION), 1, b"keys")
+    why, unsent, rest = running.result(10)
+    assert (why, rest) == (rig.relay.UNSENT, b"")
+    assert 0 < len(unsent) <= len(frame) and frame.endswith(unsent)
+
+
+@pytest.mark.parametrize("case", ["detach key", "input in flight", "read only", "end of input"])
+def test_keys_the_caller_must_see_are_handed_back(rig: Rig, case: str) -> None:
+    keys = {"detach key": b"ab\x1ccd"}.get(case, b"abc")
+    if case == "input in flight":
+        rig.core.input_request = 9  # type: ignore[attr-defined]
+    running = rig.run(send_keys=case != "read only")
+    if case == "end of input":
+        keys = b""
+        os.close(rig.keys_w)  # the keyboard's end of the pipe: no writer left
+        rig.keys_w = os.open(os.devnull, os.O_WRONLY)  # for the fixture to close
+    else:
+        os.write(rig.keys_w, keys)
+    assert running.result(10) == (rig.relay.KEYS, keys, b"")
+
+
+@pytest.mark.parametrize("case", ["error answer", "other session", "before skip", "half frame"])
+def test_frames_the_caller_must_see_are_handed_back(rig: Rig, case: str) -> None:
+    rig.core.input_request = 7  # type: ignore[attr-defined]
+    error = protocol.encode(protocol.error_response(7, "input_overflow", "full"))
+    frame = {
+        "error answer": error,
+        "other session": output(0, b"theirs", session=SESSION + 1),
+        "before skip": output(90, b"old"),
+        "half frame": output(100, b"partial")[:-3],
+    }[case]
+    running = rig.run(skip=100)
+    rig.daemon.sendall(output(100, b"shown") + frame)
+    assert running.result(10) == (rig.relay.SOCKET, b"", frame)
+    assert rig.screen(5) == b"shown"
+
+
+def test_output_the_terminal_does_not_take_is_handed_back(rig: Rig) -> None:
+    """A full terminal: the loop returns what it could not write, then the frames after it."""
+    filled = 0
+    os.set_blocking(rig.core.fd_out, False)  # type: ignore[attr-defined]
+    while True:
+        try:
+            filled += os.write(rig.core.fd_out, b"." * 4096)  # type: ignore[attr-defined]
+        except BlockingIOError:
+            break
+    big = bytes(range(256)) * 256
+    after = output(len(big), b"next")
+    running = rig.run()
+    rig.daemon.sendall(output(0, big) + after)
+    why, held, rest = running.result(10)
+    assert (why, rest) == (rig.relay.HELD, after)
+    written = rig.screen(filled + len(big) - len(held))[filled:]
+    assert written + held == big
+
+
+def test_a_closed_connection_ends_the_run(rig: Rig) -> None:
+    running = rig.run()
+    rig.daemon.shutdown(socket.SHUT_RDWR)
+    assert running.result(10) == (rig.relay.CLOSED, b"", b"")
+
+
+@pytest.mark.parametrize("request_id", [1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1])
+def test_answers_are_recognised_whatever_the_ids_width(rig: Rig, request_id: int) -> None:
+    """msgpack writes the id of an answer in 1 to 5 bytes; each width is recognised."""
+    rig.core.input_request = request_id  # type: ignore[attr-defined]
+    running = rig.run()
+    marker = protocol.encode({"type": "event", "event": "shutdown", "reason": "test"})
+    rig.daemon.sendall(ok(request_id) + marker)
+    assert running.result(10) == (rig.relay.SOCKET, b"", marker)
+    assert rig.core.input_request == 0  # type: ignore[attr-defined]
