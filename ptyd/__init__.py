@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from .client import AsyncClient, Client
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), "AsyncClient", "Client"})
+
+
 def __getattr__(name: str) -> Any:
     if name in ("AsyncClient", "Client"):
         from . import client
