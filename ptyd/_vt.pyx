@@ -4,9 +4,11 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 
+from cpython.unicode cimport PyUnicode_FromKindAndData, PyUnicode_4BYTE_KIND
+
 from ptyd.emulator import (
     DA1_REPLY, DA2_REPLY, DSR_OK_REPLY, DEC_GRAPHICS, ScreenState, render_ansi, render_json,
-    render_text,
+    row_text,
 )
 
 cdef extern from "ptyd_widths.h":
@@ -181,6 +183,28 @@ cdef inline Py_ssize_t decode_utf8(const unsigned char* p, Py_ssize_t n,
     return 0
 
 
+cdef str packed_text(const uint32_t* chars, int n):
+    """A history line of one code point per cell as row_text shows it: a wide character's
+    second cell (0) adds nothing, any other empty cell is a space; trailing spaces trimmed."""
+    cdef uint32_t* text = <uint32_t*>malloc(max(n, 1) * sizeof(uint32_t))
+    if text == NULL:
+        raise MemoryError()
+    cdef int i, k = 0
+    for i in range(n):
+        if chars[i]:
+            text[k] = chars[i]
+            k += 1
+        elif i == 0 or chars[i - 1] == 0:
+            text[k] = 0x20
+            k += 1
+    while k and text[k - 1] == 0x20:
+        k -= 1
+    try:
+        return PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, text, k)
+    finally:
+        free(text)
+
+
 cdef class VtEmulator:
     """Compiled emulator: same behaviour as ``PyteEmulator``, C state, GIL released in feed."""
 
@@ -309,7 +333,23 @@ cdef class VtEmulator:
         self.resize_c(max(1, min(cols, MAX_DIMENSION)), max(1, min(rows, MAX_DIMENSION)))
 
     def snapshot_text(self, int scrollback=0):
-        return render_text(self.state(scrollback), scrollback)
+        """render_text(self.state(scrollback), scrollback), without a Python object per cell
+        of history: a packed history line becomes its text directly (programs that read the
+        screen ask for thousands of lines of it)."""
+        cdef list out = []
+        cdef int i, count = min(max(scrollback, 0), self.sb_len)
+        cdef Line* line
+        for i in range(self.sb_len - count, self.sb_len):
+            line = &self.sb[(self.sb_head + i) % self.sb_cap]
+            if line.packing == 1:
+                out.append((<char*>line.data)[:line.len].decode("latin-1").rstrip(" "))
+            elif line.packing == 4:
+                out.append(packed_text(<uint32_t*>line.data, line.len))
+            else:
+                out.append(row_text(self.row_cells(<Cell*>line.data, line.len)))
+        for row in self.screen_rows(self.grid):
+            out.append(row_text(row))
+        return "\n".join(out)
 
     def snapshot_ansi(self):
         return render_ansi(self.state(0))
