@@ -7,8 +7,8 @@ from libc.string cimport memcpy, memmove, memset
 from cpython.unicode cimport PyUnicode_FromKindAndData, PyUnicode_4BYTE_KIND
 
 from ptyd.emulator import (
-    DA1_REPLY, DA2_REPLY, DSR_OK_REPLY, DEC_GRAPHICS, ScreenState, render_ansi, render_json,
-    row_text,
+    DA1_REPLY, DA2_REPLY, DSR_OK_REPLY, DEC_GRAPHICS, ScreenState, attrs_dict, cell_runs,
+    render_ansi, render_json, row_text,
 )
 
 cdef extern from "ptyd_widths.h":
@@ -183,6 +183,31 @@ cdef inline Py_ssize_t decode_utf8(const unsigned char* p, Py_ssize_t n,
     return 0
 
 
+cdef inline uint32_t packed_char(const Line* line, int i) noexcept:
+    if line.packing == 1:
+        return (<uint8_t*>line.data)[i]
+    return (<uint32_t*>line.data)[i]
+
+
+cdef list packed_runs(const Line* line):
+    """cell_runs of a packed history line: its cells share one set of attributes, so it is one
+    run, or none once trailing blank default cells are trimmed."""
+    cdef int i, n = line.len
+    cdef uint32_t c
+    cdef bint is_default = line.attrs.fg == 0 and line.attrs.bg == 0 and line.attrs.flags == 0
+    while is_default and n and packed_char(line, n - 1) in (0, 0x20):
+        n -= 1
+    if n == 0:
+        return []
+    c = packed_char(line, 0)
+    parts = [chr(c) if c else " "]
+    for i in range(1, n):
+        c = packed_char(line, i)
+        if c:
+            parts.append(chr(c))
+    return [["".join(parts), attrs_dict(line.attrs.fg, line.attrs.bg, line.attrs.flags)]]
+
+
 cdef str packed_text(const uint32_t* chars, int n):
     """A history line of one code point per cell as row_text shows it: a wide character's
     second cell (0) adds nothing, any other empty cell is a space; trailing spaces trimmed."""
@@ -355,7 +380,20 @@ cdef class VtEmulator:
         return render_ansi(self.state(0))
 
     def snapshot_json(self, int scrollback=0):
-        return render_json(self.state(scrollback), scrollback)
+        """render_json(self.state(scrollback), scrollback), with the history read as
+        snapshot_text reads it: a packed line (one set of attributes) is one run."""
+        snapshot = render_json(self.state(0), 0)
+        cdef list history = []
+        cdef int i, count = min(max(scrollback, 0), self.sb_len)
+        cdef Line* line
+        for i in range(self.sb_len - count, self.sb_len):
+            line = &self.sb[(self.sb_head + i) % self.sb_cap]
+            if line.packing == 0:
+                history.append(cell_runs(self.row_cells(<Cell*>line.data, line.len)))
+            else:
+                history.append(packed_runs(line))
+        snapshot["scrollback"] = history
+        return snapshot
 
     # -- snapshots (with the GIL; not a hot path) ---------------------------------------------
     cdef list row_cells(self, const Cell* cells, int n):

@@ -195,7 +195,9 @@ def attrs_dict(fg: int, bg: int, flags: int) -> dict[str, Any]:
     return out
 
 
-def _runs(row: Sequence[Cell]) -> list[list[Any]]:
+def cell_runs(row: Sequence[Cell]) -> list[list[Any]]:
+    """A row in the JSON form: [text, attributes] for each run of cells with the same
+    attributes, trailing blank default cells trimmed."""
     runs: list[list[Any]] = []
     key: tuple[int, int, int] | None = None
     for cell in trim_row(row):
@@ -222,8 +224,8 @@ def render_json(state: ScreenState, scrollback: int = 0) -> dict[str, Any]:
         "title": state.title,
         "modes": {**state.modes, "attrs": list(state.modes["attrs"])},
         "alternate_screen": state.alternate_screen,
-        "lines": [_runs(row) for row in state.lines],
-        "scrollback": [_runs(row) for row in lines],
+        "lines": [cell_runs(row) for row in state.lines],
+        "scrollback": [cell_runs(row) for row in lines],
     }
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptyd._vt import VtEmulator
-from ptyd.emulator import render_text
+from ptyd.emulator import render_json, render_text
 from ptyd.pyte_backend import PyteEmulator
 from tests.emulator_streams import SIZES, STREAM, chunked
 
@@ -41,18 +41,20 @@ def test_compiled_matches_pure(size: tuple[int, int], data: bytes, scrollback: i
 
 @SETTINGS
 @given(size=SIZES, data=STREAM, history=st.integers(0, 6), asked=st.integers(0, 8))
-def test_text_snapshots_read_the_history_as_the_state_does(
+def test_snapshots_read_the_history_as_the_state_does(
     size: tuple[int, int], data: bytes, history: int, asked: int
 ) -> None:
-    """The compiled engine renders text snapshots from its packed history directly; the text is
-    the one the backend-neutral state renders (and the pure backend's), every packing included
-    (ASCII, one code point per cell with wide characters, full cells with attributes)."""
+    """The compiled engine renders text and JSON snapshots from its packed history directly;
+    they are what the backend-neutral state renders (and the pure backend's), every packing
+    included (ASCII, one code point per cell with wide characters, full cells)."""
     compiled = VtEmulator(*size, scrollback=history)
     pure = PyteEmulator(*size, scrollback=history)
     compiled.feed(data + b"\r\n" * size[1])  # push the screen into the history
     pure.feed(data + b"\r\n" * size[1])
     text = compiled.snapshot_text(asked)
     assert text == render_text(compiled.state(asked), asked) == pure.snapshot_text(asked)
+    json = compiled.snapshot_json(asked)
+    assert json == render_json(compiled.state(asked), asked) == pure.snapshot_json(asked)
 
 
 @SETTINGS
