@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import pty
+import random
 import select
 import shlex
 import shutil
@@ -312,6 +314,22 @@ def test_no_tty_relays_every_byte_including_the_detach_key(daemon) -> None:
     daemon.client().create(["sh", "-c", "stty raw -echo; exec cat >/dev/null"], name="keyed")
     out = daemon.cli("attach", "--no-tty", "-e", "^A", "keyed", input=b"abc\x01def")
     assert out.returncode == 0 and b"[detached from keyed]" in out.stderr, out.stderr
+
+
+def test_no_tty_relays_a_large_input_intact(daemon) -> None:
+    """Two megabytes of every byte value through the relay: keys typed while an input request is
+    unanswered go through the control plane's queue, the rest through the quiet loop; the
+    program reads exactly what was piped in."""
+    data = bytes(random.Random(7).randbytes(2_000_000))
+    client = daemon.client()
+    program = f"stty raw -echo; printf R; head -c {len(data)} | md5sum"
+    info = client.create(["sh", "-c", program], name="big")
+    ready = Stream(info.id, 0)
+    client.attach(info.id, snapshot=None, from_offset=0)
+    read_until(client, ready, contains(b"R"))
+    out = daemon.cli("attach", "--no-tty", "big", input=data, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert hashlib.md5(data).hexdigest().encode() in out.stdout
 
 
 def read_pty(master: int, emulator: VtEmulator, done: Callable[[], bool], timeout: float) -> None:
