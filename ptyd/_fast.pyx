@@ -16,16 +16,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-cdef extern from "unistd.h" nogil:
-    ssize_t c_read "read"(int fd, void* buf, size_t count)
-
-cdef extern from "poll.h" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int c_poll "poll"(pollfd* fds, unsigned long nfds, int timeout)
-    enum: POLLIN
+from ptyd._posix cimport POLLIN, c_poll, c_read, pollfd
 
 cdef extern from "Python.h":
     PyObject* new_bytes "PyBytes_FromStringAndSize"(const char* data, Py_ssize_t n) except NULL

@@ -12,17 +12,7 @@ from libc.string cimport memchr, memcmp, memcpy
 
 from . import protocol
 
-cdef extern from "unistd.h" nogil:
-    ssize_t c_read "read"(int fd, void* buf, size_t count)
-    ssize_t c_write "write"(int fd, const void* buf, size_t count)
-
-cdef extern from "poll.h" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int c_poll "poll"(pollfd* fds, unsigned long nfds, int timeout)
-    enum: POLLIN
+from ptyd._posix cimport POLLIN, c_poll, c_read, c_write, pollfd
 
 cdef enum Why:  # why run() returned (the values of _relay_py's constants)
     WHY_WAKE = 0

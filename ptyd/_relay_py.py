@@ -103,14 +103,9 @@ class RelayCore:
                 return SOCKET, b"", data[at:]
             at = end
             shown = output[1]
-            try:
-                written = os.write(self.fd_out, shown)
-            except BlockingIOError:
-                written = 0
-            except OSError:
-                return HELD, shown, data[at:]  # the caller's own write reports the error
-            if written < len(shown):
-                return HELD, shown[written:], data[at:]
+            unwritten = _write_some(self.fd_out, shown)
+            if unwritten:
+                return HELD, unwritten, data[at:]
         return None
 
     def _from_terminal(self, send_keys: bool) -> tuple[int, bytes, bytes] | None:
@@ -127,13 +122,16 @@ class RelayCore:
         self.next_id += 1
         self.input_request = request_id
         self._expected_ok = protocol.encode_ok(self.layout, request_id)
-        frame = protocol.encode_input(self.layout, request_id, keys)
-        try:
-            sent = os.write(self.sock_fd, frame)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return UNSENT, frame, b""  # the caller's own send reports the error
-        if sent < len(frame):
-            return UNSENT, frame[sent:], b""
+        unsent = _write_some(self.sock_fd, protocol.encode_input(self.layout, request_id, keys))
+        if unsent:
+            return UNSENT, unsent, b""
         return None
+
+
+def _write_some(fd: int, data: bytes) -> bytes:
+    """Write what ``fd`` takes now and return the rest: all of it when full (EAGAIN) or on an
+    error, which the caller's own write then reports."""
+    try:
+        return data[os.write(fd, data) :]
+    except OSError:
+        return data

@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from . import errors, protocol
+from . import protocol
 from ._version import __version__
 from .errors import ConnectionFailed, ProtocolError, RequestError
 from .records import ExitStatus, SessionInfo, Snapshot, Target
@@ -70,19 +70,8 @@ class BlockingConnection:
         return sock
 
     def _hello(self) -> None:
-        result = self.request(
-            "hello",
-            version=protocol.VERSION_TEXT,
-            features=sorted(protocol.FEATURES),
-            client=self.client_name,
-        )
-        version = str(result.get("version", ""))
-        if not protocol.is_compatible(version):
-            raise errors.VersionMismatch(
-                errors.VERSION_MISMATCH,
-                f"protocol version mismatch: daemon speaks {version}, client speaks "
-                f"{protocol.VERSION_TEXT} (major versions must match)",
-            )
+        result = self.request("hello", **protocol.hello_fields(self.client_name))
+        protocol.check_hello(result)
         self.daemon_info = result
         self.features = frozenset(result.get("features", ()))
 

@@ -222,19 +222,8 @@ class AsyncClient:
         self._is_reading_paused = False
         self._apply_reading()  # a consumer that is full or held stays so across a reconnect
         try:
-            result = await self.request(
-                "hello",
-                version=protocol.VERSION_TEXT,
-                features=sorted(protocol.FEATURES),
-                client=self.client_name,
-            )
-            version = str(result.get("version", ""))
-            if not protocol.is_compatible(version):
-                raise errors.VersionMismatch(
-                    errors.VERSION_MISMATCH,
-                    f"protocol version mismatch: daemon speaks {version}, client speaks "
-                    f"{protocol.VERSION_TEXT} (major versions must match)",
-                )
+            result = await self.request("hello", **protocol.hello_fields(self.client_name))
+            protocol.check_hello(result)
         except BaseException:
             await self._abandon(wire)
             raise

@@ -476,3 +476,19 @@ def is_compatible(version: str) -> bool:
     """Same major version; minor versions only add optional things (features)."""
     major, _, minor = version.partition(".")
     return major.isdigit() and int(major) == VERSION[0] and (minor == "" or minor.isdigit())
+
+
+def hello_fields(client_name: str) -> dict[str, Any]:
+    """What a client says in its ``hello``."""
+    return {"version": VERSION_TEXT, "features": sorted(FEATURES), "client": client_name}
+
+
+def check_hello(result: dict[str, Any]) -> None:
+    """Raise VersionMismatch unless the daemon's ``hello`` answer speaks our major version."""
+    version = str(result.get("version", ""))
+    if not is_compatible(version):
+        raise errors.VersionMismatch(
+            errors.VERSION_MISMATCH,
+            f"protocol version mismatch: daemon speaks {version}, client speaks "
+            f"{VERSION_TEXT} (major versions must match)",
+        )
