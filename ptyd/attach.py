@@ -431,7 +431,7 @@ class Relay:
         try:
             del self._outgoing[: self.sock.send(self._outgoing)]
         except BlockingIOError:
-            pass
+            pass  # the socket is full: the rest goes once poll says it is writable
         except OSError as exc:
             raise ConnectionFailed(f"connection lost: {exc}") from None
 
