@@ -12,6 +12,7 @@ import re
 import struct
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final, NamedTuple, TypeVar
 
 import msgpack
@@ -162,7 +163,7 @@ class FrameDecoder:
         """Decoded messages, in order; a malformed body becomes a ProtocolError in the list
         (its frame boundary is known, so the stream stays usable). An oversized length prefix
         raises ProtocolError: the stream cannot be resynchronised after it."""
-        return self._split(data, lambda body: decode_body(body, self.max_container))
+        return self._split(data, partial(decode_body, max_container=self.max_container))
 
     def feed_bodies(self, data: bytes) -> list[bytes]:
         """The complete frames' bodies, undecoded, for a reader that recognises output frames
@@ -462,8 +463,9 @@ def parse_request(message: dict[str, Any]) -> Request:
             raise errors.ProtocolError(
                 errors.BAD_REQUEST, f"{kind}: field {name!r} {exc}"
             ) from None
-    unknown = message.keys() - _KNOWN_KEYS[str(kind)]
-    if unknown:
+    known = _KNOWN_KEYS[str(kind)]
+    if not message.keys() <= known:  # a comparison, no set built for the common case
+        unknown = message.keys() - known
         names = sorted(map(str, unknown))
         more = f" and {len(names) - 10} more" if len(names) > 10 else ""
         raise errors.ProtocolError(
