@@ -7,6 +7,9 @@ SOCKET: int
 HELD: int
 UNSENT: int
 CLOSED: int
+LOAD_PATH: str
+
+def runnable_tasks(text: bytes) -> int: ...
 
 class RelayCore:
     fd_in: int
@@ -18,8 +21,17 @@ class RelayCore:
     detach_key: int
     next_id: int
     input_request: int
+    spin_ns: int
     def __init__(
-        self, fd_in: int, fd_out: int, sock_fd: int, wake_fd: int, session_id: int, detach_key: int
+        self,
+        fd_in: int,
+        fd_out: int,
+        sock_fd: int,
+        wake_fd: int,
+        session_id: int,
+        detach_key: int,
+        spin_us: int = 0,
+        load_path: str = ...,
     ) -> None: ...
     def run(
         self, read_keys: bool, send_keys: bool, skip_before: int

@@ -2,17 +2,21 @@
 # The compiled twin of _relay_py: same names, same behaviour, same frames (see its docstring).
 #
 # Ownership: each RelayCore owns its socket read buffer, its terminal read buffer and the buffer
-# its input frames are built in, all allocated once. The poll, the reads, the frame checks and
-# the writes run without the GIL; Python objects are made only for what run() hands back.
+# its input frames are built in, all allocated once, and the load file's descriptor when it
+# spins. The poll, the reads, the frame checks and the writes run without the GIL; Python
+# objects are made only for what run() hands back.
 
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcmp, memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+import os
 
 from . import protocol
 
-from ptyd._posix cimport POLLIN, c_poll, c_read, c_write, pollfd
+from ptyd._posix cimport POLLIN, c_poll, c_pread, c_read, c_write, pollfd, sched_yield
 
 cdef enum Why:  # why run() returned (the values of _relay_py's constants)
     WHY_WAKE = 0
@@ -29,6 +33,7 @@ SOCKET = WHY_SOCKET
 HELD = WHY_HELD
 UNSENT = WHY_UNSENT
 CLOSED = WHY_CLOSED
+LOAD_PATH = "/proc/loadavg"
 
 cdef enum:
     READ_SIZE = 65536
@@ -37,6 +42,7 @@ cdef enum:
     OFFSET_FIELD = 9  # 0xcf + 8-byte offset
     DATA_FIELD = 10  # fixstr "data" (5 bytes) + 0xc6 + 4-byte length
     EXPECTED_MAX = 64  # room for an ok answer's frame
+    LOAD_READ_SIZE = 128  # /proc/loadavg is one short line
 
 
 cdef inline void put_be(unsigned char* dst, unsigned long long value, int width) noexcept nogil:
@@ -75,6 +81,35 @@ cdef Py_ssize_t pack_uint(unsigned char* dst, unsigned long long value) noexcept
     return 9
 
 
+cdef inline long long monotonic_ns() noexcept nogil:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec * 1000000000LL + now.tv_nsec
+
+
+# The runnable tasks in a /proc/loadavg line ("0.79 0.86 0.98 2/81 12919"): the number
+# before the slash; -1 if there is none.
+cdef int parse_runnable(const unsigned char* text, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t slash = 0, first
+    cdef int count = 0
+    while slash < size and text[slash] != c'/':
+        slash += 1
+    first = slash
+    while first > 0 and c'0' <= text[first - 1] <= c'9':
+        first -= 1
+    if slash == size or first == slash or slash - first > 9:
+        return -1
+    while first < slash:
+        count = count * 10 + (text[first] - c'0')
+        first += 1
+    return count
+
+
+def runnable_tasks(const unsigned char[::1] text):
+    """The runnable tasks a /proc/loadavg line counts; -1 if it counts none."""
+    return parse_runnable(&text[0] if text.shape[0] else NULL, text.shape[0])
+
+
 cdef class RelayCore:
     """One attachment's quiet loop (see _relay_py)."""
 
@@ -104,8 +139,16 @@ cdef class RelayCore:
     cdef Py_ssize_t head_size
     cdef unsigned char expected_ok[EXPECTED_MAX]
     cdef Py_ssize_t expected_size
+    cdef readonly long long spin_ns
+    cdef int load_fd  # /proc/loadavg, when has_load_fd
+    cdef bint has_load_fd  # False: never spin (fields start zeroed, so a failed init owns none)
+    cdef int cpus
+    cdef long long spin_until  # CLOCK_MONOTONIC ns; 0: not spinning
 
-    def __cinit__(self, int fd_in, int fd_out, int sock_fd, int wake_fd, unsigned long long session_id, int detach_key):
+    def __cinit__(
+        self, int fd_in, int fd_out, int sock_fd, int wake_fd, unsigned long long session_id,
+        int detach_key, long long spin_us=0, str load_path=LOAD_PATH,
+    ):
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.sock_fd = sock_fd
@@ -144,8 +187,19 @@ cdef class RelayCore:
         self.frame_buf[at] = 0xCE
         memcpy(self.frame_buf + at + 5, PyBytes_AS_STRING(middle), len(middle))
         self.frame_buf[self.frame_fixed - 5] = 0xC6
+        self.spin_ns = spin_us * 1000 if spin_us > 0 else 0
+        self.cpus = os.cpu_count() or 1
+        self.spin_until = 0
+        if self.spin_ns:
+            try:
+                self.load_fd = os.open(load_path, os.O_RDONLY | os.O_CLOEXEC)
+                self.has_load_fd = True
+            except OSError:
+                pass  # no load figure: spinning could steal a busy core, so never spin
 
     def __dealloc__(self):
+        if self.has_load_fd:
+            os.close(self.load_fd)
         free(self.sock_buf)
         free(self.key_buf)
         free(self.frame_buf)
@@ -175,7 +229,11 @@ cdef class RelayCore:
         fds[0].events = fds[1].events = fds[2].events = POLLIN
         while why == GOING_ON:
             with nogil:
-                ready = c_poll(fds, nfds, -1)
+                ready = c_poll(fds, nfds, 0 if self.is_spinning() else -1)
+                if ready == 0:
+                    sched_yield()  # whatever else wants this core runs first
+            if ready == 0:
+                continue
             if ready < 0:
                 if errno == EINTR:
                     continue  # a signal: its byte is on the wake-up fd, seen by the next poll
@@ -201,6 +259,23 @@ cdef class RelayCore:
                 if why == WHY_UNSENT:
                     return WHY_UNSENT, self.frame_buf[at:got], b""
         return why, b"", b""
+
+    # Sent keys start a spin when a core is idle: see _relay_py.
+    cdef void start_spin(self) noexcept nogil:
+        cdef unsigned char text[LOAD_READ_SIZE]
+        cdef ssize_t size
+        cdef int runnable
+        if not self.has_load_fd:
+            return
+        size = c_pread(self.load_fd, text, LOAD_READ_SIZE, 0)
+        runnable = parse_runnable(text, size) if size > 0 else -1
+        if 0 <= runnable <= self.cpus:
+            self.spin_until = monotonic_ns() + self.spin_ns
+
+    cdef bint is_spinning(self) noexcept nogil:
+        if self.spin_until and monotonic_ns() >= self.spin_until:
+            self.spin_until = 0
+        return self.spin_until != 0
 
     # One read of the socket: every complete frame that is the answer to the input in flight or
     # output of this session at or after skip_before is handled; the first other one stops.
@@ -253,6 +328,7 @@ cdef class RelayCore:
                 return WHY_SOCKET
             at = end
             at_out[0] = at
+            self.spin_until = 0  # the output the keys were waiting for is here
             written = c_write(self.fd_out, body + data_at, data_size)
             if written < data_size:
                 if written < 0:
@@ -295,4 +371,5 @@ cdef class RelayCore:
             at_out[0] = sent if sent > 0 else 0
             got_out[0] = size
             return WHY_UNSENT
+        self.start_spin()
         return GOING_ON

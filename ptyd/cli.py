@@ -61,6 +61,15 @@ def _detach_key(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _spin_us(text: str) -> int:
+    from .attach import parse_spin_us
+
+    try:
+        return parse_spin_us(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _global_options(parser: argparse.ArgumentParser, *, is_top: bool) -> None:
     """-S/-L/--no-autostart, on the top parser and on every command (after its name)."""
     default = None if is_top else argparse.SUPPRESS
@@ -160,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="with --no-tty: output from stream offset N, if the daemon still holds it",
+    )
+    attach.add_argument(
+        "--spin-us",
+        type=_spin_us,
+        metavar="US",
+        help="after each key, poll for the echo this long without sleeping, while a CPU is idle;"
+        " 0: never (PTYD_SPIN_US, default 300)",
     )
     attach.add_argument(
         "cmd", nargs=argparse.REMAINDER, help="with -A: -- CMD ARGS... (default: your shell)"

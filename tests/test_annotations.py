@@ -107,7 +107,18 @@ def test_the_attach_relays_quiet_loop_is_white(tmp_path: Path) -> None:
     scores = annotate(source, tmp_path / "_relay.c")
     lines = source.read_text().splitlines()
     found = functions(lines)
-    hot = ("from_socket", "from_terminal", "set_expected", "pack_uint", "put_be", "get_be")
+    hot = (
+        "from_socket",
+        "from_terminal",
+        "set_expected",
+        "pack_uint",
+        "put_be",
+        "get_be",
+        "start_spin",
+        "is_spinning",
+        "parse_runnable",
+        "monotonic_ns",
+    )
     assert all(found[name][1] for name in hot), "each runs without the GIL"
     yellow = [
         line for name in hot for line in yellow_lines(source, scores, block(lines, found[name][0]))

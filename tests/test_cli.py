@@ -279,3 +279,18 @@ def test_a_daemon_at_its_client_cap_is_named_as_such(short_tmp) -> None:
         holder.list_sessions()
     finally:
         assert running.stop() == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "100001", ""])
+def test_attach_refuses_a_bad_spin_time(daemon, value: str) -> None:
+    import os
+
+    sock = str(daemon.socket)
+    flag = run("-S", sock, "attach", "--no-tty", f"--spin-us={value}", "1")
+    assert flag.returncode == 2
+    assert b"--spin-us" in flag.stderr and b"microseconds from 0 to 100000" in flag.stderr
+    if value:  # an empty PTYD_SPIN_US means the default, as for every setting
+        env = dict(os.environ, PTYD_SPIN_US=value)
+        out = run("-S", sock, "attach", "--no-tty", "1", env=env)
+        assert out.returncode == 1
+        assert f"invalid PTYD_SPIN_US '{value}'".encode() in out.stderr, out.stderr

@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 import select
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,9 @@ from ptyd import _fast_py, protocol
 
 SESSION = 3
 DETACH = 0x1C
+# /proc/loadavg lines: one task runnable (this one), and more runnable than any machine's CPUs.
+LOAD_IDLE = b"0.00 0.01 0.05 1/120 4242\n"
+LOAD_BUSY = b"3.90 3.50 3.20 100000/100020 4242\n"
 
 
 @dataclass
@@ -49,8 +55,11 @@ class Rig:
         return shown
 
 
-@pytest.fixture
-def rig(relay: ModuleType) -> Iterator[Rig]:
+@pytest.fixture(params=[0, 300], ids=["sleeping", "spinning"])
+def rig(request: pytest.FixtureRequest, relay: ModuleType, tmp_path: Path) -> Iterator[Rig]:
+    """Every behaviour holds whether the loop sleeps in poll or spins after sending keys."""
+    load = tmp_path / "loadavg"
+    load.write_bytes(LOAD_IDLE)
     keys_r, keys_w = os.pipe()
     screen_r, screen_w = os.pipe()
     wake_r, wake_w = os.pipe()
@@ -58,7 +67,9 @@ def rig(relay: ModuleType) -> Iterator[Rig]:
     for fd in (keys_r, screen_w, wake_r, ours.fileno()):
         os.set_blocking(fd, False)
     daemon.settimeout(10)
-    core = relay.RelayCore(keys_r, screen_w, ours.fileno(), wake_r, SESSION, DETACH)
+    core = relay.RelayCore(
+        keys_r, screen_w, ours.fileno(), wake_r, SESSION, DETACH, request.param, str(load)
+    )
     with ThreadPoolExecutor(1) as pool:
         yield Rig(core, relay, keys_w, screen_r, daemon, wake_w, pool)
         os.write(wake_w, b"\x0f")  # a loop still running returns
@@ -190,3 +201,81 @@ def test_answers_are_recognised_whatever_the_ids_width(rig: Rig, request_id: int
     rig.daemon.sendall(ok(request_id) + marker)
     assert running.result(10) == (rig.relay.SOCKET, b"", marker)
     assert rig.core.input_request == 0  # type: ignore[attr-defined]
+
+
+# -- spinning ---------------------------------------------------------------------------------
+
+
+def core_with(rig: Rig, spin_us: int, load_path: Path) -> object:
+    """A loop on the rig's descriptors that spins up to ``spin_us`` after sending keys."""
+    old: Any = rig.core
+    fds = (old.fd_in, old.fd_out, old.sock_fd, old.wake_fd)
+    return rig.relay.RelayCore(*fds, SESSION, DETACH, spin_us, str(load_path))
+
+
+def cpu_after_one_key(rig: Rig, core: object, *, echo: bool) -> float:
+    """Seconds of CPU the loop's thread spends from one key (echoed by the daemon, or not)
+    until it is woken 0.2 s later."""
+
+    def run() -> tuple[tuple[int, bytes, bytes], float]:
+        start = time.thread_time()
+        result = core.run(True, True, 0)  # type: ignore[attr-defined]
+        return result, time.thread_time() - start
+
+    running = rig.pool.submit(run)
+    os.write(rig.keys_w, b"k")
+    assert rig.frames(1)[0]["data"] == b"k"
+    if echo:
+        rig.daemon.sendall(ok(1) + output(0, b"k"))
+        assert rig.screen(1) == b"k"
+    time.sleep(0.2)
+    os.write(rig.wake_w, b"\x01")
+    result, cpu = running.result(10)
+    assert result == (rig.relay.WAKE, b"", b"")
+    os.read(core.wake_fd, 1)  # type: ignore[attr-defined]
+    return cpu
+
+
+def test_keys_start_a_bounded_spin_while_a_cpu_is_idle(rig: Rig, tmp_path: Path) -> None:
+    """With a CPU to spare the loop polls without sleeping after sending keys, for at most the
+    spin time: it burns about that much CPU, then sleeps until woken."""
+    idle = tmp_path / "idle"
+    idle.write_bytes(LOAD_IDLE)
+    cpu = cpu_after_one_key(rig, core_with(rig, 60_000, idle), echo=False)
+    assert 0.03 < cpu < 0.15
+
+
+def test_the_echo_ends_the_spin(rig: Rig, tmp_path: Path) -> None:
+    idle = tmp_path / "idle"
+    idle.write_bytes(LOAD_IDLE)
+    assert cpu_after_one_key(rig, core_with(rig, 1_000_000, idle), echo=True) < 0.05
+
+
+@pytest.mark.parametrize("load", [LOAD_BUSY, None], ids=["busy", "no-load-figure"])
+def test_no_spin_on_a_busy_machine_or_without_a_load_figure(
+    rig: Rig, tmp_path: Path, load: bytes | None
+) -> None:
+    """More tasks runnable than CPUs (the spin would take a core from the work the echo waits
+    for), or no /proc/loadavg to tell: the loop sleeps in poll at once."""
+    path = tmp_path / "load"
+    if load is not None:
+        path.write_bytes(load)
+    assert cpu_after_one_key(rig, core_with(rig, 1_000_000, path), echo=False) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("line", "runnable"),
+    [
+        (b"0.79 0.86 0.98 2/81 12919\n", 2),
+        (b"12.00 11.50 9.75 123/4567 89\n", 123),
+        (b"", -1),
+        (b"/81", -1),
+        (b"0.79 0.86 0.98 x/81 1", -1),
+        (b"no slash at all", -1),
+        (b"1 2 3 1234567890/4 5", -1),  # more digits than an int holds: not trusted
+    ],
+)
+def test_runnable_tasks_read_from_a_loadavg_line(
+    relay: ModuleType, line: bytes, runnable: int
+) -> None:
+    assert relay.runnable_tasks(line) == runnable
