@@ -40,10 +40,16 @@ log = logging.getLogger(__name__)
 # WORKER_READ_BUDGET bytes or WORKER_BATCH_MS, waiting up to WORKER_QUIET_MS when the PTY runs
 # dry; a batch smaller than READ_BUDGET hands the PTY back to the loop. Reading a flood on the
 # loop held it for budget / (the program's rate): 5-20 ms at 256 KiB, ahead of everyone's echo.
+# The worker reads on while the loop publishes (up to WORKER_AHEAD batches ahead of it; waiting
+# for the loop left the PTY unread for a wake-up of each thread per batch, and the program
+# blocked on a full PTY meanwhile), for at most WORKER_CHAIN batches, then queues again behind
+# the other sessions' reads.
 READ_BUDGET = 16 * 1024
 WORKER_READ_BUDGET = 256 * 1024
 WORKER_QUIET_MS = 1
 WORKER_BATCH_MS = 5
+WORKER_AHEAD = 2
+WORKER_CHAIN = 16
 REPLY_BACKLOG = 64 * 1024  # queued input past which emulator query replies are dropped
 EXIT_DRAIN_SECONDS = 0.25  # after the program exits, how long others may keep the PTY open
 _TITLE_MAX = 256
@@ -120,6 +126,7 @@ class Session:
         self._blockers: set[Any] = set()  # block-policy subscribers at their limit
         self._is_reading = False  # the PTY is being read (by the loop or, in a flood, a worker)
         self._is_worker_reading = False  # a worker thread owns the PTY's reads until it reports
+        self._worker_batches = 0  # batches of the worker's current run published by the loop
         self._is_pty_open = True  # false once the PTY reached EOF/EIO
         self._is_reaped = False
         self._is_finished = False
@@ -189,27 +196,48 @@ class Session:
     def _read_on_worker(self) -> None:
         """Hand the PTY's reads to a worker thread until a batch comes back small."""
         self._is_worker_reading = True
+        self._worker_batches = 0
         self._readers.submit(self._worker_read)
 
     def _worker_read(self) -> None:
-        """Worker thread: one batch, read with the GIL released; the loop publishes it."""
-        try:
-            data, is_eof = self.pump.read_batch(
-                WORKER_READ_BUDGET, WORKER_QUIET_MS, WORKER_BATCH_MS
+        """Worker thread: batches read with the GIL released, each handed to the loop to
+        publish, while they come back full and the session still reads (the last one says
+        whether the worker stopped)."""
+        for posted in range(1, WORKER_CHAIN + 1):
+            try:
+                data, is_eof = self.pump.read_batch(
+                    WORKER_READ_BUDGET, WORKER_QUIET_MS, WORKER_BATCH_MS
+                )
+            except Exception:
+                log.exception("session %s: worker read failed", self.label)
+                data, is_eof = b"", False  # the loop watches the PTY again
+            reads_on = (
+                len(data) >= READ_BUDGET
+                and not is_eof
+                and posted < WORKER_CHAIN
+                and self._is_reading
+                and not self._is_finished
+                and posted - self._worker_batches <= WORKER_AHEAD
             )
-        except Exception:
-            log.exception("session %s: worker read failed", self.label)
-            data, is_eof = b"", False  # the loop watches the PTY again
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon is gone
-            self.loop.call_soon_threadsafe(self._on_worker_batch, data, is_eof)
+            try:
+                self.loop.call_soon_threadsafe(self._on_worker_batch, data, is_eof, reads_on)
+            except RuntimeError:  # the loop is closed: the daemon is gone
+                return
+            if not reads_on:
+                return
 
-    def _on_worker_batch(self, data: bytes, is_eof: bool) -> None:
+    def _on_worker_batch(self, data: bytes, is_eof: bool, reads_on: bool) -> None:
+        self._worker_batches += 1
+        if data and not self._is_finished:
+            # Published while the worker still owns the reads: a flow change in here that
+            # resumes reading must not watch the PTY too (two readers would reorder output).
+            self._after_output(data, self.pump.publish(data))
+        if reads_on:
+            return  # the worker is reading the next batch; it reports again
         self._is_worker_reading = False
         if self._is_finished:
             os.close(self.child.master_fd)  # _finish left it open for this read
             return
-        if data:
-            self._after_output(data, self.pump.publish(data))
         if is_eof:
             self._on_pty_eof()
         elif not self._is_reading:
