@@ -69,7 +69,7 @@ class Plan:
     flood_seconds: float  # measuring window of the concurrent-flood figure
 
 
-FULL = Plan(16 << 20, 3, 300, 20, 10_000, (1, 10, 100), (10, 100), 10, (1, 10), 3.0)
+FULL = Plan(16 << 20, 3, 1000, 20, 10_000, (1, 10, 100), (10, 100), 10, (1, 10), 3.0)
 QUICK = Plan(1 << 20, 1, 20, 3, 1_000, (10,), (10,), 2, (1, 2), 0.5)
 # --many: what the default run leaves out because it takes minutes (1,000 PTYs and processes).
 MANY_SESSIONS = 1000
