@@ -188,7 +188,7 @@ cdef class RelayCore:
         memcpy(self.frame_buf + at + 5, PyBytes_AS_STRING(middle), len(middle))
         self.frame_buf[self.frame_fixed - 5] = 0xC6
         self.spin_ns = spin_us * 1000 if spin_us > 0 else 0
-        self.cpus = os.cpu_count() or 1
+        self.cpus = len(os.sched_getaffinity(0)) or 1  # the CPUs this process may run on
         self.spin_until = 0
         if self.spin_ns:
             try:

@@ -9,9 +9,10 @@ case. Frames are built and recognised by their fixed layouts (``protocol.InputLa
 
 Spinning: after sending keys the core polls without sleeping (yielding its core to anything
 that wants it) for up to ``spin_us``, until output arrives, but only while no more tasks are
-runnable than there are CPUs (``/proc/loadavg``). On a virtual machine a sleeping CPU costs tens
-of microseconds to wake, a large part of a keystroke's echo; on a busy machine spinning would
-take a core from the work the echo waits for, so it does not.
+runnable (``/proc/loadavg``) than the CPUs it may run on (``sched_getaffinity``). On a virtual
+machine a sleeping CPU costs tens of microseconds to wake, a large part of a keystroke's echo;
+on a busy machine spinning would take a core from the work the echo waits for, so it does
+not.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class RelayCore:
         self.input_request = 0
         self._expected_ok = b""  # the answer to input_request, byte for byte
         self.spin_ns = max(spin_us, 0) * 1000
-        self._cpus = os.cpu_count() or 1
+        self._cpus = len(os.sched_getaffinity(0)) or 1  # the CPUs this process may run on
         self._spin_until = 0  # time.monotonic_ns(); 0: not spinning
         self._load_fd: int | None = None  # None: never spin
         # Without a load figure spinning could steal a busy core: then it never spins.
