@@ -316,10 +316,11 @@ def test_no_tty_relays_every_byte_including_the_detach_key(daemon) -> None:
     assert out.returncode == 0 and b"[detached from keyed]" in out.stderr, out.stderr
 
 
-def test_no_tty_relays_a_large_input_intact(daemon) -> None:
+@pytest.mark.parametrize("spin", ["--spin-us=0", "--spin-us=300"], ids=["sleeping", "spinning"])
+def test_no_tty_relays_a_large_input_intact(daemon, spin: str) -> None:
     """Two megabytes of every byte value through the relay: keys typed while an input request is
-    unanswered go through the control plane's queue, the rest through the quiet loop; the
-    program reads exactly what was piped in."""
+    unanswered go through the control plane's queue, the rest through the quiet loop (which
+    spins after each send, or not); the program reads exactly what was piped in."""
     data = bytes(random.Random(7).randbytes(2_000_000))
     client = daemon.client()
     program = f"stty raw -echo; printf R; head -c {len(data)} | md5sum"
@@ -327,7 +328,7 @@ def test_no_tty_relays_a_large_input_intact(daemon) -> None:
     ready = Stream(info.id, 0)
     client.attach(info.id, snapshot=None, from_offset=0)
     read_until(client, ready, contains(b"R"))
-    out = daemon.cli("attach", "--no-tty", "big", input=data, timeout=120)
+    out = daemon.cli("attach", "--no-tty", spin, "big", input=data, timeout=120)
     assert out.returncode == 0, out.stderr
     assert hashlib.md5(data).hexdigest().encode() in out.stdout
 
