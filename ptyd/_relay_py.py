@@ -75,8 +75,9 @@ class RelayCore:
                 self._load_fd = os.open(load_path, os.O_RDONLY | os.O_CLOEXEC)
 
     def __del__(self) -> None:
-        if self._load_fd is not None:
-            os.close(self._load_fd)
+        load_fd = getattr(self, "_load_fd", None)  # None also if __init__ raised before it
+        if load_fd is not None:
+            os.close(load_fd)
 
     def run(self, read_keys: bool, send_keys: bool, skip_before: int) -> tuple[int, bytes, bytes]:
         """Relay until the caller is needed; (why, data, rest) as the constants above say.

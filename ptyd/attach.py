@@ -42,7 +42,7 @@ HIGH_WATER = 64 * 1024  # terminal bytes buffered before this client stops takin
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 EXIT_ERROR = 1
 # After sending keys, poll for their echo without sleeping this long, while a core is idle
-# (``_relay_py`` says why): about a third off the echo's median on a 2-vCPU VM.
+# (``_relay_py`` says why): about a fifth off the echo's median on a 2-vCPU VM.
 DEFAULT_SPIN_US = 300
 MAX_SPIN_US = 100_000
 
