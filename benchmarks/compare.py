@@ -294,6 +294,9 @@ class Ptyd(Tool):
 
     def __init__(self, tmp: Path, backend: str) -> None:
         super().__init__(tmp)
+        # The command line runs from bytecode, as installed (pip compiles it; a checkout writes
+        # __pycache__ on the first run), not recompiled at every start.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.backend = backend
         self.name = "ptyd" if backend == "compiled" else f"ptyd-{backend}"
         self.socket = tmp / f"{backend}.sock"
