@@ -207,7 +207,15 @@ def test_socket_activation_variables_and_fds_never_reach_a_session(
         environ = Path(f"/proc/{info.pid}/environ").read_bytes().split(b"\0")
         listen_vars = [item for item in environ if item.startswith(b"LISTEN_")]
         ptyd_vars = [item for item in environ if item.startswith(b"PTYD_")]
-        fds = sorted(int(name) for name in os.listdir(f"/proc/{info.pid}/fd"))
+
+        def open_fds() -> list[int]:
+            return sorted(int(name) for name in os.listdir(f"/proc/{info.pid}/fd"))
+
+        # Just after exec the dynamic loader opens (and closes) files of its own on fd 3: an
+        # inherited fd would stay, so wait for the program's start to settle before judging.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: open_fds() == [0, 1, 2], 5, "the session's fds 0-2 only")
+        fds = open_fds()
         print(
             f"\n{backend}: session LISTEN_* vars {len(listen_vars)}, PTYD_* vars {ptyd_vars}, "
             f"fds {fds}; daemon fd 3 close-on-exec: {bool(flags & O_CLOEXEC_FLAG)}"
