@@ -3,7 +3,9 @@
 The compiled backend is the default. If it cannot be imported (a source install without a
 compiler, an unsupported platform) the pure twin is used and one warning says so.
 ``PTYD_PURE=1`` forces the pure backend. Everything else in ptyd imports the hot path and the
-emulator from here, never from ``_fast``/``_vt``/``_fast_py`` directly.
+emulator from here, never from ``_fast``/``_vt``/``_fast_py`` directly. The emulator class is
+imported on first use: the attach client, which needs only the relay, does not load it (pyte
+alone takes about 45 ms to import).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from types import ModuleType
+from typing import Any
 
 # A boolean as every PTYD_* setting reads them: PTYD_PURE=0, false, no or off keep the default.
 IS_PURE_FORCED = os.environ.get("PTYD_PURE", "").strip().lower() not in (
@@ -22,29 +25,50 @@ IS_PURE_FORCED = os.environ.get("PTYD_PURE", "").strip().lower() not in (
 )
 
 
-def _load_compiled() -> tuple[ModuleType, type, ModuleType] | None:
+def _load_compiled() -> tuple[ModuleType, ModuleType] | None:
     try:
         from . import _fast, _relay
-        from ._vt import VtEmulator
     except ImportError as exc:
-        warnings.warn(
-            f"ptyd: compiled backend unavailable ({exc}); using the pure-Python backend",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        _warn_unavailable(str(exc))
         return None
-    return _fast, VtEmulator, _relay
+    # The engine is built with the others; its file beside _fast's stands for it until used.
+    folder, name = os.path.split(_fast.__file__ or "")
+    if not os.path.exists(os.path.join(folder, "_vt" + name.removeprefix("_fast"))):
+        _warn_unavailable("ptyd._vt is not built")
+        return None
+    return _fast, _relay
 
 
-def _load_pure() -> tuple[ModuleType, type, ModuleType]:
+def _warn_unavailable(reason: str) -> None:
+    warnings.warn(
+        f"ptyd: compiled backend unavailable ({reason}); using the pure-Python backend",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def _load_pure() -> tuple[ModuleType, ModuleType]:
     from . import _fast_py, _relay_py
-    from .pyte_backend import PyteEmulator
 
-    return _fast_py, PyteEmulator, _relay_py
+    return _fast_py, _relay_py
 
 
 _compiled = None if IS_PURE_FORCED else _load_compiled()
-fast, Emulator, relay = _compiled if _compiled is not None else _load_pure()
+fast, relay = _compiled if _compiled is not None else _load_pure()
 BACKEND = "pure" if _compiled is None else "compiled"
+Emulator: type  # the backend's emulator class, imported by __getattr__ on first use
+
+
+def __getattr__(name: str) -> Any:
+    if name != "Emulator":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    emulator: type
+    if BACKEND == "compiled":
+        from ._vt import VtEmulator as emulator
+    else:
+        from .pyte_backend import PyteEmulator as emulator
+    globals()["Emulator"] = emulator
+    return emulator
+
 
 __all__ = ["BACKEND", "Emulator", "fast", "relay"]

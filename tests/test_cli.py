@@ -294,3 +294,58 @@ def test_attach_refuses_a_bad_spin_time(daemon, value: str) -> None:
         out = run("-S", sock, "attach", "--no-tty", "1", env=env)
         assert out.returncode == 1
         assert f"invalid PTYD_SPIN_US '{value}'".encode() in out.stderr, out.stderr
+
+
+def test_the_attach_client_does_not_load_the_emulator(backend) -> None:
+    """The relay is all the attach client needs from the backend; the emulator (pyte alone:
+    about 45 ms of imports) is loaded by whoever first asks for it."""
+    import os
+
+    env = dict(os.environ, PTYD_PURE="1" if backend == "pure" else "0")
+    script = (
+        "import sys, ptyd.attach, ptyd.cli\n"
+        "from ptyd._backend import BACKEND, relay\n"
+        "heavy = ('ptyd._vt', 'ptyd.emulator', 'ptyd.pyte_backend', 'pyte')\n"
+        "print(BACKEND, [name for name in heavy if name in sys.modules])\n"
+        "from ptyd._backend import Emulator\n"
+        "print(Emulator.__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    emulator = "VtEmulator" if backend == "compiled" else "PyteEmulator"
+    assert out.stdout.split("\n")[:2] == [f"{backend} []", emulator]
+
+
+def test_a_build_without_the_engine_falls_back_to_the_pure_backend(tmp_path) -> None:
+    """_fast and _relay built but not _vt (a partial build): the pure backend, with a warning,
+    rather than a daemon that fails at its first session."""
+    import importlib.util
+    import os
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("ptyd._vt")
+    if spec is None or spec.origin is None:
+        pytest.skip("the compiled backend is not built here")
+    package = Path(spec.origin).parent
+    copy = tmp_path / "ptyd"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("_vt.*.so", "__pycache__"))
+    # -S: no site, so no editable-install finder that would find the real package first; and
+    # run from the copy's parent, not from a checkout.
+    path = f"{tmp_path}:{sysconfig.get_paths()['purelib']}"
+    env = dict(os.environ, PYTHONPATH=path, PTYD_PURE="0")
+    script = "import ptyd._backend as b; print(b.BACKEND, b.Emulator.__name__, b.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"pure PyteEmulator {copy / '_backend.py'}"
+    assert "compiled backend unavailable (ptyd._vt is not built)" in out.stderr
