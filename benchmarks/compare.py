@@ -297,6 +297,8 @@ class Ptyd(Tool):
         # The command line runs from bytecode, as installed (pip compiles it; a checkout writes
         # __pycache__ on the first run), not recompiled at every start.
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if backend == "pure":  # the attach client too runs its pure relay loop
+            self.env["PTYD_PURE"] = "1"
         self.backend = backend
         self.name = "ptyd" if backend == "compiled" else f"ptyd-{backend}"
         self.socket = tmp / f"{backend}.sock"
