@@ -80,7 +80,7 @@ def emulator_target(backend: str) -> Callable[[bytes], None]:
 def frames_target(backend: str) -> Callable[[bytes], None]:
     """The daemon's side of a connection: decode frames, validate each as a request; the only
     acceptable failures are ProtocolErrors (answered with an error code, or close)."""
-    from ptyd import errors, events, protocol
+    from ptyd import errors, events, protocol, schemas
 
     def run(data: bytes) -> None:
         decoder = protocol.FrameDecoder(
@@ -97,19 +97,19 @@ def frames_target(backend: str) -> Callable[[bytes], None]:
                     continue
                 events.from_wire(message)
                 with contextlib.suppress(errors.ProtocolError):
-                    protocol.parse_request(message)
+                    schemas.parse_request(message)
 
     return run
 
 
 def seeds(target: str) -> list[bytes]:
     """The starting corpus, each seed at most MAX_LEN bytes."""
-    from ptyd import protocol
+    from ptyd import protocol, schemas
 
     if target == "frames":
         found = [
             protocol.encode(protocol.request(1, kind, **_sample_fields(kind)))
-            for kind in protocol.SCHEMAS
+            for kind in schemas.SCHEMAS
         ]
         found += [struct.pack(">I", 2**32 - 1), b"\x00\x00\x00\x01\xc1", b"\x00\x00\x00\x00"]
         return found
@@ -126,13 +126,13 @@ def seeds(target: str) -> list[bytes]:
 
 def _sample_fields(kind: str) -> dict[str, object]:
     """Plausible values for a request's fields (enough to reach each validator)."""
-    from ptyd import protocol
+    from ptyd import protocol, schemas
 
     samples: dict[str, object] = {
         "session": 1, "argv": ["sh"], "cols": 80, "rows": 24, "data": b"x", "name": "demo",
         "version": protocol.VERSION_TEXT, "format": "text", "snapshot": "ansi", "signal": "HUP",
     }  # fmt: skip
-    return {name: samples[name] for name in protocol.SCHEMAS[kind] if name in samples}
+    return {name: samples[name] for name in schemas.SCHEMAS[kind] if name in samples}
 
 
 TARGET_FACTORIES = {"emulator": emulator_target, "frames": frames_target}

@@ -6,8 +6,6 @@ package too, and the client library brings asyncio, which costs more than a whol
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__
 from .errors import (
     AuthRefused,
@@ -24,7 +22,10 @@ from .errors import (
 )
 from .records import Attached, ExitStatus, SessionInfo, Snapshot
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
+    from typing import Any
+
     from .client import AsyncClient, Client
 
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from types import ModuleType
-from typing import Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
 # A boolean as every PTYD_* setting reads them: PTYD_PURE=0, false, no or off keep the default.
 IS_PURE_FORCED = os.environ.get("PTYD_PURE", "").strip().lower() not in (

@@ -24,15 +24,18 @@ import sys
 import termios
 import time
 import tty
-from dataclasses import dataclass
-from types import FrameType
-from typing import Any
 
 from . import _backend as backend
 from . import errors, protocol
+from ._record import record
 from .blocking import BlockingConnection, answer_of
 from .errors import ConfigError, ConnectionFailed, ProtocolError, PtydError, RequestError
 from .records import SessionInfo, Target
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 DEFAULT_DETACH_KEY = 0x1C  # Ctrl-\, as dtach and abduco
 DOUBLE_PRESS_SECONDS = 0.3  # a second detach key within this sends the key through instead
@@ -65,7 +68,7 @@ NOT_A_TERMINAL = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class AttachOptions:
     detach_key: int | None  # None: no detach key (-E)
     is_read_only: bool
@@ -74,7 +77,7 @@ class AttachOptions:
     spin_us: int = 0  # after keys, poll for the echo without sleeping this long (idle cores)
 
 
-@dataclass(frozen=True)
+@record
 class Ending:
     """Why the attachment ended: the command's exit status and the one line to print."""
 

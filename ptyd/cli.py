@@ -7,18 +7,16 @@ Every error is one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from . import config as config_module
 from . import launcher, protocol
+from ._record import fields
 from ._version import __version__
 from .blocking import BlockingConnection
 from .config import Config
@@ -36,8 +34,24 @@ from .keys import key_bytes, parse_detach_key
 from .records import SessionInfo
 from .socketdir import is_listening
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
+if TYPE_CHECKING:
+    from typing import Any
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+
+
+def _print_json(data: Any, indent: int | None) -> None:
+    import json  # here, not at the top: only --json and the JSON snapshot need it
+
+    print(json.dumps(data, indent=indent), flush=True)
+
+
+def _shell_join(argv: list[str]) -> str:
+    import shlex  # here, not at the top: only the listings need it
+
+    return shlex.join(argv)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -416,12 +430,12 @@ def _state(info: SessionInfo) -> str:
 def cmd_ls(client: BlockingConnection, args: argparse.Namespace) -> int:
     sessions = client.list_sessions()
     if args.json:
-        print(json.dumps([_as_dict(info) for info in sessions], indent=2))
+        _print_json([_as_dict(info) for info in sessions], indent=2)
         return 0
     rows = [("ID", "NAME", "COMMAND", "SIZE", "CLIENTS", "STATE", "AGE")]
     now = time.time()
     for info in sessions:
-        command = shlex.join(info.argv)
+        command = _shell_join(info.argv)
         rows.append(
             (
                 str(info.id),
@@ -442,16 +456,16 @@ def cmd_ls(client: BlockingConnection, args: argparse.Namespace) -> int:
 
 
 def _as_dict(info: SessionInfo) -> dict[str, Any]:
-    return {name: getattr(info, name) for name in info.__dataclass_fields__}
+    return {name: getattr(info, name) for name in fields(info)}
 
 
 def cmd_info(client: BlockingConnection, args: argparse.Namespace) -> int:
     info = client.info(_target(args.target))
     data = _as_dict(info)
     if args.json:
-        print(json.dumps(data, indent=2))
+        _print_json(data, indent=2)
         return 0
-    data["argv"] = shlex.join(info.argv)
+    data["argv"] = _shell_join(info.argv)
     data["state"] = _state(info)
     for key, value in data.items():
         print(f"{key + ':':15} {'-' if value is None else value}")
@@ -473,7 +487,7 @@ def cmd_send(client: BlockingConnection, args: argparse.Namespace) -> int:
 def cmd_snapshot(client: BlockingConnection, args: argparse.Namespace) -> int:
     snap = client.snapshot(_target(args.target), args.format, args.scrollback)
     if args.format == "json":
-        print(json.dumps(snap.data, indent=2))
+        _print_json(snap.data, indent=2)
     elif args.format == "ansi":
         sys.stdout.buffer.write(snap.data)
         sys.stdout.flush()
@@ -515,7 +529,7 @@ def cmd_stats(client: BlockingConnection, args: argparse.Namespace) -> int:
     while True:
         stats = client.stats()
         if args.json:
-            print(json.dumps(stats, indent=2 if not args.watch else None), flush=True)
+            _print_json(stats, indent=2 if not args.watch else None)
         else:
             print(format_stats(stats), flush=True)
         if not args.watch:

@@ -6,15 +6,18 @@ Every setting is validated once, at start, with a message that names the setting
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from . import _record
+from ._record import field, record
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 _SIZE_UNITS = {
     "": 1,
@@ -79,7 +82,7 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-@dataclass(frozen=True)
+@record
 class Setting:
     env: str
     parse: Callable[[str], Any]
@@ -102,7 +105,7 @@ def socket_path_for(name: str) -> Path:
     return default_socket_dir() / f"{name}.sock"
 
 
-@dataclass(frozen=True)
+@record
 class Config:
     """Everything the daemon and the client library can be told; immutable once built."""
 
@@ -170,7 +173,7 @@ class Config:
         return "disconnect" if self.flow_auto_disconnect else "resync"
 
     def replace(self, **changes: Any) -> Config:
-        return dataclasses.replace(self, **changes).validate()
+        return _record.replace(self, **changes).validate()
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -21,7 +21,7 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
-from . import errors, protocol
+from . import errors, protocol, schemas
 from ._backend import BACKEND, fast
 from .errors import ProtocolError, RequestError
 from .session import Attachment, Session
@@ -259,7 +259,7 @@ class Connection(asyncio.Protocol):
             return
         request_id = message.get("id") if isinstance(message.get("id"), int) else None
         try:
-            request = protocol.parse_request(message)
+            request = schemas.parse_request(message)
             if not self.is_authenticated and request.type != "hello":
                 raise RequestError(errors.HELLO_REQUIRED, "the first request must be hello")
             handler = getattr(self, f"_op_{request.type}")

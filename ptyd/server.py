@@ -19,7 +19,7 @@ from typing import Any
 
 import uvloop
 
-from . import allocator, errors, protocol, spawn
+from . import allocator, errors, protocol, schemas, spawn
 from ._backend import BACKEND
 from ._version import __version__
 from .config import Config
@@ -545,7 +545,7 @@ def _test_fault() -> str | None:
     if not value:
         return None
     where, _, kind = value.partition(":")
-    if where != "handler" or kind not in protocol.SCHEMAS:
+    if where != "handler" or kind not in schemas.SCHEMAS:
         raise PtydError(f"invalid {_TEST_FAULT_ENV}={value!r}: expected handler:REQUEST_TYPE")
     return kind
 

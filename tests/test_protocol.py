@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptyd import errors, protocol
+from ptyd import errors, protocol, schemas
 
 
 def test_frame_round_trip() -> None:
@@ -93,7 +93,7 @@ def test_request_containers_are_capped_at_4096_entries() -> None:
     start = time.monotonic()
     decoded = daemon_side.feed(fine + bomb)
     print(f"\nbomb refused in {(time.monotonic() - start) * 1000:.0f} ms")
-    assert protocol.parse_request(decoded[0]).fields["env"] == env
+    assert schemas.parse_request(decoded[0]).fields["env"] == env
     assert isinstance(decoded[1], errors.ProtocolError) and decoded[1].code == errors.BAD_FRAME
     rows = protocol.encode({"event": "snapshot", "rows": [[]] * (limit + 1)})
     assert protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME).feed(rows)[0]["rows"] == [[]] * (
@@ -104,7 +104,7 @@ def test_request_containers_are_capped_at_4096_entries() -> None:
 def test_unknown_fields_are_named_up_to_ten() -> None:
     message = {"type": "list", "id": 1, **{f"k{i:02}": 0 for i in range(25)}}
     with pytest.raises(errors.ProtocolError) as refused:
-        protocol.parse_request(message)
+        schemas.parse_request(message)
     assert str(refused.value).endswith(
         "k00, k01, k02, k03, k04, k05, k06, k07, k08, k09 and 15 more"
     )
@@ -128,7 +128,7 @@ def test_unknown_fields_are_named_up_to_ten() -> None:
 )
 def test_schema_violations_name_the_problem(message: dict, code: str) -> None:
     with pytest.raises(errors.ProtocolError) as info:
-        protocol.parse_request(message)
+        schemas.parse_request(message)
     assert info.value.code == code
     assert str(info.value)
 
@@ -139,15 +139,13 @@ def test_the_largest_size_is_the_emulators() -> None:
 
     assert protocol.MAX_SIZE == emulator.MAX_DIMENSION
     request = {"type": "resize", "id": 1, "session": 1, "cols": 1000, "rows": 1000}
-    assert protocol.parse_request(request).fields["cols"] == 1000
+    assert schemas.parse_request(request).fields["cols"] == 1000
 
 
 def test_defaults_are_filled_in() -> None:
-    request = protocol.parse_request({"type": "snapshot", "id": 3, "session": "main"})
+    request = schemas.parse_request({"type": "snapshot", "id": 3, "session": "main"})
     assert request.fields == {"session": "main", "format": "text", "scrollback": 0}
-    assert (
-        protocol.parse_request({"type": "info", "id": 1, "session": "12"}).fields["session"] == 12
-    )
+    assert schemas.parse_request({"type": "info", "id": 1, "session": "12"}).fields["session"] == 12
 
 
 @pytest.mark.parametrize(
