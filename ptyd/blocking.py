@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import protocol
 from ._version import __version__
-from .errors import ConnectionFailed, ProtocolError, RequestError
+from .errors import ConnectionFailed, NoDaemon, ProtocolError, RequestError
 from .records import ExitStatus, SessionInfo, Snapshot, Target
 from .socketdir import check_daemon_socket
 
@@ -64,7 +64,7 @@ class BlockingConnection:
             sock.connect(os.fspath(self.socket_path))
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
-            raise ConnectionFailed(
+            raise NoDaemon(
                 f"no ptyd daemon is listening on {self.socket_path} ({exc.strerror})"
             ) from None
         except OSError as exc:

@@ -296,8 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConnectionFailed(  # starting a daemon only to stop it would hide the mistake
                 f"no ptyd daemon is listening on {config.socket}: nothing to shut down"
             )
-        launcher.ensure_daemon(config)
-        with BlockingConnection(config.socket) as client:
+        with launcher.connect(config) as client:
             return handler(client, args)
     except KeyboardInterrupt:
         return 130

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 from . import config as config_module
 from . import errors, events, protocol
 from ._version import __version__
-from .errors import ConnectionFailed, ProtocolError, PtydError, RequestError
+from .errors import ConnectionFailed, NoDaemon, ProtocolError, PtydError, RequestError
 from .events import DisconnectedEvent, ErrorEvent, Event, ExitEvent, OutputEvent, SnapshotEvent
 from .records import Attached, ExitStatus, SessionInfo, Snapshot, Target
 from .socketdir import check_daemon_socket
@@ -212,7 +212,7 @@ class AsyncClient:
                 lambda: _Wire(self), os.fspath(self.socket_path)
             )
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise ConnectionFailed(
+            raise NoDaemon(
                 f"no ptyd daemon is listening on {self.socket_path} ({exc.strerror})"
             ) from None
         except OSError as exc:

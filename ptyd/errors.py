@@ -83,6 +83,10 @@ class ConnectionFailed(PtydError):
     """No daemon could be reached (not running, socket missing, connection lost)."""
 
 
+class NoDaemon(ConnectionFailed):
+    """Nothing listens on the socket (no socket file, or a stale one): a daemon may start there."""
+
+
 class DaemonImpostor(ConnectionFailed):
     """The socket or its directory is owned by someone else; the client refuses to talk to it."""
 

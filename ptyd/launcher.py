@@ -7,23 +7,26 @@ from __future__ import annotations
 import os
 import sys
 
+from .blocking import BlockingConnection
 from .config import Config
-from .errors import ConnectionFailed
-from .socketdir import is_listening
+from .errors import ConnectionFailed, NoDaemon
 
 READY = b"ready\n"
 
 
-def ensure_daemon(config: Config) -> bool:
-    """Make sure a daemon listens on ``config.socket``; True if this call started it."""
-    if is_listening(config.socket):
-        return False
-    if not config.autostart:
-        raise ConnectionFailed(
-            f"no ptyd daemon is listening on {config.socket} (autostart is off: run `ptyd serve`)"
-        )
+def connect(config: Config) -> BlockingConnection:
+    """A connection to the daemon on ``config.socket``, started first if none listens. A
+    running daemon costs one connect, with no probe before it."""
+    try:
+        return BlockingConnection(config.socket)
+    except NoDaemon:
+        if not config.autostart:
+            raise ConnectionFailed(
+                f"no ptyd daemon is listening on {config.socket} (autostart is off: run "
+                "`ptyd serve`)"
+            ) from None
     start_daemon(config)
-    return True
+    return BlockingConnection(config.socket)
 
 
 def start_daemon(config: Config) -> None:

@@ -174,6 +174,39 @@ def test_no_autostart_is_a_clear_error(short_tmp) -> None:
     assert out.stderr.decode().startswith("ptyd: no ptyd daemon is listening on")
 
 
+def test_a_command_connects_once_to_a_listening_daemon(short_tmp) -> None:
+    """No probe before the connection (a connect, an accept and a close for the daemon): the
+    command's one connection tells whether a daemon listens. Here a listener that counts its
+    connections and hangs up stands in for the daemon."""
+    import socket
+    import threading
+
+    sock_path = short_tmp / "counting.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(8)
+    accepted: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                accepted.append(conn.recv(4096))  # the hello
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        out = run("-S", str(sock_path), "ls")
+    finally:
+        listener.close()
+    assert out.returncode == 1
+    assert out.stderr == b"ptyd: connection to the daemon lost: the daemon closed it\n"
+    assert len(accepted) == 1 and b"hello" in accepted[0]
+
+
 def test_shutdown_with_no_daemon_starts_none(short_tmp) -> None:
     """Shutdown is the one command that does not autostart (tmux's kill-server alike): it says
     nothing is listening, exits 1, and leaves no daemon behind."""

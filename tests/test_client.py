@@ -63,11 +63,12 @@ def test_errors_have_stable_codes(daemon) -> None:
     assert info.value.code == errors.NO_SUCH_SESSION
 
 
-def test_connecting_to_nothing_raises_connection_failed(short_tmp) -> None:
-    from ptyd import Client
+def test_connecting_to_nothing_raises_no_daemon(short_tmp) -> None:
+    from ptyd import Client, NoDaemon
 
-    with pytest.raises(ConnectionFailed, match="no ptyd daemon is listening"):
+    with pytest.raises(NoDaemon, match="no ptyd daemon is listening") as info:
         Client(short_tmp / "none.sock")
+    assert isinstance(info.value, ConnectionFailed)
 
 
 def test_a_consumer_that_stops_taking_events_holds_bounded_memory(daemon) -> None:
