@@ -1,7 +1,5 @@
 """``python -m ptyd``: the same as the ``ptyd`` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -168,6 +168,30 @@ def test_errors_are_one_line_and_nonzero(daemon, args, message) -> None:
     assert len(out.stderr.strip().splitlines()) == 1 or b"usage" in out.stderr
 
 
+@pytest.mark.parametrize("sessions", [1, 300])
+def test_output_into_a_closed_pipe_is_a_quiet_failure(daemon, sessions: int) -> None:
+    """``ptyd ls | head -0``: exit status 1 and nothing on stderr, whether the listing fails
+    while printing (300 sessions: more than the pipe's buffer) or in the final flush (one)."""
+    import os
+
+    for index in range(sessions):
+        daemon.client().create(["sleep", "60"], name=f"s{index}")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart", "ls"],
+            env=daemon.env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (out.returncode, out.stderr) == (1, b"")
+
+
 def test_no_autostart_is_a_clear_error(short_tmp) -> None:
     out = run("-S", str(short_tmp / "none.sock"), "--no-autostart", "ls")
     assert out.returncode == 1
