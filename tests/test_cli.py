@@ -192,6 +192,79 @@ def test_output_into_a_closed_pipe_is_a_quiet_failure(daemon, sessions: int) -> 
     assert (out.returncode, out.stderr) == (1, b"")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["attach", "main"],
+        ["-S", "/run/x.sock", "attach", "-e", "^A", "main"],
+        ["-S", "attach", "ls", "--json"],
+        ["-Sattach", "ls"],
+        ["--socket=/run/x.sock", "--no-autostart", "send", "main", "--keys", "C-c"],
+        ["--socket", "/run/x.sock", "-L", "work", "snapshot", "main", "--format", "json"],
+        ["--sock", "/run/x.sock", "kill", "main"],
+        ["-L", "ls", "new", "-d", "--", "sh", "-c", "exit 3"],
+        ["serve", "--scrollback", "10", "--allowed-uids", "5"],
+        ["stats", "--watch"],
+        ["shutdown", "-S", "/run/y.sock"],
+        ["--no-autostart", "resize", "main", "100x30"],
+        ["signal", "main", "TERM", "--to", "group"],
+        ["wait", "main", "--timeout", "2"],
+        ["info", "3", "--json"],
+        ["--version"],
+        [],
+    ],
+)
+def test_the_parser_of_one_command_reads_argv_as_the_whole_parser(argv: list[str]) -> None:
+    """A command builds only its own parser (command_in); what it reads must be what the parser
+    of every command reads."""
+    from ptyd import cli
+
+    whole = cli.build_parser().parse_known_args(argv)
+    only = cli.command_in(argv)
+    assert vars(cli.build_parser(only).parse_known_args(argv)[0]) == vars(whole[0])
+    assert only == whole[0].command
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["ls"], "ls"),
+        (["-S", "ls", "attach", "x"], "attach"),
+        (["-h", "ls"], None),
+        (["--so", "x", "ls"], "ls"),
+        (["--s", "x", "ls"], None),  # argparse's business: the whole parser
+        (["--version"], None),
+        (["bogus"], None),
+        (["-L"], None),
+    ],
+)
+def test_command_in_reads_only_plain_global_options(argv: list[str], expected: str | None) -> None:
+    from ptyd import cli
+
+    assert cli.command_in(argv) == expected
+
+
+@pytest.mark.parametrize("columns", ["50", "200"])
+def test_help_is_as_wide_as_the_terminal_says(columns: str, monkeypatch) -> None:
+    """The width comes from COLUMNS (else the terminal, else 80), as argparse finds it: the
+    help is what argparse's own formatter prints."""
+    import argparse
+    import contextlib
+    import io
+
+    from ptyd import cli
+
+    monkeypatch.setenv("COLUMNS", columns)
+    shown = run("new", "--help").stdout.decode()
+    new = cli.build_parser()._subparsers._group_actions[0].choices["new"]  # type: ignore[union-attr]
+    new.formatter_class = argparse.HelpFormatter
+    stock = io.StringIO()
+    with contextlib.redirect_stdout(stock), pytest.raises(SystemExit):
+        new.parse_args(["--help"])
+    assert shown == stock.getvalue()
+    assert max(map(len, shown.splitlines())) <= int(columns)
+
+
 def test_no_autostart_is_a_clear_error(short_tmp) -> None:
     out = run("-S", str(short_tmp / "none.sock"), "--no-autostart", "ls")
     assert out.returncode == 1
@@ -376,9 +449,10 @@ def test_the_attach_client_does_not_load_the_emulator(backend) -> None:
 
 
 def test_the_command_line_imports_only_what_a_command_needs(backend) -> None:
-    """A command's start is mostly imports: typing, dataclasses (with inspect), json, asyncio
-    and the request schemas cost a 65 ms command 20 ms and more, and no command needs them
-    until it prints JSON. Run without site, whose editable-install finder imports its own."""
+    """A command's start is mostly imports: typing, dataclasses (with inspect), json, asyncio,
+    shutil (argparse's way to the terminal's width: it loads bz2 and lzma) and the request
+    schemas cost a 65 ms command 25 ms and more, and no command needs them until it prints
+    JSON. Run without site, whose editable-install finder imports its own."""
     import os
 
     import msgpack
@@ -391,8 +465,9 @@ def test_the_command_line_imports_only_what_a_command_needs(backend) -> None:
         f"import sys; sys.path[:0] = {roots!r}\n"
         "import ptyd.cli, ptyd.attach\n"
         "from ptyd._backend import relay\n"
+        "ptyd.cli.build_parser().parse_known_args(['attach', 'main'])\n"
         "avoided = ('typing', 'dataclasses', 'inspect', 'json', 'shlex', 'asyncio', 'logging',\n"
-        "           'subprocess', 'ptyd.schemas', 'ptyd.client', 'msgpack.fallback')\n"
+        "           'subprocess', 'shutil', 'ptyd.schemas', 'ptyd.client', 'msgpack.fallback')\n"
         "print([name for name in avoided if name in sys.modules])\n"
     )
     out = subprocess.run(
