@@ -119,12 +119,9 @@ cdef class VtEmulator:
     cdef uint32_t (*comb_marks)[MAX_COMBINING]
     cdef uint16_t* comb_slots
     cdef int comb_len
-    # scrollback ring: the lines, and their bytes in one ring buffer (sb_bytes), written in
-    # order at sb_write; a line's data is never split across the buffer's end
+    # scrollback ring
     cdef Line* sb
     cdef int sb_limit, sb_cap, sb_len, sb_head
-    cdef char* sb_bytes
-    cdef size_t sb_bytes_cap, sb_write
 
     # The C-level entry point for other Cython code: no GIL, never fails, returns 0.
     cdef int feed_c(self, const unsigned char* data, Py_ssize_t n) noexcept nogil
@@ -174,8 +171,6 @@ cdef class VtEmulator:
     cdef void set_margins(self) noexcept nogil
     cdef void index(self) noexcept nogil
     cdef void push_scrollback(self, int y) noexcept nogil
-    cdef char* history_space(self, size_t size) noexcept nogil
-    cdef bint grow_history(self, size_t size) noexcept nogil
     cdef void clear_scrollback(self) noexcept nogil
     cdef void clear_row(self, Row* row, uint32_t bg) noexcept nogil
     cdef void scroll_up(self, int top, int bottom, int n) noexcept nogil

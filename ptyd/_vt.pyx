@@ -183,11 +183,6 @@ cdef inline Py_ssize_t decode_utf8(const unsigned char* p, Py_ssize_t n,
     return 0
 
 
-cdef inline size_t line_bytes(int n, int packing) noexcept nogil:
-    """A history line's bytes in the ring buffer, rounded up to 8 so every line is aligned."""
-    return ((<size_t>n) * (packing if packing else sizeof(Cell)) + 7) & ~(<size_t>7)
-
-
 cdef inline uint32_t packed_char(const Line* line, int i) noexcept:
     if line.packing == 1:
         return (<uint8_t*>line.data)[i]
@@ -257,8 +252,11 @@ cdef class VtEmulator:
         free(self.tabs)
         free(self.scratch)
         free(self.strbuf)
-        free(self.sb)
-        free(self.sb_bytes)
+        cdef int i
+        if self.sb != NULL:
+            for i in range(self.sb_len):
+                free(self.sb[(self.sb_head + i) % self.sb_cap].data)
+            free(self.sb)
         free(self.comb_slots)
         free(self.comb_marks)
 
@@ -318,27 +316,20 @@ cdef class VtEmulator:
             out.append((chr(m.kind), m.x, m.y))
         return out
 
-    def history_layout(self):
-        """(buffer size, [(offset, bytes) of each history line, oldest first]): where the
-        ring buffer holds the lines, for the tests of its bookkeeping."""
-        cdef int i
-        cdef Line* line
-        cdef list spans = []
-        for i in range(self.sb_len):
-            line = &self.sb[(self.sb_head + i) % self.sb_cap]
-            spans.append((<char*>line.data - self.sb_bytes, line_bytes(line.len, line.packing)))
-        return self.sb_bytes_cap, spans
-
     @property
     def memory_usage(self):
         """Bytes held in C allocations: both screens' rows in use, scrollback, string buffers."""
         cdef size_t total = 2 * <size_t>self.nrows * sizeof(Row) + 2 * <size_t>self.ncols
         cdef int i
+        cdef Line* line
         for i in range(self.nrows):
             total += (self.grid[i].cells != NULL) * self.ncols * sizeof(Cell)
             total += (self.other[i].cells != NULL) * self.ncols * sizeof(Cell)
         total += self.ncols * sizeof(Cell) + (self.strbuf != NULL) * MAX_STRING * sizeof(uint32_t)
-        total += <size_t>self.sb_cap * sizeof(Line) + self.sb_bytes_cap
+        total += <size_t>self.sb_cap * sizeof(Line)
+        for i in range(self.sb_len):
+            line = &self.sb[(self.sb_head + i) % self.sb_cap]
+            total += <size_t>line.len * (line.packing if line.packing else sizeof(Cell))
         if self.comb_slots != NULL:
             total += COMB_SLOTS * sizeof(uint16_t) + COMB_CAP * MAX_COMBINING * sizeof(uint32_t)
         return total
@@ -1267,7 +1258,7 @@ cdef class VtEmulator:
         cdef uint8_t ascii[MAX_DIMENSION]
         cdef Line* line
         cdef Line* grown
-        cdef char* copy
+        cdef void* copy = NULL
         if row.fill != 0:
             self.touch(y, self.ncols)
         cells = row.cells
@@ -1292,85 +1283,37 @@ cdef class VtEmulator:
                 wide |= (ch - 1u) >= 0x7Fu
                 ascii[i] = <uint8_t>ch
             packing = 0 if diff or cells[0].comb else (4 if wide else 1)
-        if self.sb_len == self.sb_cap:  # the oldest line gives its place (and its bytes)
+            copy = malloc((<size_t>n) * (packing if packing else sizeof(Cell)))
+            if copy == NULL:
+                return
+            if packing == 1:
+                memcpy(copy, ascii, n)
+            elif packing == 4:
+                for i in range(n):
+                    (<uint32_t*>copy)[i] = cells[i].ch
+            else:
+                memcpy(copy, cells, n * sizeof(Cell))
+        if self.sb_len == self.sb_cap:
+            line = &self.sb[self.sb_head]
+            free(line.data)
             self.sb_head = (self.sb_head + 1) % self.sb_cap
-            self.sb_len -= 1
-        copy = self.history_space(line_bytes(n, packing))
-        if copy == NULL:
-            return
-        if packing == 1:
-            memcpy(copy, ascii, n)
-        elif packing == 4:
-            for i in range(n):
-                (<uint32_t*>copy)[i] = cells[i].ch
-        elif n:
-            memcpy(copy, cells, n * sizeof(Cell))
-        line = &self.sb[(self.sb_head + self.sb_len) % self.sb_cap]
-        self.sb_len += 1
+        else:
+            line = &self.sb[(self.sb_head + self.sb_len) % self.sb_cap]
+            self.sb_len += 1
         line.data = copy
         line.len = n
-        line.packing = packing
+        line.packing = packing if n else 0
         if n:
             line.attrs = cells[0]
         else:
             memset(&line.attrs, 0, sizeof(Cell))
 
-    cdef char* history_space(self, size_t size) noexcept nogil:
-        """Where the next line's ``size`` bytes go: at sb_write, or at the start of the buffer
-        when they would cross its end, as long as that is behind the oldest line kept; the
-        buffer grows when they fit nowhere. NULL only when it cannot grow."""
-        cdef size_t oldest, at
-        if self.sb_bytes == NULL and not self.grow_history(size):
-            return NULL
-        while True:
-            if self.sb_len == 0:
-                self.sb_write = 0
-            oldest = (<char*>self.sb[self.sb_head].data - self.sb_bytes) if self.sb_len else 0
-            at = self.sb_write
-            if self.sb_len and at < oldest:  # wrapped: free space runs up to the oldest line
-                if at + size < oldest:
-                    break
-            elif at + size <= self.sb_bytes_cap:
-                break
-            elif size < oldest or (self.sb_len == 0 and size <= self.sb_bytes_cap):
-                at = 0
-                break
-            if not self.grow_history(size):
-                return NULL
-        self.sb_write = at + size
-        return self.sb_bytes + at
-
-    cdef bint grow_history(self, size_t size) noexcept nogil:
-        """Copy the lines kept, in order, to the start of a buffer with room for ``size``
-        bytes more (twice the old one at least): an amortised step, rare once the history
-        is full."""
-        cdef size_t kept = 0, cap, at = 0, k
-        cdef int i
-        cdef Line* line
-        cdef char* grown
-        for i in range(self.sb_len):
-            line = &self.sb[(self.sb_head + i) % self.sb_cap]
-            kept += line_bytes(line.len, line.packing)
-        cap = max(max(self.sb_bytes_cap * 2, <size_t>4096), kept + size + 1)
-        grown = <char*>malloc(cap)
-        if grown == NULL:
-            return False
-        for i in range(self.sb_len):
-            line = &self.sb[(self.sb_head + i) % self.sb_cap]
-            k = line_bytes(line.len, line.packing)
-            memcpy(grown + at, line.data, k)
-            line.data = grown + at
-            at += k
-        free(self.sb_bytes)
-        self.sb_bytes = grown
-        self.sb_bytes_cap = cap
-        self.sb_write = at
-        return True
-
     cdef void clear_scrollback(self) noexcept nogil:
+        cdef int i
+        for i in range(self.sb_len):
+            free(self.sb[(self.sb_head + i) % self.sb_cap].data)
         self.sb_len = 0
         self.sb_head = 0
-        self.sb_write = 0
 
     cdef void clear_row(self, Row* row, uint32_t bg) noexcept nogil:
         row.used = 0

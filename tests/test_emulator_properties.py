@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 import resource
@@ -144,64 +143,3 @@ def test_hostile_input_agrees() -> None:
         for emu in emus:
             emu.feed(bomb)
     assert full_state(emus[0]) == full_state(emus[1])
-
-
-def _history_lines(rng: random.Random, count: int) -> bytes:
-    """Lines of every packing the history keeps, in random order: plain ASCII, one code point
-    per cell (wide and accented), full cells (colours changing within the line), blank lines,
-    and lines of every length up to the width."""
-    out = []
-    for index in range(count):
-        kind = rng.randrange(5)
-        width = rng.randrange(0, 79)
-        if kind == 0:
-            out.append(b"%d " % index + b"x" * width)
-        elif kind == 1:
-            out.append((f"{index} " + "日本é" * (width // 4)).encode())
-        elif kind == 2:
-            out.append(b"\x1b[3%dm%d\x1b[0m " % (index % 8, index) + b"c" * width)
-        elif kind == 3:
-            out.append(b"")
-        else:
-            out.append(b"\x1b[44m%d" % index + b" " * width + b"\x1b[m")
-    return b"\r\n".join(out) + b"\r\n"
-
-
-def test_the_history_ring_keeps_the_newest_lines_across_wraps_and_growth() -> None:
-    """The compiled engine keeps history bytes in one ring buffer that wraps and grows: after
-    thousands of lines of mixed sizes through small and large limits, the history is the
-    pure backend's, at every checkpoint, and after a clear it starts again."""
-    rng = random.Random(7)
-    for limit in (1, 7, 60, 500):
-        emus = [cls(80, 24, scrollback=limit) for cls in BACKENDS.values()]
-        for checkpoint in range(12):
-            chunk = _history_lines(rng, rng.randrange(1, 400))
-            for emu in emus:
-                emu.feed(chunk)
-            compiled, pure = (emu.state().scrollback for emu in emus)
-            assert compiled == pure, (limit, checkpoint)
-            assert len(compiled) <= limit
-            if checkpoint == 6:
-                for emu in emus:
-                    emu.feed(b"\x1b[3J")  # clear the history; the next lines fill it again
-        assert len(compiled) == limit  # the last chunks alone held more lines than that
-        assert emus[0].memory_usage < 4 * limit * 80 * 16 + 256 * 1024
-
-
-def _assert_ring_is_sound(emu: VtEmulator) -> None:
-    """Every kept line lies inside the buffer, and no two overlap."""
-    capacity, spans = emu.history_layout()
-    taken = sorted((offset, offset + size) for offset, size in spans if size)
-    assert all(start >= 0 and end <= capacity for start, end in taken), (capacity, taken)
-    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(taken))
-
-
-def test_the_history_ring_never_overlaps_lines() -> None:
-    """Line by line, for many limits and line sizes (the tight cases come right after the
-    buffer grows, and where a line must wrap to the start): no line kept is overwritten."""
-    rng = random.Random(11)
-    for limit in range(1, 41):
-        emu = VtEmulator(80, 24, scrollback=limit)
-        for line in _history_lines(rng, 300).split(b"\r\n"):
-            emu.feed(line + b"\r\n")
-            _assert_ring_is_sound(emu)
