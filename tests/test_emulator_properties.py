@@ -143,3 +143,44 @@ def test_hostile_input_agrees() -> None:
         for emu in emus:
             emu.feed(bomb)
     assert full_state(emus[0]) == full_state(emus[1])
+
+
+def _history_lines(rng: random.Random, count: int) -> bytes:
+    """Lines of every packing the history keeps, in random order: plain ASCII, one code point
+    per cell (wide and accented), full cells (colours changing within the line), blank lines,
+    and lines of every length up to the width."""
+    out = []
+    for index in range(count):
+        kind = rng.randrange(5)
+        width = rng.randrange(0, 79)
+        if kind == 0:
+            out.append(b"%d " % index + b"x" * width)
+        elif kind == 1:
+            out.append((f"{index} " + "日本é" * (width // 4)).encode())
+        elif kind == 2:
+            out.append(b"\x1b[3%dm%d\x1b[0m " % (index % 8, index) + b"c" * width)
+        elif kind == 3:
+            out.append(b"")
+        else:
+            out.append(b"\x1b[44m%d" % index + b" " * width + b"\x1b[m")
+    return b"\r\n".join(out) + b"\r\n"
+
+
+def test_a_long_mixed_history_is_the_pure_backends() -> None:
+    """Thousands of lines of every packing through small and large limits (the compiled
+    engine's ring of lines wraps many times): the history is the pure backend's at every
+    checkpoint, and after a clear it fills again."""
+    rng = random.Random(7)
+    for limit in (1, 7, 60, 500):
+        emus = [cls(80, 24, scrollback=limit) for cls in BACKENDS.values()]
+        for checkpoint in range(12):
+            chunk = _history_lines(rng, rng.randrange(1, 400))
+            for emu in emus:
+                emu.feed(chunk)
+            compiled, pure = (emu.state().scrollback for emu in emus)
+            assert compiled == pure, (limit, checkpoint)
+            assert len(compiled) <= limit
+            if checkpoint == 6:
+                for emu in emus:
+                    emu.feed(b"\x1b[3J")  # clear the history; the next lines fill it again
+        assert len(compiled) == limit  # the last chunks alone held more lines than that
