@@ -349,11 +349,12 @@ def run() -> None:
     and the teardown of every module was 5 ms of a 45 ms ``ptyd ls`` (the daemon, which logs,
     exits the usual way)."""
     status = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:  # as main: output into head(1) and the like, not worth a message
-        status = EXIT_ERROR
+    for stream in (sys.stdout, sys.stderr):  # None when the descriptor was closed at start
+        try:
+            if stream is not None:
+                stream.flush()
+        except OSError:  # as main: output into head(1) and the like, not worth a message
+            status = EXIT_ERROR
     if "logging" in sys.modules:
         sys.exit(status)
     os._exit(status)

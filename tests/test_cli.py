@@ -265,6 +265,22 @@ def test_help_is_as_wide_as_the_terminal_says(columns: str, monkeypatch) -> None
     assert max(map(len, shown.splitlines())) <= int(columns)
 
 
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_command_runs_with_stdout_or_stderr_closed(closed: int) -> None:
+    """``ptyd --version >&-``: Python starts with no sys.stdout; the command still succeeds."""
+    import os
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ptyd", "--version"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(closed),  # after the redirections: the fd is gone
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0
+
+
 def test_no_autostart_is_a_clear_error(short_tmp) -> None:
     out = run("-S", str(short_tmp / "none.sock"), "--no-autostart", "ls")
     assert out.returncode == 1
