@@ -21,7 +21,7 @@ def connect(config: Config) -> BlockingConnection:
         return BlockingConnection(config.socket)
     except NoDaemon:
         if not config.autostart:
-            raise ConnectionFailed(
+            raise NoDaemon(
                 f"no ptyd daemon is listening on {config.socket} (autostart is off: run "
                 "`ptyd serve`)"
             ) from None
