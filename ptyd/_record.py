@@ -5,6 +5,9 @@ of a 65 ms command-line start on a small machine, to get what a record needs. A 
 annotated fields in order, is built from positional or keyword arguments (with defaults), is
 immutable, compares and hashes by its fields, pickles, and shows them in its repr. Type
 checkers see a frozen dataclass (``dataclass_transform``), which is how a record behaves.
+Events (``ptyd.events``) stay dataclasses: one is made per output frame, where a generated
+``__init__`` is three times faster than a record's (0.5 against 1.6 µs), and only the library,
+which imports asyncio anyway, makes them.
 """
 
 from __future__ import annotations
