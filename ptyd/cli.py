@@ -506,6 +506,15 @@ def cmd_attach(client: BlockingConnection, args: argparse.Namespace) -> int:
     return attach_terminal(client, target, args)
 
 
+TIMES = ("created_at", "last_attached", "exited_at")  # Unix times, shown as local times
+
+
+def _moment(unix_time: float, now: float) -> str:
+    """A Unix time as people read it: local date and time, and how long ago."""
+    shown = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(unix_time))
+    return f"{shown} ({_age(max(now - unix_time, 0))} ago)"
+
+
 def _age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -561,6 +570,10 @@ def cmd_info(client: BlockingConnection, args: argparse.Namespace) -> int:
         return 0
     data["argv"] = _shell_join(info.argv)
     data["state"] = _state(info)
+    now = time.time()
+    for key in TIMES:
+        if data[key] is not None:
+            data[key] = _moment(data[key], now)
     for key, value in data.items():
         print(f"{key + ':':15} {'-' if value is None else value}")
     return 0

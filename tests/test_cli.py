@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -95,6 +96,24 @@ def test_new_ls_info_snapshot_wait(daemon) -> None:
     assert daemon.cli("wait", "job", "--timeout", "0.2").returncode == 124
     assert daemon.cli("send", "job", "--keys", "Enter").returncode == 0
     assert daemon.cli("wait", "job").returncode == 4
+
+
+def test_info_shows_times_as_local_times_and_json_as_unix_times(daemon) -> None:
+    """People read a date and an age; programs get the protocol's Unix times."""
+    daemon.cli("new", "-d", "-n", "clock", "--", "sh", "-c", "exit 3")
+    assert daemon.cli("wait", "clock").returncode == 3
+    data = json.loads(daemon.cli("info", "clock", "--json").stdout)
+    assert isinstance(data["created_at"], float) and isinstance(data["exited_at"], float)
+    lines = dict(
+        line.split(":", 1) for line in daemon.cli("info", "clock").stdout.decode().splitlines()
+    )
+    created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["created_at"]))
+    assert lines["created_at"].strip().startswith(created)
+    assert lines["created_at"].strip().endswith("s ago)")
+    assert lines["exited_at"].strip().startswith(
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["exited_at"]))
+    )
+    assert lines["last_attached"].strip() == "-"
 
 
 def test_send_text_keys_and_stdin(daemon) -> None:
@@ -386,6 +405,7 @@ def test_commands_run_without_asyncio(daemon) -> None:
     would cost more than the command itself. A guard on what is imported, not on time."""
     script = f"""
 import sys
+import time
 from ptyd import cli
 
 sock = {str(daemon.socket)!r}
