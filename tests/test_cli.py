@@ -110,8 +110,10 @@ def test_info_shows_times_as_local_times_and_json_as_unix_times(daemon) -> None:
     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["created_at"]))
     assert lines["created_at"].strip().startswith(created)
     assert lines["created_at"].strip().endswith("s ago)")
-    assert lines["exited_at"].strip().startswith(
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["exited_at"]))
+    assert (
+        lines["exited_at"]
+        .strip()
+        .startswith(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["exited_at"])))
     )
     assert lines["last_attached"].strip() == "-"
 
