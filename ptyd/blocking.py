@@ -13,7 +13,6 @@ import contextlib
 import os
 import socket
 from collections import deque
-from pathlib import Path
 
 from . import protocol
 from ._version import __version__
@@ -23,6 +22,7 @@ from .socketdir import check_daemon_socket
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
+    from os import PathLike
     from typing import Any
 
 READ_SIZE = 256 * 1024
@@ -32,7 +32,7 @@ class BlockingConnection:
     """Requests answered in order over one socket; events that arrive meanwhile are kept in
     ``events`` (raw message maps) for whoever takes the socket over."""
 
-    def __init__(self, socket_path: Path, *, client_name: str = "") -> None:
+    def __init__(self, socket_path: str | PathLike[str], *, client_name: str = "") -> None:
         self.socket_path = socket_path
         self.client_name = client_name or f"ptyd-cli/{__version__}"
         self.decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)

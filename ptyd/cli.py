@@ -13,7 +13,6 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from . import config as config_module
 from . import launcher, protocol
@@ -328,7 +327,7 @@ def _config_from(args: argparse.Namespace) -> Config:
     if args.socket_name:
         overrides["socket"] = config_module.socket_path_for(args.socket_name)
     if args.socket:
-        overrides["socket"] = Path(args.socket).absolute()
+        overrides["socket"] = os.path.abspath(args.socket)
     if args.no_autostart:
         overrides["autostart"] = False
     for name, setting in config_module.SETTINGS.items():
@@ -442,7 +441,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     return status
 
 
-def _detach_stdio(log_file: Path | None) -> None:
+def _detach_stdio(log_file: str | None) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) if log_file else null

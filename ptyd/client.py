@@ -45,7 +45,7 @@ _T = TypeVar("_T")
 def resolve_socket(socket_path: str | os.PathLike[str] | None = None) -> Path:
     if socket_path is not None:
         return Path(socket_path)
-    return config_module.load().socket
+    return Path(config_module.load().socket)
 
 
 def _data_size(event: Event) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from . import _record
 from ._record import field, record
@@ -90,28 +89,29 @@ class Setting:
     help: str
 
 
-def default_socket_dir() -> Path:
+def default_socket_dir() -> str:
     """``$XDG_RUNTIME_DIR/ptyd``, else ``/tmp/ptyd-$UID`` (as tmux does)."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isabs(runtime):
-        return Path(runtime) / "ptyd"
-    return Path(f"/tmp/ptyd-{os.getuid()}")
+        return os.path.join(runtime, "ptyd")
+    return f"/tmp/ptyd-{os.getuid()}"
 
 
-def socket_path_for(name: str) -> Path:
+def socket_path_for(name: str) -> str:
     """The socket path of a named daemon (``-L NAME``) in the default directory."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name in (".", ".."):
         raise ConfigError(f"-L {name!r}: a daemon name is 1-64 letters, digits or _.-")
-    return default_socket_dir() / f"{name}.sock"
+    return os.path.join(default_socket_dir(), f"{name}.sock")
 
 
 @record
 class Config:
-    """Everything the daemon and the client library can be told; immutable once built."""
+    """Everything the daemon and the client library can be told; immutable once built. Paths
+    are strings (``pathlib`` is a tenth of a command's start; every use takes a path-like)."""
 
-    socket: Path = field(default_factory=lambda: default_socket_dir() / "default.sock")
+    socket: str = field(default_factory=lambda: os.path.join(default_socket_dir(), "default.sock"))
     log_level: str = "info"
-    log_file: Path | None = None
+    log_file: str | None = None
     allowed_uids: tuple[int, ...] = ()
     flow_threshold: int = 256 * 1024
     flow_max_queue_size: int = 1024 * 1024
@@ -179,9 +179,9 @@ class Config:
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 SETTINGS: dict[str, Setting] = {
-    "socket": Setting("PTYD_SOCKET", Path, "path", "socket path (-S); -L NAME picks NAME.sock"),
+    "socket": Setting("PTYD_SOCKET", str, "path", "socket path (-S); -L NAME picks NAME.sock"),
     "log_level": Setting("PTYD_LOG_LEVEL", str.lower, "level", "debug, info, warning, error"),
-    "log_file": Setting("PTYD_LOG_FILE", Path, "path", "daemon log file (default: stderr)"),
+    "log_file": Setting("PTYD_LOG_FILE", str, "path", "daemon log file (default: stderr)"),
     "allowed_uids": Setting(
         "PTYD_ALLOWED_UIDS", parse_uids, "uids", "uids allowed besides the daemon's own"
     ),

@@ -13,12 +13,17 @@ import fcntl
 import os
 import socket
 import stat
-from pathlib import Path
 
 from .errors import AlreadyRunning, DaemonImpostor, SocketPathError
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: every command imports this module
+if TYPE_CHECKING:
+    from os import PathLike
 
-def check_dir(directory: Path, *, create: bool) -> None:
+    StrPath = str | PathLike[str]
+
+
+def check_dir(directory: StrPath, *, create: bool) -> None:
     """Make sure ``directory`` is a real directory owned by us with mode 0700 (creating it if
     asked and absent). Never chmod, chown or follow a symlink: refuse and say why."""
     try:
@@ -50,7 +55,7 @@ def check_dir(directory: Path, *, create: bool) -> None:
         )
 
 
-def check_daemon_socket(path: Path) -> None:
+def check_daemon_socket(path: StrPath) -> None:
     """Client side: refuse to talk to a socket (or directory) that someone else owns."""
     try:
         info = os.lstat(path)
@@ -63,14 +68,15 @@ def check_daemon_socket(path: Path) -> None:
         )
     if not stat.S_ISSOCK(info.st_mode):
         raise DaemonImpostor(f"{path}: exists but is not a socket")
-    parent = os.lstat(path.parent)
+    directory = os.path.dirname(os.fspath(path)) or "."
+    parent = os.lstat(directory)
     if parent.st_uid != os.getuid():
         raise DaemonImpostor(
-            f"{path.parent}: owned by uid {parent.st_uid}, not by you; refusing to connect"
+            f"{directory}: owned by uid {parent.st_uid}, not by you; refusing to connect"
         )
 
 
-def is_listening(path: Path) -> bool:
+def is_listening(path: StrPath) -> bool:
     """True if something accepts connections on ``path`` right now."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
@@ -85,15 +91,16 @@ def is_listening(path: Path) -> bool:
 class Listener:
     """The daemon's listening socket and its lock; ``close`` removes only what it created."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock_path = path.with_name(path.name + ".lock")
+    def __init__(self, path: StrPath) -> None:
+        self.path = os.fspath(path)
+        self.directory = os.path.dirname(self.path) or "."
+        self.lock_path = self.path + ".lock"
         self.sock: socket.socket | None = None
         self._lock_fd = -1
         self._inode: tuple[int, int] | None = None
 
     def open(self) -> socket.socket:
-        check_dir(self.path.parent, create=True)
+        check_dir(self.directory, create=True)
         if len(os.fsencode(self.path)) >= 108:
             raise SocketPathError(f"{self.path}: longer than the 107 bytes a socket path may have")
         self._lock_fd = os.open(
@@ -148,7 +155,7 @@ class Listener:
                 return None
         except FileNotFoundError:
             pass
-        check_dir(self.path.parent, create=True)
+        check_dir(self.directory, create=True)
         return self._bind()
 
     def close(self) -> None:
