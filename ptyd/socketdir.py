@@ -8,16 +8,17 @@ file beside the socket makes "is a daemon already serving this path" race-free.
 
 from __future__ import annotations
 
+import _socket  # the C module under ``socket``: commands import this module (is_listening)
 import errno
 import fcntl
 import os
-import socket
 import stat
 
 from .errors import AlreadyRunning, DaemonImpostor, SocketPathError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: every command imports this module
 if TYPE_CHECKING:
+    import socket
     from os import PathLike
 
     StrPath = str | PathLike[str]
@@ -78,7 +79,7 @@ def check_daemon_socket(path: StrPath) -> None:
 
 def is_listening(path: StrPath) -> bool:
     """True if something accepts connections on ``path`` right now."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         probe.connect(os.fspath(path))
     except OSError:
@@ -119,6 +120,8 @@ class Listener:
             raise
 
     def _bind(self) -> socket.socket:
+        import socket  # the daemon's: asyncio takes socket.socket objects
+
         if os.path.lexists(self.path):
             if is_listening(self.path):  # a daemon that lost its lock file; never touch it
                 raise AlreadyRunning(f"a ptyd daemon is already running on {self.path}")

@@ -489,8 +489,9 @@ def test_the_attach_client_does_not_load_the_emulator(backend) -> None:
 def test_the_command_line_imports_only_what_a_command_needs(backend) -> None:
     """A command's start is mostly imports: typing, dataclasses (with inspect), json, asyncio,
     shutil (argparse's way to the terminal's width: it loads bz2 and lzma), pathlib (with
-    urllib and ipaddress) and the request schemas cost a 65 ms command 29 ms and more, and no
-    command needs them until it prints JSON. Run without site, whose editable-install finder
+    urllib and ipaddress), socket (enums, selectors; _socket is enough) and the request
+    schemas cost a 65 ms command 33 ms and more, and no command needs them until it prints
+    JSON. Run without site, whose editable-install finder
     imports its own."""
     import os
 
@@ -506,8 +507,8 @@ def test_the_command_line_imports_only_what_a_command_needs(backend) -> None:
         "from ptyd._backend import relay\n"
         "ptyd.cli.build_parser().parse_known_args(['attach', 'main'])\n"
         "avoided = ('typing', 'dataclasses', 'inspect', 'json', 'shlex', 'asyncio', 'logging',\n"
-        "           'subprocess', 'shutil', 'pathlib', 'ptyd.schemas', 'ptyd.client',\n"
-        "           'msgpack.fallback')\n"
+        "           'subprocess', 'shutil', 'pathlib', 'socket', 'selectors', 'ptyd.schemas',\n"
+        "           'ptyd.client', 'msgpack.fallback')\n"
         "print([name for name in avoided if name in sys.modules])\n"
     )
     out = subprocess.run(
