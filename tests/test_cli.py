@@ -107,14 +107,13 @@ def test_info_shows_times_as_local_times_and_json_as_unix_times(daemon) -> None:
     lines = dict(
         line.split(":", 1) for line in daemon.cli("info", "clock").stdout.decode().splitlines()
     )
-    created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["created_at"]))
-    assert lines["created_at"].strip().startswith(created)
+
+    def local(unix_time: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix_time))
+
+    assert lines["created_at"].strip().startswith(local(data["created_at"]))
     assert lines["created_at"].strip().endswith("s ago)")
-    assert (
-        lines["exited_at"]
-        .strip()
-        .startswith(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["exited_at"])))
-    )
+    assert lines["exited_at"].strip().startswith(local(data["exited_at"]))
     assert lines["last_attached"].strip() == "-"
 
 
@@ -407,7 +406,6 @@ def test_commands_run_without_asyncio(daemon) -> None:
     would cost more than the command itself. A guard on what is imported, not on time."""
     script = f"""
 import sys
-import time
 from ptyd import cli
 
 sock = {str(daemon.socket)!r}
@@ -491,8 +489,7 @@ def test_the_command_line_imports_only_what_a_command_needs(backend) -> None:
     shutil (argparse's way to the terminal's width: it loads bz2 and lzma), pathlib (with
     urllib and ipaddress), socket (enums, selectors; _socket is enough) and the request
     schemas cost a 65 ms command 33 ms and more, and no command needs them until it prints
-    JSON. Run without site, whose editable-install finder
-    imports its own."""
+    JSON. Run without site, whose editable-install finder imports its own."""
     import os
 
     import msgpack
