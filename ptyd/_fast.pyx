@@ -196,7 +196,8 @@ cdef class ReplayRing:
 cdef class OutputPump:
     """Reads one session's PTY and fans each batch out to its subscribers as one shared frame."""
 
-    def __cinit__(self, int fd, bytes frame_prefix not None, Py_ssize_t ring_capacity, Py_ssize_t read_budget):
+    def __cinit__(self, int fd, bytes frame_prefix not None, Py_ssize_t ring_capacity,
+                  Py_ssize_t read_budget):
         if read_budget <= 0:
             raise ValueError("read_budget must be positive")
         self.fd = fd
@@ -300,7 +301,8 @@ cdef int read_until_quiet(int fd, char* dst, Py_ssize_t budget, int quiet_ms, in
             result = 1  # EIO: every slave descriptor is closed
         else:
             clock_gettime(CLOCK_MONOTONIC, &now)
-            waited_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) // 1000000
+            waited_ms = ((now.tv_sec - start.tv_sec) * 1000
+                         + (now.tv_nsec - start.tv_nsec) // 1000000)
             if waited_ms < max_ms and c_poll(&ready, 1, min(quiet_ms, max_ms - waited_ms)) > 0:
                 continue
         break
@@ -314,7 +316,8 @@ cdef inline void _put_be(unsigned char* dst, unsigned long long value, int width
         dst[width - 1 - i] = <unsigned char>(value >> (8 * i))
 
 
-cdef bytes _encode_output(bytes prefix, unsigned long long offset, const unsigned char* data, Py_ssize_t n):
+cdef bytes _encode_output(bytes prefix, unsigned long long offset,
+                          const unsigned char* data, Py_ssize_t n):
     cdef Py_ssize_t plen = PyBytes_GET_SIZE(prefix)
     cdef Py_ssize_t body = plen + OFFSET_FIELD + DATA_FIELD + n
     frame = PyBytes_FromStringAndSize(NULL, 4 + body)

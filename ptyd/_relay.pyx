@@ -340,7 +340,8 @@ cdef class RelayCore:
         return GOING_ON
 
     # One read of the terminal: sent as one input request when nothing needs the caller.
-    cdef int from_terminal(self, bint send_keys, Py_ssize_t* got_out, Py_ssize_t* at_out) noexcept nogil:
+    cdef int from_terminal(self, bint send_keys, Py_ssize_t* got_out,
+                           Py_ssize_t* at_out) noexcept nogil:
         cdef ssize_t got = c_read(self.fd_in, self.key_buf, READ_SIZE)
         cdef ssize_t sent
         cdef Py_ssize_t size

@@ -478,7 +478,7 @@ cdef class VtEmulator:
 
     # -- state -------------------------------------------------------------------------------
     cdef void full_reset(self) noexcept nogil:
-        cdef int y, x
+        cdef int x
         if self.alt:
             self.swap_screens()
         self.bg = 0
@@ -1177,10 +1177,10 @@ cdef class VtEmulator:
         return i
 
     cdef void repeat(self, int n) noexcept nogil:
-        cdef int i
+        cdef int _step
         cdef uint32_t ch = self.last_char
         if ch:
-            for i in range(min(n, self.ncols * self.nrows)):
+            for _step in range(min(n, self.ncols * self.nrows)):
                 self.put_char(ch)
 
     # -- movement ------------------------------------------------------------------------------
@@ -1208,8 +1208,8 @@ cdef class VtEmulator:
 
     cdef void tab(self, int n) noexcept nogil:
         # Unlike other moves, HT keeps a pending wrap (xterm).
-        cdef int x = self.x, i
-        for i in range(min(n, self.ncols)):
+        cdef int x = self.x, _step
+        for _step in range(min(n, self.ncols)):
             x += 1
             while x < self.ncols - 1 and not self.tabs[x]:
                 x += 1
@@ -1218,8 +1218,8 @@ cdef class VtEmulator:
 
     cdef void back_tab(self, int n) noexcept nogil:
         self.pending = False
-        cdef int x = self.x, i
-        for i in range(min(n, self.ncols)):
+        cdef int x = self.x, _step
+        for _step in range(min(n, self.ncols)):
             x -= 1
             while x > 0 and not self.tabs[x]:
                 x -= 1
@@ -1323,9 +1323,9 @@ cdef class VtEmulator:
     cdef void scroll_up(self, int top, int bottom, int n) noexcept nogil:
         cdef bint keep = top == 0 and not self.alt and self.sb_limit > 0
         cdef Row row
-        cdef int i
+        cdef int _step
         n = min(n, bottom - top + 1)
-        for i in range(n):
+        for _step in range(n):
             if keep:
                 self.push_scrollback(top)
             row = self.grid[top]
@@ -1335,9 +1335,9 @@ cdef class VtEmulator:
 
     cdef void scroll_down(self, int top, int bottom, int n) noexcept nogil:
         cdef Row row
-        cdef int i
+        cdef int _step
         n = min(n, bottom - top + 1)
-        for i in range(n):
+        for _step in range(n):
             row = self.grid[bottom]
             memmove(&self.grid[top + 1], &self.grid[top], (bottom - top) * sizeof(Row))
             self.clear_row(&row, self.bg)
@@ -1345,9 +1345,9 @@ cdef class VtEmulator:
 
     cdef void delete_lines(self, int n) noexcept nogil:
         cdef Row row
-        cdef int i
+        cdef int _step
         n = min(n, self.bottom - self.y + 1)
-        for i in range(n):
+        for _step in range(n):
             row = self.grid[self.y]
             memmove(&self.grid[self.y], &self.grid[self.y + 1],
                     (self.bottom - self.y) * sizeof(Row))
