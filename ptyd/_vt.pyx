@@ -478,9 +478,11 @@ cdef class VtEmulator:
 
     # -- state -------------------------------------------------------------------------------
     cdef void full_reset(self) noexcept nogil:
+        # RIS forgets the saved lines too (xterm: ReallyReset with "saved"; pyte's HistoryScreen).
         cdef int x
         if self.alt:
             self.swap_screens()
+        self.clear_scrollback()
         self.bg = 0
         self.erase_rows(0, self.nrows)
         self.swap_screens()
@@ -850,9 +852,9 @@ cdef class VtEmulator:
                 self.reply_bytes(DA1_BYTES, DA1_LEN)
         elif final == 100:  # d VPA
             self.goto(self.x, n - 1)
-        elif final == 101:  # e VPR
+        elif final == 101:  # e VPR: bounded by the screen, or by the region in origin mode
             self.pending = False
-            self.y = min(self.y + n, self.nrows - 1)
+            self.y = min(self.y + n, self.bottom if self.m_origin else self.nrows - 1)
         elif final == 103:  # g TBC
             self.clear_tabs(self.param(0, 0))
         elif final == 104 or final == 108:  # h SM, l RM
@@ -949,7 +951,13 @@ cdef class VtEmulator:
 
     cdef void switch_screen(self, int mode, bint on) noexcept nogil:
         if on == self.alt:
-            return  # already there: nothing is saved, switched or cleared (xterm, tmux)
+            # Already there: only 1049 acts, saving and clearing, or restoring (xterm).
+            if mode == 1049 and on:
+                self.save_cursor()
+                self.erase_rows(0, self.nrows)
+            elif mode == 1049:
+                self.restore_cursor()
+            return
         if on and mode == 1049:
             self.save_cursor()
         if not on and mode == 1047:
@@ -970,7 +978,9 @@ cdef class VtEmulator:
                 self.m_lnm = on
 
     cdef void soft_reset(self) noexcept nogil:
-        self.m_insert = self.m_origin = False
+        self.m_insert = self.m_origin = self.m_cursor_keys = self.m_keypad = False
+        self.m_autowrap = True
+        self.cursor_shape = 0
         self.cursor_visible = True
         self.fg = self.bg = 0
         self.flags = 0
@@ -1011,6 +1021,8 @@ cdef class VtEmulator:
         self.gl = s.gl
         self.x = min(s.x, self.ncols - 1)
         self.y = min(s.y, self.nrows - 1)
+        if self.m_origin:  # margins set since the save still bound it (xterm)
+            self.y = min(max(self.y, self.top), self.bottom)
         self.pending = False
 
     # -- printing --------------------------------------------------------------------------------

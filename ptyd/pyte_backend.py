@@ -143,8 +143,10 @@ class PyteScreen(pyte.Screen):
         return BLANK
 
     def reset(self) -> None:
-        """RIS (and construction). pyte's reset also clears the title, makes G1 the DEC graphics
-        set, sets no tab stop at column 0 and leaves margins unset."""
+        """RIS (and construction), which forgets the scrollback too (xterm). pyte's reset also
+        clears the title, makes G1 the DEC graphics set, sets no tab stop at column 0 and leaves
+        margins unset."""
+        self.history.clear()
         self._blank_row = dict.fromkeys(range(self.columns), BLANK)
         self.buffer: defaultdict[int, Line] = defaultdict(self._new_line)  # type: ignore[assignment]
         self.other_buffer: defaultdict[int, Line] = defaultdict(self._new_line)
@@ -346,9 +348,11 @@ class PyteScreen(pyte.Screen):
         self.cursor.y = min(self.cursor.y + (count or 1), bottom)
 
     def cursor_line_relative(self, count: int | None = None) -> None:
-        """VPR, bounded by the screen only (pyte maps it to CUD, bounded by the margins)."""
+        """VPR, bounded by the screen, or by the region in origin mode (pyte maps it to CUD,
+        bounded by the margins whenever the cursor is inside them)."""
         self.is_wrap_pending = False
-        self.cursor.y = min(self.cursor.y + (count or 1), self.lines - 1)
+        bottom = self.margins.bottom if DECOM in self.mode else self.lines - 1
+        self.cursor.y = min(self.cursor.y + (count or 1), bottom)
 
     def cursor_position(self, line: int | None = None, column: int | None = None) -> None:
         """CUP/HVP; in origin mode a row past the region is clamped (pyte ignores the move)."""
@@ -632,7 +636,13 @@ class PyteScreen(pyte.Screen):
 
     def _switch_screen(self, mode: int, on: bool) -> None:
         if on == self.is_alternate:
-            return  # already there: nothing is saved, switched or cleared (xterm, tmux)
+            # Already there: only 1049 acts, saving and clearing, or restoring (xterm).
+            if mode == 1049 and on:
+                self.save_cursor()
+                self._erase_lines(0, self.lines)
+            elif mode == 1049:
+                self.restore_cursor()
+            return
         if on and mode == 1049:
             self.save_cursor()
         if not on and mode == 1047:
@@ -651,8 +661,9 @@ class PyteScreen(pyte.Screen):
 
     def soft_reset(self) -> None:
         """DECSTR (pyte lacks it)."""
-        self.mode -= {IRM, DECOM}
-        self.mode.add(DECTCEM)
+        self.mode -= {IRM, DECOM, DECCKM, DECNKM}
+        self.mode |= {DECTCEM, DECAWM}
+        self.cursor_shape = 0
         self.cursor.hidden = False
         self.cursor.attrs = BLANK
         self.margins = Margins(0, self.lines - 1)
@@ -685,6 +696,8 @@ class PyteScreen(pyte.Screen):
         self.charset = charset
         self.cursor.x = min(x, self.columns - 1)
         self.cursor.y = min(y, self.lines - 1)
+        if origin:  # margins set since the save still bound it (xterm)
+            self.cursor.y = min(max(self.cursor.y, self.margins.top), self.margins.bottom)
         self.is_wrap_pending = False
 
     def saved_state(self) -> tuple[int, int, int, int, int, bool, str, bool]:

@@ -109,6 +109,54 @@ def test_alt_screen_keeps_primary(emu_class: type) -> None:
     assert cursor(emu) == (7, 0)
 
 
+def test_1049_asked_again_saves_and_clears_or_restores(emu_class: type) -> None:
+    # xterm's 1049 saves the cursor and clears on every set, and restores on every reset;
+    # only the switch itself waits for the other screen.
+    emu = make(emu_class, b"\x1b[?1049hALT\x1b[?1049hX", cols=4, rows=2)
+    assert lines(emu) == ["   X", ""]  # cleared; the cursor stays where it was
+    emu = make(emu_class, b"ab\x1b7\r\n\r\ncd\x1b[?1049lZ", cols=4, rows=4)
+    assert lines(emu) == ["abZ", "", "cd", ""]
+
+
+def test_ris_forgets_the_scrollback(emu_class: type) -> None:
+    emu = emu_class(10, 4, 100)
+    emu.feed(b"".join(b"line%d\r\n" % i for i in range(10)))
+    assert "line0" in emu.snapshot_text(100)
+    emu.feed(b"\x1bc")
+    assert emu.state().scrollback == []
+    assert emu.snapshot_text(100) == "\n\n\n"
+
+
+def test_decstr_resets_autowrap_keys_keypad_and_cursor_shape(emu_class: type) -> None:
+    emu = make(emu_class, b"\x1b[?7l\x1b[?1h\x1b=\x1b[4 q\x1b[!p", cols=10, rows=2)
+    state = emu.state()
+    assert state.modes["autowrap"] is True
+    assert state.modes["cursor_keys"] is False
+    assert state.modes["keypad"] is False
+    assert state.cursor_shape == 0
+    emu.feed(b"0123456789AB")
+    assert lines(emu) == ["0123456789", "AB"]
+
+
+def test_decrc_keeps_autowrap_as_it_is(emu_class: type) -> None:
+    # Current xterm leaves DECAWM out of the saved cursor (DEC 070), as tmux does.
+    emu = make(emu_class, b"\x1b7\x1b[?7l\x1b80123456789AB", cols=10, rows=2)
+    assert lines(emu) == ["012345678B", ""]
+
+
+def test_decrc_in_origin_mode_stays_inside_newer_margins(emu_class: type) -> None:
+    emu = make(emu_class, b"\x1b[?6h\x1b[5;1H\x1b7\x1b[2;3r\x1b8X", cols=10, rows=6)
+    assert cursor(emu) == (1, 2)
+    assert lines(emu)[2] == "X"
+
+
+def test_vpr_in_origin_mode_stops_at_the_bottom_margin(emu_class: type) -> None:
+    emu = make(emu_class, b"\x1b[2;4r\x1b[?6h\x1b[10eX", cols=10, rows=8)
+    assert lines(emu)[3] == "X"
+    emu = make(emu_class, b"\x1b[2;4r\x1b[10eX", cols=10, rows=8)
+    assert lines(emu)[7] == "X"
+
+
 def test_scroll_region_with_origin_mode(emu_class: type) -> None:
     emu = make(emu_class, b"\x1b[2;3r\x1b[?6h\x1b[1;1HA\x1b[5;1HB\nC", cols=4, rows=4)
     assert lines(emu) == ["", "B", " C", ""]
