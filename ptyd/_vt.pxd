@@ -75,6 +75,7 @@ ctypedef struct Mark:               # OSC 133 shell-integration mark
 
 cdef class VtEmulator:
     cdef int ncols, nrows
+    cdef readonly unsigned long long generation  # feeds and resizes so far: views re-read on change
     cdef Row* grid                  # active screen
     cdef Cell* scratch              # ncols cells written instead of a row malloc could not give
     cdef Row* other                 # the inactive (primary or alternate) screen
@@ -172,6 +173,8 @@ cdef class VtEmulator:
     cdef void index(self) noexcept nogil
     cdef void push_scrollback(self, int y) noexcept nogil
     cdef void clear_scrollback(self) noexcept nogil
+    cdef int unpack_history_line(self, const Line* line, Row* row, int cols) except -1
+    cdef void drop_newest_history(self, int n) noexcept nogil
     cdef void clear_row(self, Row* row, uint32_t bg) noexcept nogil
     cdef void scroll_up(self, int top, int bottom, int n) noexcept nogil
     cdef void scroll_down(self, int top, int bottom, int n) noexcept nogil

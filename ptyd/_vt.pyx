@@ -336,9 +336,9 @@ cdef class VtEmulator:
 
     @property
     def screen(self):
-        """The current screen through pyte's API (imports pyte, which the daemon never needs)."""
+        """The screen through pyte's API, live (imports pyte, which the daemon never needs)."""
         from ptyd.pyte_view import ScreenView
-        return ScreenView(self.state())
+        return ScreenView(self)
 
     def feed(self, data):
         """Feed program output; never raises, and any chunking gives the same result."""
@@ -346,6 +346,7 @@ cdef class VtEmulator:
         cdef Py_ssize_t n = view.shape[0]
         if n == 0:
             return
+        self.generation += 1
         with nogil:
             self.feed_c(&view[0], n)
 
@@ -355,6 +356,7 @@ cdef class VtEmulator:
         return out
 
     def resize(self, int cols, int rows):
+        self.generation += 1
         self.resize_c(max(1, min(cols, MAX_DIMENSION)), max(1, min(rows, MAX_DIMENSION)))
 
     def snapshot_text(self, int scrollback=0):
@@ -1320,6 +1322,32 @@ cdef class VtEmulator:
         else:
             memset(&line.attrs, 0, sizeof(Cell))
 
+    cdef int unpack_history_line(self, const Line* line, Row* row, int cols) except -1:
+        """Write a scrollback line into an empty screen row of ``cols`` cells."""
+        cdef int i, n = min(line.len, cols)
+        if n == 0:
+            return 0
+        row.cells = <Cell*>malloc(cols * sizeof(Cell))
+        if row.cells == NULL:
+            raise MemoryError()
+        if line.packing == 0:
+            memcpy(row.cells, line.data, n * sizeof(Cell))
+        else:
+            for i in range(n):
+                row.cells[i] = line.attrs
+                row.cells[i].ch = packed_char(line, i)
+        if n < line.len and (packed_char(line, n) if line.packing else
+                             (<const Cell*>line.data)[n].ch) == 0:
+            blank_cells(&row.cells[n - 1], 1, 0)  # a wide character cut by the new edge
+        row.used = n
+        return 0
+
+    cdef void drop_newest_history(self, int n) noexcept nogil:
+        cdef int i
+        for i in range(self.sb_len - n, self.sb_len):
+            free(self.sb[(self.sb_head + i) % self.sb_cap].data)
+        self.sb_len -= n
+
     cdef void clear_scrollback(self) noexcept nogil:
         cdef int i
         for i in range(self.sb_len):
@@ -1523,7 +1551,7 @@ cdef class VtEmulator:
         cdef Row* fresh
         cdef uint8_t* fresh_tabs
         cdef Cell* fresh_scratch
-        cdef int s, y, excess, drop, used, cursor_y, kept
+        cdef int s, y, excess, drop, pull, used, kept
         cdef Row* old
         if cols == self.ncols and rows == self.nrows:
             return 0
@@ -1545,24 +1573,36 @@ cdef class VtEmulator:
             for y in range(self.nrows):
                 self.touch(y, self.ncols)
             used = self.nrows
-            drop = 0
-            cursor_y = self.y if s == 0 else 0
+            drop = pull = 0
             if rows < self.nrows:
-                # Drop blank rows below the cursor first, then push top rows out, as xterm.
+                # Rows below the cursor go first, then top rows to the scrollback (xterm, tmux).
+                # The inactive screen has no cursor: only its blank bottom rows go first.
                 excess = self.nrows - rows
-                while excess and used - 1 > cursor_y and \
-                        trimmed_len(self.grid[used - 1].cells, self.ncols) == 0:
+                while excess and used - 1 > (self.y if s == 0 else 0) and (
+                        s == 0 or trimmed_len(self.grid[used - 1].cells, self.ncols) == 0):
                     used -= 1
                     excess -= 1
                 drop = excess
                 for y in range(drop):
                     if (s == 0) != self.alt and self.sb_limit > 0:
                         self.push_scrollback(y)
+            elif s == 0 and not self.alt:
+                # Growing the primary screen brings its latest scrollback back (xterm, tmux).
+                pull = min(rows - self.nrows, self.sb_len)
+                try:
+                    for y in range(pull):
+                        self.unpack_history_line(
+                            &self.sb[(self.sb_head + self.sb_len - pull + y) % self.sb_cap],
+                            &fresh[y], cols)
+                except MemoryError:
+                    self.free_screen(fresh, rows)
+                    raise
+                self.drop_newest_history(pull)
             if s == 0:
-                self.y = max(self.y - drop, 0)
-            for y in range(rows):
-                if drop + y < used:
-                    old = &self.grid[drop + y]
+                self.y = max(self.y - drop, 0) + pull
+            for y in range(pull, rows):
+                if drop + y - pull < used:
+                    old = &self.grid[drop + y - pull]
                     fresh[y].wrapped = old.wrapped
                     kept = min(cols, self.ncols)
                     if trimmed_len(old.cells, kept) == 0:

@@ -748,12 +748,13 @@ class PyteScreen(pyte.Screen):
             old = [buffer[y] for y in range(self.lines)]
             grid = [self._cells(line) for line in old]
             wrapped = [line.wrapped for line in old]
-            drop = 0
+            drop = pull = 0
             if rows < self.lines:
-                # Drop blank rows below the cursor first, then push top rows out, as xterm does.
+                # Rows below the cursor go first, then top rows to the scrollback (xterm, tmux).
+                # The inactive screen has no cursor: only its blank bottom rows go first.
                 excess = self.lines - rows
                 floor = self.cursor.y if is_active else 0
-                while excess and len(grid) - 1 > floor and not trim_row(grid[-1]):
+                while excess and len(grid) - 1 > floor and (is_active or not trim_row(grid[-1])):
                     grid.pop()
                     wrapped.pop()
                     excess -= 1
@@ -762,8 +763,14 @@ class PyteScreen(pyte.Screen):
                     self.history.extend(_pack(row) for row in grid[:drop])
                 del grid[:drop]
                 del wrapped[:drop]
+            elif is_active and not self.is_alternate:
+                # Growing the primary screen brings its latest scrollback back (xterm, tmux).
+                pull = min(rows - self.lines, len(self.history))
+                pulled = [_unpack(self.history.pop()) for _ in range(pull)][::-1]
+                grid[:0] = pulled
+                wrapped[:0] = [False] * pull
             if is_active:
-                self.cursor.y = max(self.cursor.y - drop, 0)
+                self.cursor.y = max(self.cursor.y - drop, 0) + pull
             buffer.clear()
             for y, (cells, is_wrapped) in enumerate(zip(grid, wrapped, strict=True)):
                 row = cells[:cols] + [BLANK] * (cols - len(cells))
@@ -1083,6 +1090,7 @@ class PyteEmulator:
             clamp_dimension(cols), clamp_dimension(rows), max(0, int(scrollback))
         )
         self._stream = PyteStream(self._screen)
+        self.generation = 0  # feeds and resizes so far: views re-read on change
 
     @property
     def cols(self) -> int:
@@ -1117,11 +1125,12 @@ class PyteEmulator:
 
     @property
     def screen(self) -> ScreenView:
-        """The current screen through pyte's API, the same view the compiled backend offers."""
-        return ScreenView(self.state())
+        """The screen through pyte's API, live: the same view the compiled backend offers."""
+        return ScreenView(self)
 
     def feed(self, data: bytes) -> None:
         """Feed program output; never raises, and any chunking gives the same result."""
+        self.generation += 1
         try:
             self._stream.feed(bytes(data))
         except Exception:
@@ -1134,6 +1143,7 @@ class PyteEmulator:
         return replies
 
     def resize(self, cols: int, rows: int) -> None:
+        self.generation += 1
         try:
             self._screen.resize(clamp_dimension(rows), clamp_dimension(cols))
         except Exception:  # pragma: no cover - defensive: the daemon must never see this

@@ -106,7 +106,12 @@ LIBVTERM_UNCOVERED = {
     "15state_mode": (1, "left/right margins (DECSLRM) are not supported"),
     "16state_resize": (2, "libvterm reports the pending-wrap cursor past the last column"),
     "28state_dbl_wh": (1, "double-width lines are not supported"),
-    "63screen_resize": (4, "growing does not pull lines back from the scrollback"),
+    "63screen_resize": (
+        7,
+        "shrinking drops the rows below the cursor even when they have text, and growing takes"
+        " lines back from the emulator's own (here empty) scrollback, as xterm and tmux do;"
+        " libvterm keeps those rows and asks its host for lines",
+    ),
     "65screen_protect": (1, "selective erase (DECSCA) is not supported"),
     "69screen_reflow": (14, "no reflow on resize (libvterm's opt-in reflow)"),
 }

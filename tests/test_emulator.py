@@ -268,6 +268,46 @@ def test_resize_clamps_cursor(emu_class: type) -> None:
     assert emu.take_replies() == b"\x1b[2;2R"
 
 
+def test_shrinking_drops_rows_below_the_cursor_then_scrolls_top_rows_out(emu_class: type) -> None:
+    # xterm and tmux: rows below the cursor go first, blank or not; then top rows scroll into
+    # the history.
+    emu = emu_class(10, 6, 100)
+    emu.feed(b"1\r\n2\r\n3\r\n4\r\n5\r\n6\x1b[4;1H")
+    emu.resize(10, 3)
+    assert lines(emu) == ["2", "3", "4"]
+    assert cursor(emu) == (0, 2)
+    assert emu.snapshot_text(100).split("\n") == ["1", "2", "3", "4"]
+
+
+def test_growing_brings_the_scrollback_back(emu_class: type) -> None:
+    emu = emu_class(10, 6, 100)
+    emu.feed(b"1\r\n2\r\n3\r\n4\r\n5\r\n6\x1b[4;1H")
+    emu.resize(10, 3)
+    emu.resize(10, 6)
+    assert lines(emu) == ["1", "2", "3", "4", "", ""]
+    assert cursor(emu) == (0, 3)
+    assert emu.state().scrollback == []
+    # History lines with attributes and a wide character, brought back narrower: the wide
+    # character cut by the new edge is blanked, the attributes come back with the text.
+    emu.feed(b"\x1b[2J\x1b[H" + b"\x1b[31mred \xe4\xb8\xad\x1b[m\r\n" * 8)
+    emu.resize(10, 2)
+    assert len(emu.state().scrollback) >= 7
+    emu.resize(4, 9)
+    state = emu.state()
+    assert emu.snapshot_text().split("\n")[:8] == ["red"] * 8
+    assert all(row[0][0] == "r" and row[0][1] != 0 for row in state.lines[:8])
+    assert all(row[3][0] == " " for row in state.lines[:8])
+
+
+def test_the_alternate_screen_does_not_take_lines_from_the_scrollback(emu_class: type) -> None:
+    emu = emu_class(10, 3, 100)
+    emu.feed(b"1\r\n2\r\n3\r\n4\r\n5\x1b[?1049h")
+    emu.resize(10, 5)
+    assert emu.snapshot_text(100).split("\n")[:2] == ["1", "2"]
+    emu.feed(b"\x1b[?1049l")
+    assert lines(emu) == ["3", "4", "5", "", ""]
+
+
 def test_ansi_round_trip(emu_class: type) -> None:
     emu = make(
         emu_class,
@@ -295,6 +335,43 @@ def test_pyte_compatible_view(emu_class: type) -> None:
     assert (screen.columns, screen.lines, screen.title) == (6, 2, "t")
     assert pyte.modes.DECAWM in screen.mode
     assert 1 << 5 in screen.mode
+
+
+def test_pyte_view_is_live_and_reads_as_pyte_does(emu_class: type) -> None:
+    # pyte code keeps the screen and feeds the stream: the view follows the emulator.
+    emu = emu_class(20, 3)
+    screen = emu.screen
+    reference = pyte.Screen(20, 3)
+    stream = pyte.ByteStream(reference)
+    assert screen.dirty == {0, 1, 2} and screen.margins is None is reference.margins
+    screen.dirty.clear()
+    chunk = b"\x1b[31ma\x1b[93mb\x1b[38;5;200mc\x1b[48;5;244md\x1b[38;2;1;2;3me\x1b[1;4m"
+    emu.feed(chunk)
+    stream.feed(chunk)
+    assert screen.display == reference.display
+    assert screen.dirty == {0}
+    for x in range(5):
+        assert tuple(screen.buffer[0][x]) == tuple(reference.buffer[0][x])
+    assert tuple(screen.cursor.attrs) == tuple(reference.cursor.attrs)
+    assert screen.tabstops == reference.tabstops
+    assert screen.default_char == reference.default_char
+    emu.feed(b"\x1b[2;3r\x1b]1;icon\x07")
+    stream.feed(b"\x1b[2;3r")
+    assert screen.margins == reference.margins
+    assert screen.icon_name == "icon"
+    emu.feed(b"\x1b[?5h")
+    stream.feed(b"\x1b[?5h")
+    assert screen.buffer[0][0].reverse and reference.buffer[0][0].reverse
+    emu.resize(10, 2)
+    assert (screen.columns, screen.lines) == (10, 2)
+
+
+def test_pyte_view_has_xterms_256_colours_as_pyte_does() -> None:
+    from ptyd.emulator import COLOR_INDEXED
+    from ptyd.pyte_view import _pyte_color
+
+    for n in range(16, 256):
+        assert _pyte_color(COLOR_INDEXED | n) == pyte.graphics.FG_BG_256[n]
 
 
 # (input, cols, rows, expected screen text, expected cursor (x, y)): one or two per family.
