@@ -263,7 +263,7 @@ def session_processes(session_id: int) -> list[int]:
                 fields = stat.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[4]) == session_id:  # fields after "(comm)": state ppid pgrp session
+        if int(fields[3]) == session_id:  # fields after "(comm)": state ppid pgrp session
             pids.append(int(entry))
     return pids
 

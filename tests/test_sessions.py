@@ -6,6 +6,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -424,3 +425,61 @@ def test_forgotten_sessions_give_their_memory_back(backend, short_tmp) -> None:
         assert growth < count * min(size, 1 << 20) / 3  # a ring each (1 MiB) would be all of it
     finally:
         assert running.stop() == 0
+
+
+# A session member in its own process group that ignores HUP and TERM: only a signal to every
+# process of the session reaches it (the foreground group and the leader's group do not).
+STUBBORN_MEMBER = """
+import os, signal, sys, time
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    os.setpgid(0, 0)
+    print("MEMBER", os.getpid(), flush=True)
+    time.sleep(600)
+    os._exit(0)
+time.sleep(600)
+"""
+
+
+def start_stubborn_member(client) -> tuple[str, int]:
+    info = client.create([sys.executable, "-c", STUBBORN_MEMBER])
+    stream = attach_stream(client, info.id)
+    read_until(client, stream, contains(b"\r\n"))
+    member = int(stream.data.split(b"MEMBER ")[1].split()[0])
+    assert os.getpgid(member) == member != info.pid and os.getsid(member) == info.pid
+    return info.id, member
+
+
+def is_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_signal_to_the_session_reaches_every_process_in_it(daemon) -> None:
+    client = daemon.client()
+    session, member = start_stubborn_member(client)
+    client.signal(session, "KILL", "session")
+    wait_until(lambda: is_gone(member), 10, "the member in its own group killed")
+    assert client.wait(session, timeout=10).signal == signal.SIGKILL
+
+
+def test_kill_ends_a_member_that_ignores_hangup_and_term(daemon) -> None:
+    client = daemon.client()
+    session, member = start_stubborn_member(client)
+    client.kill(session)
+    wait_until(lambda: is_gone(member), 30, "the stubborn member killed")
+
+
+def test_shutdown_ends_a_member_that_ignores_hangup_and_term(short_tmp, backend) -> None:
+    daemon = start_daemon(short_tmp / "d.sock", backend)
+    try:
+        _, member = start_stubborn_member(daemon.client())
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.process.wait(timeout=30)
+        wait_until(lambda: is_gone(member), 10, "the stubborn member killed")
+    finally:
+        daemon.stop()
