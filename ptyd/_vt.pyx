@@ -306,6 +306,11 @@ cdef class VtEmulator:
         return "".join([chr(self.icon_buf[i]) for i in range(self.icon_len)])
 
     @property
+    def cursor_keys(self):
+        """DECCKM: the program asked for application cursor keys (ESC O A for Up)."""
+        return bool(self.m_cursor_keys)
+
+    @property
     def marks(self):
         """OSC 133 marks as (kind, x, y), oldest first, at most MAX_MARKS."""
         cdef int i

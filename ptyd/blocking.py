@@ -12,11 +12,12 @@ from __future__ import annotations
 import _socket  # the C module under ``socket``, whose enums and selectors cost a command 4 ms
 import contextlib
 import os
+import time
 from collections import deque
 
 from . import protocol
 from ._version import __version__
-from .errors import ConnectionFailed, NoDaemon, ProtocolError, RequestError
+from .errors import INPUT_OVERFLOW, ConnectionFailed, NoDaemon, ProtocolError, RequestError
 from .records import ExitStatus, SessionInfo, Snapshot, Target
 from .socketdir import check_daemon_socket
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 READ_SIZE = 256 * 1024
+STALL_SECONDS = 10.0  # a send gives up when its program has read none of its input this long
 
 
 class BlockingConnection:
@@ -152,11 +154,43 @@ class BlockingConnection:
     def info(self, session: Target) -> SessionInfo:
         return SessionInfo.from_wire(self.request("info", session=session))
 
-    def send(self, session: Target, data: bytes) -> None:
-        for start in range(0, max(len(data), 1), protocol.MAX_INPUT_CHUNK):
-            self.request(
-                "input", session=session, data=data[start : start + protocol.MAX_INPUT_CHUNK]
-            )
+    def send(self, session: Target, data: bytes, keys: bool = False) -> None:
+        """Send input in chunks, all of it or a clear error. A chunk the session cannot queue yet
+        (``input_overflow``: the program has not read what came before) is sent again as the
+        program reads; after ``STALL_SECONDS`` without progress the error says how much went.
+        ``keys``: the data was made from key names (a daemon with "key-modes" then sends its
+        cursor keys as the program's DECCKM asks)."""
+        extra = {"keys": True} if keys and "key-modes" in self.features else {}
+        start = 0
+        while True:
+            chunk = data[start : start + protocol.MAX_INPUT_CHUNK]
+            self._send_chunk(session, chunk, extra, start, len(data))
+            start += len(chunk)
+            if start >= len(data):
+                return
+
+    def _send_chunk(
+        self, session: Target, chunk: bytes, extra: dict[str, Any], sent: int, total: int
+    ) -> None:
+        deadline, pause = None, 0.005
+        while True:
+            try:
+                self.request("input", session=session, data=chunk, **extra)
+                return
+            except RequestError as refused:
+                if refused.code != INPUT_OVERFLOW:
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + STALL_SECONDS
+                elif now >= deadline:
+                    raise RequestError(
+                        INPUT_OVERFLOW,
+                        f"sent {sent} of {total} bytes: the program read none of its input for "
+                        f"{STALL_SECONDS:g} s ({refused})",
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def resize(self, session: Target, cols: int, rows: int) -> None:
         self.request("resize", session=session, cols=cols, rows=rows)

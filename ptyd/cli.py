@@ -586,7 +586,7 @@ def cmd_send(client: BlockingConnection, args: argparse.Namespace) -> int:
         data = b"".join(key_bytes(name) for name in words)
     else:
         data = " ".join(words).encode()
-    client.send(_target(args.target), data)
+    client.send(_target(args.target), data, keys=args.keys)
     return 0
 
 

@@ -528,7 +528,9 @@ class Connection(asyncio.Protocol):
         target.unsubscribe(attachment)
         return {"session": target.id}
 
-    def _op_input(self, request_id: int, session: int | str, data: bytes) -> dict[str, Any]:
+    def _op_input(
+        self, request_id: int, session: int | str, data: bytes, keys: bool = False
+    ) -> dict[str, Any]:
         target = self.daemon.find(session)
         attachment = self._attachment(target)
         if attachment is not None:
@@ -536,7 +538,7 @@ class Connection(asyncio.Protocol):
                 raise RequestError(errors.READ_ONLY, "this attachment is read-only")
             if self.config.size_policy == "latest":
                 target.apply_size_policy(attachment)
-        target.send_input(data)
+        target.send_input(data, keys)
         self.daemon.bytes_in += len(data)
         return {}
 

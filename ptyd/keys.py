@@ -103,6 +103,18 @@ def _modified(key: str, modifiers: int) -> bytes:
     return b"\x1b" + data if modifiers & _META else data
 
 
+# Unmodified cursor keys as sent in normal mode, and as sent once a program has asked for
+# application cursor keys (DECCKM, CSI ?1h): xterm and tmux's send-keys switch on that mode.
+_APPLICATION_CURSOR = {f"\x1b[{final}".encode(): f"\x1bO{final}".encode() for final in "ABCDHF"}
+
+
+def in_application_cursor_mode(data: bytes) -> bytes:
+    """Key bytes made from names, as a terminal sends them in application cursor mode."""
+    for normal, application in _APPLICATION_CURSOR.items():
+        data = data.replace(normal, application)
+    return data
+
+
 def parse_detach_key(spec: str) -> int:
     """The byte of a detach key written as ``^X``/``C-x``, or a single character."""
     if spec.startswith(("^", "C-")):

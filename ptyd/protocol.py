@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-VERSION: Final = (1, 0)
+VERSION: Final = (1, 1)  # 1.1: "key-modes" (input may carry `keys`)
 VERSION_TEXT: Final = f"{VERSION[0]}.{VERSION[1]}"
 # Optional capabilities; a client and a daemon use the intersection of what both announce.
-FEATURES: Final = frozenset({"replay", "flow-control", "stats", "size-policy", "read-only"})
+FEATURES: Final = frozenset(
+    {"replay", "flow-control", "stats", "size-policy", "read-only", "key-modes"}
+)
 
 HEADER: Final = struct.Struct(">I")
 DEFAULT_MAX_REQUEST_FRAME: Final = 4 * 1024 * 1024  # daemon side: requests, input chunks

@@ -1105,6 +1105,11 @@ class PyteEmulator:
         return str(self._screen.title)
 
     @property
+    def cursor_keys(self) -> bool:
+        """DECCKM: the program asked for application cursor keys (ESC O A for Up)."""
+        return DECCKM in self._screen.mode
+
+    @property
     def icon_name(self) -> str:
         return str(self._screen.icon_name)
 

@@ -140,7 +140,7 @@ SCHEMAS: Final[dict[str, dict[str, tuple[Validator, Any]]]] = {
         "rows": (_optional(_SIZE), None),
     },
     "detach": {"session": (_target, REQUIRED)},
-    "input": {"session": (_target, REQUIRED), "data": (_bytes, REQUIRED)},
+    "input": {"session": (_target, REQUIRED), "data": (_bytes, REQUIRED), "keys": (_bool, False)},
     "resize": {
         "session": (_target, REQUIRED),
         "cols": (_SIZE, REQUIRED),

@@ -28,6 +28,7 @@ from . import errors, protocol, spawn
 from ._backend import fast
 from .config import Config
 from .errors import RequestError
+from .keys import in_application_cursor_mode
 from .shadow import BACKLOG_LIMIT, EmulatorShadow
 
 if TYPE_CHECKING:
@@ -431,10 +432,13 @@ class Session:
 
     # -- input and size ----------------------------------------------------------------------
 
-    def send_input(self, data: bytes) -> None:
-        """Queue input in order; refuse (without queueing any of it) past the bound."""
+    def send_input(self, data: bytes, keys: bool = False) -> None:
+        """Queue input in order; refuse (without queueing any of it) past the bound. ``keys``:
+        the data was made from key names, so its cursor keys follow the program's DECCKM."""
         if not self.is_running or not self._is_pty_open:
             raise RequestError(errors.SESSION_EXITED, f"session {self.label} has exited")
+        if keys and self.shadow.cursor_keys:
+            data = in_application_cursor_mode(data)
         if self._input_bytes + len(data) > self.config.input_limit:
             raise RequestError(
                 errors.INPUT_OVERFLOW,

@@ -63,6 +63,8 @@ class EmulatorShadow:
         self._is_running = False
         self._is_closed = False
         self.backlog = 0  # bytes queued and not yet fed; maintained on the loop thread
+        # DECCKM as of the output fed so far, for keys sent by name; kept on the loop thread.
+        self.cursor_keys = False
 
     def feed(self, data: bytes | memoryview) -> None:
         """Queue output for the emulator (a view of a shared frame is kept, never copied)."""
@@ -79,6 +81,7 @@ class EmulatorShadow:
             emulator.feed(data)
         except Exception:  # the emulator must never take the daemon down
             log.exception("emulator failed on data")
+        self.cursor_keys = emulator.cursor_keys
         self._on_progress(emulator.take_replies(), emulator.title)
 
     def resize(self, cols: int, rows: int) -> None:
@@ -149,13 +152,21 @@ class EmulatorShadow:
                 result = exc
             replies = emulator.take_replies()
             title = emulator.title
-            self._loop.call_soon_threadsafe(self._done, batch, fed, result, replies, title)
+            modes = emulator.cursor_keys
+            self._loop.call_soon_threadsafe(self._done, batch, fed, result, replies, title, modes)
 
     def _done(
-        self, batch: list[tuple[Any, ...]], fed: int, result: Any, replies: bytes, title: str
+        self,
+        batch: list[tuple[Any, ...]],
+        fed: int,
+        result: Any,
+        replies: bytes,
+        title: str,
+        cursor_keys: bool,
     ) -> None:
         """Loop thread: account for fed bytes, resolve a snapshot, pass on replies and title."""
         self.backlog -= fed
+        self.cursor_keys = cursor_keys
         if batch[0][0] == "snapshot":
             future = batch[0][3]
             if not future.done():

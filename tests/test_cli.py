@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from .helpers import Stream, contains, read_until
+from .helpers import Stream, contains, read_until, until_exit, wait_until
 
 
 def run(
@@ -132,6 +133,59 @@ def test_send_text_keys_and_stdin(daemon) -> None:
     dump = stream.data.decode()
     for token in ("a", "b", "\\t", "001", "033", "[", "A", "\\0", "377"):
         assert token in dump
+
+
+def test_send_stdin_larger_than_the_input_limit_arrives_whole(daemon, tmp_path) -> None:
+    """More than PTYD_INPUT_LIMIT (4 MiB) waits for the program to read instead of failing
+    half-sent."""
+    out = tmp_path / "out"
+    session_id = int(
+        daemon.cli("new", "-d", "--", "sh", "-c", f"stty raw -echo; exec cat > {out}").stdout
+    )
+    data = bytes(range(256)) * (6 * 1024 * 1024 // 256)
+    sent = daemon.cli("send", str(session_id), "--stdin", input=data)
+    assert sent.returncode == 0, sent.stderr
+    wait_until(
+        lambda: out.exists() and out.stat().st_size == len(data), 30, "all of the input written"
+    )
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+def test_send_to_a_program_that_never_reads_says_how_much_went(daemon) -> None:
+    # Raw mode: the terminal's own buffer fills and stays full (a canonical-mode line
+    # discipline would drop what does not fit and keep accepting).
+    session_id = int(
+        daemon.cli("new", "-d", "--", "sh", "-c", "stty raw -echo; echo ready; sleep 600").stdout
+    )
+    wait_until(lambda: b"ready" in daemon.cli("snapshot", str(session_id)).stdout, 10, "raw")
+    sent = daemon.cli("send", str(session_id), "--stdin", input=b"x" * (5 * 1024 * 1024))
+    assert sent.returncode == 1
+    assert b"of 5242880 bytes: the program read none of its input for 10 s" in sent.stderr
+
+
+def test_send_keys_follows_application_cursor_mode(daemon) -> None:
+    """Up is ESC [ A until the program asks for application cursor keys (as curses with
+    keypad() does), then ESC O A, as xterm sends it and tmux's send-keys does; text and
+    modified keys are left alone."""
+    program = (
+        "import os, sys, tty; tty.setraw(0); os.write(1, b'READY\\r\\n')\n"
+        "print(repr(os.read(0, 64)), end='\\r\\n', flush=True)\n"
+        "os.write(1, b'\\x1b[?1hAPP\\r\\n')\n"
+        "print(repr(os.read(0, 64)), end='\\r\\n', flush=True)\n"
+    )
+    session_id = int(daemon.cli("new", "-d", "--", sys.executable, "-c", program).stdout)
+    client = daemon.client()
+    stream = Stream(session_id, 0)
+    client.attach(session_id, snapshot=None, from_offset=0)
+    read_until(client, stream, contains(b"READY"))
+    assert daemon.cli("send", str(session_id), "--keys", "Up", "Home").returncode == 0
+    read_until(client, stream, contains(b"APP"))
+    keys = ["--keys", "Up", "End", "C-Left", "[A"]
+    assert daemon.cli("send", str(session_id), *keys).returncode == 0
+    read_until(client, stream, until_exit)
+    normal, application = stream.data.split(b"APP")
+    assert b"'\\x1b[A\\x1b[H'" in normal
+    assert b"'\\x1bOA\\x1bOF\\x1b[1;5D[A'" in application
 
 
 def test_resize_signal_kill(daemon) -> None:
