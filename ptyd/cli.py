@@ -51,7 +51,17 @@ def _print_json(data: Any, indent: int | None) -> None:
 def _shell_join(argv: list[str]) -> str:
     import shlex  # here, not at the top: only the listings need it
 
-    return shlex.join(argv)
+    return _printable(shlex.join(argv))
+
+
+# Control characters as escapes: a command's newline or ESC must not break a listing or
+# reach the terminal that shows it.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROL_ESCAPES.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def _printable(text: str) -> str:
+    return text.translate(_CONTROL_ESCAPES)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -136,9 +146,8 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     for name, setting in config_module.SETTINGS.items():
         if name in ("socket", "autostart"):
             continue
-        flag = "--" + name.replace("_", "-")
         serve.add_argument(
-            flag,
+            config_module.flag_for(name),
             dest=f"set_{name}",
             metavar=setting.unit.upper(),
             action="append" if name == "allowed_uids" else "store",
@@ -322,6 +331,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(
+    parser: argparse.ArgumentParser, command: str | None
+) -> argparse.ArgumentParser:
+    """The parser of ``command``, whose usage line a usage error shows (else the top one)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What argparse cannot check alone: options that go together, and their ranges."""
+    if args.command == "attach":
+        command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if command is args.cmd and command[:1] and command[0].startswith("-"):
+            return f"unexpected {command[0]!r}: options go before TARGET, a command after --"
+        if command and not args.create:
+            return "a command is only used with -A (create the session if it does not exist)"
+        if args.from_offset is not None and not args.no_tty:
+            return "--from-offset needs --no-tty: a terminal is repainted from a snapshot"
+    if args.command == "wait" and args.timeout is not None and not args.timeout >= 0:
+        return f"--timeout must be 0 (poll) or more seconds, not {args.timeout:g}"
+    if args.command == "stats" and args.watch is not None and not args.watch > 0:
+        return f"--watch must be a positive number of seconds, not {args.watch:g}"
+    return None
+
+
 def _config_from(args: argparse.Namespace) -> Config:
     overrides: dict[str, Any] = {}
     if args.socket_name:
@@ -338,7 +374,7 @@ def _config_from(args: argparse.Namespace) -> Config:
         try:
             overrides[name] = setting.parse(text)
         except ValueError as exc:
-            raise ConfigError(f"invalid --{name.replace('_', '-')} {text!r}: {exc}") from None
+            raise ConfigError(f"invalid {config_module.flag_for(name)} {text!r}: {exc}") from None
     return config_module.load(**overrides)
 
 
@@ -369,10 +405,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = sys.argv[1:]
     parser = build_parser(command_in(argv))
     args, extra = parser.parse_known_args(argv)
+    command_parser = _command_parser(parser, args.command)
     if extra and args.command == "send":
         args.text += extra  # words after --keys/--stdin: argparse stops at the first option
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if (problem := _usage_problem(args)) is not None:
+        command_parser.error(problem)  # before connecting: a daemon is not started for it
     if args.version:
         from ._backend import BACKEND
 
@@ -477,13 +516,7 @@ def cmd_new(client: BlockingConnection, args: argparse.Namespace) -> int:
 def cmd_attach(client: BlockingConnection, args: argparse.Namespace) -> int:
     from .attach import attach_terminal, require_terminal, terminal_size
 
-    argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    if argv is args.cmd and argv[:1] and argv[0].startswith("-"):
-        raise PtydError(f"unexpected {argv[0]!r}: options go before TARGET, a command after --")
-    if argv and not args.create:
-        raise PtydError("a command is only used with -A (create the session if it does not exist)")
-    if args.from_offset is not None and not args.no_tty:
-        raise PtydError("--from-offset needs --no-tty: a terminal is repainted from a snapshot")
+    argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd  # checked by _usage_problem
     require_terminal(args)
     target = _target(args.target)
     if args.create:
@@ -574,7 +607,8 @@ def cmd_info(client: BlockingConnection, args: argparse.Namespace) -> int:
         if data[key] is not None:
             data[key] = _moment(data[key], now)
     for key, value in data.items():
-        print(f"{key + ':':15} {'-' if value is None else value}")
+        shown = "-" if value is None else _printable(str(value))
+        print(f"{key + ':':15} {shown}")
     return 0
 
 

@@ -131,15 +131,32 @@ class Config:
     term: str = "xterm-256color"
     autostart: bool = True
 
-    def validate(self) -> Config:
-        """Raise ConfigError naming the first invalid setting; return self when all is well."""
+    def validate(self, given: Mapping[str, str] | None = None) -> Config:
+        """Raise ConfigError naming the first invalid setting; return self when all is well.
+
+        ``given``: the settings the user set, each with how (``--flag`` or ``PTYD_NAME``): an
+        error names it that way, and a conflict of two settings blames the one the user set."""
+        given = given or {}
+
+        def label(name: str) -> str:
+            return given.get(name, SETTINGS[name].env)
+
+        flow_conflict = self.flow_threshold >= self.flow_max_queue_size
+        blame_threshold = "flow_threshold" in given and "flow_max_queue_size" not in given
         problems = {
-            "flow_threshold": self.flow_threshold <= 0 and "must be greater than 0",
+            "flow_threshold": (
+                (self.flow_threshold <= 0 and "must be greater than 0")
+                or (
+                    flow_conflict
+                    and blame_threshold
+                    and f"must be below {label('flow_max_queue_size')} ({self.flow_max_queue_size})"
+                )
+            ),
             "flow_max_queue_size": (
                 (self.flow_max_queue_size <= 0 and "must be greater than 0")
                 or (
-                    self.flow_threshold >= self.flow_max_queue_size
-                    and f"must be above PTYD_FLOW_THRESHOLD ({self.flow_threshold})"
+                    flow_conflict
+                    and f"must be above {label('flow_threshold')} ({self.flow_threshold})"
                 )
             ),
             "replay_bytes": self.replay_bytes < 0 and "must not be negative",
@@ -151,16 +168,14 @@ class Config:
             "frame_timeout": self.frame_timeout <= 0 and "must be greater than 0",
             "partial_frame_budget": (
                 self.partial_frame_budget < self.max_frame
-                and f"must be at least PTYD_MAX_FRAME ({self.max_frame})"
+                and f"must be at least {label('max_frame')} ({self.max_frame})"
             ),
             "log_level": self.log_level.upper() not in _LOG_LEVELS and "unknown level",
             "term": not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", self.term) and "invalid name",
         }
         for name, problem in problems.items():
             if problem:
-                raise ConfigError(
-                    f"invalid {SETTINGS[name].env}={getattr(self, name)!r}: {problem}"
-                )
+                raise ConfigError(f"invalid {label(name)}={getattr(self, name)!r}: {problem}")
         if len(os.fsencode(self.socket)) >= 108:
             raise ConfigError(
                 f"invalid socket path {str(self.socket)!r}: longer than the 107 bytes a Unix "
@@ -244,6 +259,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Defaults, then the environment, then explicit overrides (from CLI flags; None = unset)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for name, setting in SETTINGS.items():
         raw = environ.get(setting.env)
         if raw is None or (raw == "" and name != "autostart"):
@@ -252,5 +268,14 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
             values[name] = setting.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"invalid {setting.env}={raw!r}: {exc}") from None
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    return Config(**values).validate()
+        given[name] = setting.env
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = value
+            given[name] = flag_for(name)
+    return Config(**values).validate(given)
+
+
+def flag_for(name: str) -> str:
+    """The command-line flag of a setting (``serve --flow-threshold``)."""
+    return "--" + name.replace("_", "-")

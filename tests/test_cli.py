@@ -600,3 +600,61 @@ def test_a_build_without_the_engine_falls_back_to_the_pure_backend(tmp_path) -> 
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"pure PyteEmulator {copy / '_backend.py'}"
     assert "compiled backend unavailable (ptyd._vt is not built)" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["attach", "T", "-r"], b"options go before TARGET"),
+        (["attach", "T", "--", "cat"], b"a command is only used with -A"),
+        (["attach", "--from-offset", "5", "T"], b"--from-offset needs --no-tty"),
+        (["wait", "T", "--timeout", "-1"], b"--timeout must be 0 (poll) or more seconds"),
+        (["stats", "--watch", "-1"], b"--watch must be a positive number of seconds"),
+        (["stats", "--watch", "0"], b"--watch must be a positive number of seconds"),
+        (["ls", "extra"], b"unrecognized arguments: extra"),
+    ],
+)
+def test_usage_errors_show_the_commands_usage_and_exit_2(short_tmp, argv, message) -> None:
+    """Checked before connecting (no daemon is started for them), with the command's own
+    usage line, as argparse's errors are."""
+    sock = str(short_tmp / "none.sock")
+    out = run("-S", sock, *argv)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(b"usage: ptyd " + argv[0].encode() + b" "), out.stderr
+    assert message in out.stderr and b"Traceback" not in out.stderr
+    assert not (short_tmp / "none.sock").exists()
+
+
+def test_listings_show_control_characters_of_a_command_as_escapes(daemon) -> None:
+    session_id = daemon.cli("new", "-d", "--", "sh", "-c", "echo a\nsleep 600 # \x1b[2J").stdout
+    listing = daemon.cli("ls").stdout
+    assert len(listing.splitlines()) == 2 and b"\x1b" not in listing
+    assert b"echo a\\nsleep 600 # \\x1b[2J" in listing
+    info = daemon.cli("info", session_id.decode().strip()).stdout
+    assert b"\x1b" not in info and b"'echo a\\nsleep 600 # \\x1b[2J'" in info
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--flow-threshold", "2M"], {}, "invalid --flow-threshold=2097152: must be below "),
+        (["--log-level", "loud"], {}, "invalid --log-level='loud': unknown level"),
+        (["--max-clients", "0"], {}, "invalid --max-clients=0: must be greater than 0"),
+        ([], {"PTYD_MAX_CLIENTS": "0"}, "invalid PTYD_MAX_CLIENTS=0: must be greater than 0"),
+        (
+            ["--flow-max-queue-size", "1K"],
+            {"PTYD_FLOW_THRESHOLD": "2K"},
+            "invalid --flow-max-queue-size=1024: must be above PTYD_FLOW_THRESHOLD (2048)",
+        ),
+    ],
+)
+def test_a_bad_setting_is_named_as_the_user_gave_it(short_tmp, argv, env, message) -> None:
+    """A flag's error names the flag, an environment variable's the variable; a conflict
+    between two settings blames the one the user set."""
+    import os
+
+    sock = str(short_tmp / "d.sock")
+    out = run("-S", sock, "serve", *argv, env={**os.environ, **env})
+    assert out.returncode == 1
+    assert message in out.stderr.decode() and out.stderr.count(b"\n") == 1, out.stderr
+    assert not (short_tmp / "d.sock").exists()
