@@ -355,6 +355,12 @@ class Daemon:
     def sessions_in_order(self) -> list[Session]:
         return [self.sessions[key] for key in sorted(self.sessions)]
 
+    def _holds_name(self, name: str) -> bool:
+        """A running session has the name. An exited one keeps it, for ``wait`` and ``info``
+        by name, only until a new session is created with it (as ``tmux new -A`` would)."""
+        session_id = self.names.get(name)
+        return session_id is not None and self.sessions[session_id].is_running
+
     async def create_session(
         self,
         argv: list[str] | None,
@@ -367,7 +373,7 @@ class Daemon:
     ) -> Session:
         if self._is_shutting_down:
             raise RequestError(errors.SHUTTING_DOWN, "the daemon is shutting down")
-        if name is not None and (name in self.names or name in self._names_starting):
+        if name is not None and (self._holds_name(name) or name in self._names_starting):
             raise RequestError(errors.NAME_TAKEN, f"a session named {name!r} already exists")
         full_env = spawn.build_env(dict(os.environ), env, term or self.config.term)
         argv = argv or [default_shell()]
@@ -465,8 +471,8 @@ class Daemon:
         session = self.sessions.pop(session_id, None)
         if session is None:
             return
-        if session.name is not None:
-            self.names.pop(session.name, None)
+        if session.name is not None and self.names.get(session.name) == session_id:
+            del self.names[session.name]  # unless a newer session has taken the name
         for attachment in list(session.attachments):
             attachment.connection.attachments.pop(session.id, None)
             session.unsubscribe(attachment)

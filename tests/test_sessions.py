@@ -53,9 +53,7 @@ def test_create_list_info_kill(daemon) -> None:
     assert client.info(two.id).is_running
     with pytest.raises(SessionNotFound):
         client.info("nothing-here")
-    with pytest.raises(RequestError) as taken:
-        client.create(["true"], name="sleeper")
-    assert taken.value.code == errors.NAME_TAKEN
+    assert client.create(["true"], name="sleeper").id not in (one.id, two.id)  # exited: free
 
 
 def test_spawn_failures_are_errors_not_sessions(daemon) -> None:
@@ -483,3 +481,22 @@ def test_shutdown_ends_a_member_that_ignores_hangup_and_term(short_tmp, backend)
         wait_until(lambda: is_gone(member), 10, "the stubborn member killed")
     finally:
         daemon.stop()
+
+
+def test_the_name_of_an_exited_session_can_be_taken_again(short_tmp, backend) -> None:
+    daemon = start_daemon(short_tmp / "d.sock", backend, "--exit-retention", "1")
+    try:
+        client = daemon.client()
+        first = client.create(["sh", "-c", "exit 3"], name="job")
+        assert client.wait("job", timeout=10).status == 3
+        with pytest.raises(RequestError) as taken:  # a running session keeps its name
+            client.create(["sleep", "600"], name="run")
+            client.create(["sleep", "600"], name="run")
+        assert taken.value.code == errors.NAME_TAKEN
+        second = client.create(["sleep", "600"], name="job")
+        assert client.info("job").id == second.id != first.id
+        assert client.wait(first.id, timeout=10).status == 3  # still there, by id
+        wait_until(lambda: first.id not in [s.id for s in client.list_sessions()], 10, "forgot")
+        assert client.info("job").id == second.id and client.info("job").is_running
+    finally:
+        assert daemon.stop() == 0
