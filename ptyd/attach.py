@@ -29,7 +29,14 @@ from . import _backend as backend
 from . import errors, protocol
 from ._record import record
 from .blocking import BlockingConnection, answer_of
-from .errors import ConfigError, ConnectionFailed, ProtocolError, PtydError, RequestError
+from .errors import (
+    ConfigError,
+    ConnectionFailed,
+    ProtocolError,
+    PtydError,
+    RequestError,
+    SessionNotFound,
+)
 from .records import SessionInfo, Target
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
@@ -48,15 +55,22 @@ EXIT_ERROR = 1
 # (``_relay_py`` says why): about a fifth off the echo's median on a 2-vCPU VM.
 DEFAULT_SPIN_US = 300
 MAX_SPIN_US = 100_000
+# -A: a session that another ``attach -A`` is starting has its name taken before it can be
+# found (the daemon registers it once its program has exec'd). The daemon announces no new
+# sessions, so the attach is asked again, after pauses that grow from the first to the last,
+# for at most this long.
+STARTING_WAIT_SECONDS = 5.0
+STARTING_PAUSES = (0.01, 0.2)
 
 # Undo whatever the session's programs left on: CAN ends a sequence cut short, then alternate
 # screen, margins, origin/insert/newline modes, charsets, cursor keys and keypad, mouse (all
 # tracking modes and encodings), focus, bracketed paste, synchronized output, reverse video,
-# cursor shape and visibility, attributes; the cursor goes to the last row for our message.
+# cursor shape and visibility, attributes; the cursor goes to the last row, erased, for our
+# message (the session's text there would otherwise show to the right of it).
 RESTORE = (
     b"\x18\x1b[?1049l\x1b[r\x1b[?6l\x1b[4l\x1b[20l\x1b[?7h\x1b(B\x1b)B\x0f\x1b[?1l\x1b>"
     b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l"
-    b"\x1b[?2004l\x1b[?2026l\x1b[?5l\x1b[0 q\x1b[?25h\x1b[0m\x1b[999H"
+    b"\x1b[?2004l\x1b[?2026l\x1b[?5l\x1b[0 q\x1b[?25h\x1b[0m\x1b[999H\x1b[2K"
 )
 # Before a snapshot: end any sequence cut short by dropped output; the snapshot expects a blank
 # screen.
@@ -75,6 +89,7 @@ class AttachOptions:
     is_plain: bool  # --no-tty: no raw mode, no snapshot, lossless byte relay
     from_offset: int | None
     spin_us: int = 0  # after keys, poll for the echo without sleeping this long (idle cores)
+    may_be_starting: bool = False  # -A: another client may be starting the session right now
 
 
 @record
@@ -97,6 +112,7 @@ def options_from(args: argparse.Namespace) -> AttachOptions:
         is_plain=is_plain,
         from_offset=getattr(args, "from_offset", None),
         spin_us=spin_us_from(args),
+        may_be_starting=getattr(args, "create", False),
     )
 
 
@@ -154,13 +170,16 @@ def describe_exit(code: int | None, signum: int | None) -> str:
 
 
 def terminal_size(fd: int) -> tuple[int, int]:
-    """The terminal's columns and rows; 80x24 where it reports none or zero (a pty that
-    ``script`` or a CI runner opened without a size), as tmux does."""
+    """The size to give a session shown on this terminal: its columns and rows, 80x24 where it
+    reports none or zero (a pty that ``script`` or a CI runner opened without a size), as tmux
+    does, and at most ``protocol.MAX_SIZE`` each (a larger terminal shows the session in its
+    top left corner)."""
     try:
         size = os.get_terminal_size(fd)
     except OSError:
         return 80, 24
-    return size.columns or 80, size.lines or 24
+    limit = protocol.MAX_SIZE
+    return min(size.columns or 80, limit), min(size.lines or 24, limit)
 
 
 class Terminal:
@@ -290,17 +309,11 @@ class Relay:
 
     def _relay(self, target: Target, wake_r: int) -> Ending:
         options = self.options
-        cols, rows = (None, None) if options.is_plain else self.terminal.size()
-        result = self.connection.request(
-            "attach",
-            session=target,
-            snapshot=None if options.is_plain else "ansi",
-            policy="block" if options.is_plain else "resync",
-            from_offset=options.from_offset,
-            read_only=options.is_read_only,
-            cols=cols,
-            rows=rows,
-        )
+        self._poller.register(wake_r, select.POLLIN)
+        result = self._attach(target, wake_r)
+        if result is None:
+            assert self.ending is not None
+            return self.ending
         info = SessionInfo.from_wire(result["session"])
         self.session = info.id
         self._output_prefix = protocol.output_frame_prefix(info.id)
@@ -319,7 +332,6 @@ class Relay:
         self._is_reading = self.reads_input
         while self.connection.events:  # output read together with the attach answer
             self._on_event(self.connection.events.popleft())
-        self._poller.register(wake_r, select.POLLIN)
         self._core = backend.relay.RelayCore(
             self.terminal.fd_in,
             self.terminal.fd_out,
@@ -336,6 +348,43 @@ class Relay:
                 self._wait_once(wake_r)
         assert self.ending is not None
         return self.ending
+
+    def _attach(self, target: Target, wake_r: int) -> dict[str, Any] | None:
+        """The ``attach`` answer; None if a stop signal ended the wait for it. With -A the
+        session may be one that another ``attach -A`` is starting: its name is taken but it
+        cannot be found yet, so the attach is asked again until it can, for a bounded time."""
+        options = self.options
+        deadline = time.monotonic() + STARTING_WAIT_SECONDS
+        pause, longest = STARTING_PAUSES
+        while True:
+            cols, rows = (None, None) if options.is_plain else self.terminal.size()
+            try:
+                return self.connection.request(
+                    "attach",
+                    session=target,
+                    snapshot=None if options.is_plain else "ansi",
+                    policy="block" if options.is_plain else "resync",
+                    from_offset=options.from_offset,
+                    read_only=options.is_read_only,
+                    cols=cols,
+                    rows=rows,
+                )
+            except SessionNotFound:
+                if not options.may_be_starting:
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SessionNotFound(
+                        errors.NO_SUCH_SESSION,
+                        f"no session {target!r}: it did not appear within "
+                        f"{STARTING_WAIT_SECONDS:g} s",
+                    ) from None
+            # On the wake-up pipe, not a sleep: a stop signal ends the wait at once.
+            self._poller.poll(int(min(pause, remaining) * 1000) + 1)
+            self._on_wake(wake_r)
+            if self.ending is not None:
+                return None
+            pause = min(pause * 2, longest)
 
     @property
     def reads_input(self) -> bool:
@@ -642,7 +691,8 @@ class Relay:
 
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGWINCH:
-            self._on_resize()
+            if self.session:  # before the attach, each attempt sends the size it reads
+                self._on_resize()
         elif signum == signal.SIGTSTP:
             self._on_suspend()
         else:
@@ -656,7 +706,7 @@ class Relay:
         os.kill(os.getpid(), signal.SIGSTOP)
         # Continued (fg, SIGCONT).
         self.terminal.take()
-        if self.ending is not None:
+        if self.ending is not None or not self.session:  # ended, or nothing attached to repaint
             return
         if self._repaint_request is None:
             self._repaint_request = self._send("snapshot", session=self.session, format="ansi")

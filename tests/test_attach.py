@@ -11,24 +11,29 @@ import hashlib
 import os
 import pty
 import random
+import re
 import select
+import selectors
 import shlex
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ptyd import errors, protocol
 from ptyd._vt import VtEmulator
 
-from .conftest import Daemon
-from .helpers import Stream, contains, read_until
+from .conftest import Daemon, start_daemon
+from .helpers import Stream, contains, hung_directory, read_until
 
 pytestmark = [
     pytest.mark.peers,
@@ -122,6 +127,11 @@ def finish_checked(tmux: Tmux, pane: str, tmp: Path, tag: str, status: int) -> s
     before = (tmp / f"{tag}.before").read_text()
     assert before and before == (tmp / f"{tag}.after").read_text(), "terminal settings changed"
     return screen
+
+
+def has_status(screen: str, tag: str) -> bool:
+    """``run_checked``'s command has ended: its status is shown (not only the command typed)."""
+    return re.search(rf"status-{tag}=\d", screen) is not None
 
 
 def screen_lines(text: str) -> list[str]:
@@ -425,3 +435,209 @@ def test_stopped_attach_gives_the_terminal_back_and_repaints_on_fg(daemon, tmux)
         tmux.wait_for(pane, "after-10\n")
         tmux.keys(pane, "C-\\")
         tmux.wait_for(pane, "[detached from stops]")
+
+
+def test_detach_message_erases_the_last_row(daemon, tmux, short_tmp) -> None:
+    """The message is written on the last row: what the session left there is erased first, not
+    shown to the right of the message."""
+    pane = tmux.open("one")
+    left = "text-the-session-left-on-its-last-row-longer-than-the-message"
+    with daemon.client() as client:
+        program = f"printf '\\033[999H%s' {shlex.quote(left)}; exec cat"
+        client.create(["sh", "-c", program], name="lastrow")
+        run_checked(tmux, pane, short_tmp, ptyd(daemon, "attach", "lastrow"), "l")
+        tmux.wait_for(pane, left)
+        tmux.keys(pane, "C-\\")
+        lines = screen_lines(finish_checked(tmux, pane, short_tmp, "l", 0))
+    assert "[detached from lastrow]" in lines, lines
+
+
+def test_attach_from_a_terminal_past_the_size_limit(daemon, tmux, short_tmp) -> None:
+    """A terminal wider than a session can be attaches at the largest size (it used to be
+    refused: ``field 'cols' must be an integer from 1 to 1000``)."""
+    limit = protocol.MAX_SIZE
+    pane = tmux.open("one", cols=limit + 1, rows=30)
+    with daemon.client() as client:
+        client.create(SHELL, name="wide", cols=80, rows=24)
+        run_checked(tmux, pane, short_tmp, ptyd(daemon, "attach", "wide"), "w")
+        tmux.wait_for(pane, lambda screen: at_prompt(screen) or has_status(screen, "w"))
+        tmux.type(pane, "stty size")
+        screen = tmux.wait_for(pane, lambda s: f"30 {limit}\n" in s or has_status(s, "w"))
+        assert not has_status(screen, "w"), screen_lines(screen)
+        assert (client.info("wide").cols, client.info("wide").rows) == (limit, 30)
+        tmux.keys(pane, "C-\\")
+        finish_checked(tmux, pane, short_tmp, "w", 0)
+
+
+def test_resize_past_the_size_limit(daemon, tmux) -> None:
+    """Growing the terminal past what a session can be, while attached, gives the session the
+    largest size (the resize used to be refused and ended the client)."""
+    limit = protocol.MAX_SIZE
+    pane = tmux.open("one")
+    tmux.type(pane, ptyd(daemon, "attach", "-A", "tall", "--", *SHELL) + "; echo status-t=$?")
+    tmux.wait_for(pane, at_prompt)
+    tmux("resize-window", "-t", pane, "-x", "120", "-y", str(limit + 1))
+    tmux.type(pane, "stty size")
+    screen = tmux.wait_for(pane, lambda s: f"{limit} 120\n" in s or has_status(s, "t"))
+    assert not has_status(screen, "t"), [line for line in screen_lines(screen) if line]
+    tmux.keys(pane, "C-\\")
+    screen = tmux.wait_for(pane, lambda s: has_status(s, "t"))
+    assert "[detached from tall]" in screen and "status-t=0" in screen
+
+
+class Tap:
+    """A socket in front of the daemon's that passes every byte through both ways and notes,
+    per connection, which requests the daemon refused and with what code."""
+
+    def __init__(self, daemon_socket: Path, path: Path) -> None:
+        self.daemon_socket = daemon_socket
+        self.path = path
+        self.refusals: dict[int, set[tuple[str, str]]] = {}  # connection -> (request, code)
+        self.changed = threading.Condition()
+        self._selector = selectors.DefaultSelector()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(path))
+        self._listener.listen()
+        self._stop_r, self._stop_w = socket.socketpair()
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._stop_r, selectors.EVENT_READ)
+        self._kinds: dict[int, dict[int, str]] = {}  # connection -> request id -> type
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop_w.send(b"x")
+        self._thread.join(30)
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
+        self._stop_w.close()
+
+    def wait_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(done, timeout), f"timed out waiting for {what}"
+
+    def refused(self, kind: str, code: str) -> int:
+        """How many connections had a ``kind`` request refused with ``code``."""
+        return sum((kind, code) in seen for seen in self.refusals.values())
+
+    def _run(self) -> None:
+        while True:
+            for key, _ in self._selector.select():
+                if key.fileobj is self._stop_r:
+                    return
+                if key.fileobj is self._listener:
+                    self._accept()
+                elif key.fileobj.fileno() >= 0:  # type: ignore[union-attr]
+                    self._pass(*key.data)  # (not closed with its peer earlier in this batch)
+
+    def _accept(self) -> None:
+        client, _ = self._listener.accept()
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(str(self.daemon_socket))
+        number = len(self._kinds)
+        self._kinds[number] = {}
+        with self.changed:
+            self.refusals[number] = set()
+        big = protocol.MAX_RESPONSE_FRAME
+        to_daemon = (client, upstream, number, protocol.FrameDecoder(big), True)
+        to_client = (upstream, client, number, protocol.FrameDecoder(big), False)
+        self._selector.register(client, selectors.EVENT_READ, to_daemon)
+        self._selector.register(upstream, selectors.EVENT_READ, to_client)
+
+    def _pass(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        number: int,
+        decoder: protocol.FrameDecoder,
+        is_request: bool,
+    ) -> None:
+        try:
+            data = source.recv(65536)
+            sink.sendall(data)
+        except OSError:
+            data = b""  # one side went: so does the other
+        if not data:
+            for end in (source, sink):
+                self._selector.unregister(end)
+                end.close()
+            return
+        kinds = self._kinds[number]
+        for message in decoder.feed(data):
+            assert isinstance(message, dict), message
+            if is_request:
+                kinds[message["id"]] = message["type"]
+            elif message.get("type") == "response" and not message["ok"]:
+                kind = kinds.get(message["id"], "")
+                with self.changed:
+                    self.refusals[number].add((kind, message["error"]["code"]))
+                    self.changed.notify_all()
+
+
+def test_attach_A_from_several_terminals_at_once_attaches_all(backend, short_tmp) -> None:
+    """``attach -A NAME`` from several terminals at the same moment: the first create takes the
+    name, the others' creates are refused (``name_taken``) and their attach finds no session
+    until the first one's program has started. They wait for it; all attach to one session.
+
+    The session's program is found through a PATH whose first directory hangs (FUSE), so its
+    start waits until every other client has had its attach refused (seen through a tap on the
+    socket); then the directory fails and the program is found further along PATH."""
+    count = 4
+    with hung_directory(short_tmp / "hung") as release:
+        env = dict(os.environ, PS1="% ", PATH=f"{short_tmp / 'hung'}:{os.environ['PATH']}")
+        daemon = start_daemon(short_tmp / "d.sock", backend, env=env)
+        tap = Tap(daemon.socket, short_tmp / "tap.sock")
+        clients: list[tuple[subprocess.Popen[bytes], int, VtEmulator]] = []
+        try:
+            command = [sys.executable, "-m", "ptyd", "-S", str(tap.path), "--no-autostart"]
+            for _ in range(count):
+                master, slave = pty.openpty()
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+                process = subprocess.Popen(
+                    [*command, "attach", "-A", "race", "--", "sh"],
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=slave,
+                    env={k: v for k, v in os.environ.items() if not k.startswith("PTYD_")},
+                )
+                os.close(slave)
+                clients.append((process, master, VtEmulator(80, 24, scrollback=0)))
+            tap.wait_until(
+                lambda: tap.refused("attach", errors.NO_SUCH_SESSION) == count - 1,
+                30,
+                "every client but the first to have its attach refused",
+            )
+            assert tap.refused("create", errors.NAME_TAKEN) == count - 1
+            release()  # the first client's program starts; its session can be found
+            for process, master, terminal in clients:
+                show_until(master, terminal, at_prompt)
+                assert process.poll() is None, terminal.snapshot_text().strip()
+            with daemon.client() as client:
+                assert [info.name for info in client.list_sessions()] == ["race"]
+                assert client.info("race").clients == count
+            for process, master, _ in clients:
+                os.write(master, b"\x1c")
+                assert process.wait(timeout=30) == 0
+        finally:
+            for process, master, _ in clients:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                os.close(master)
+            tap.close()
+            assert daemon.stop() == 0
+
+
+def show_until(master: int, terminal: VtEmulator, done: Callable[[str], bool]) -> None:
+    """Feed what an attach client writes to its pty into ``terminal`` until ``done(screen)`` or
+    the client has gone (its pty hangs up)."""
+    deadline = time.monotonic() + 30
+    while not done(terminal.snapshot_text()):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; screen:\n{terminal.snapshot_text()}"
+        if select.select([master], [], [], remaining)[0]:
+            try:
+                terminal.feed(os.read(master, 65536))
+            except OSError:  # EIO: the client exited
+                return
