@@ -9,8 +9,10 @@ from __future__ import annotations
 from ._version import __version__
 from .errors import (
     AuthRefused,
+    CallTimedOut,
     ConnectionFailed,
     DaemonBusy,
+    DaemonImpostor,
     NoDaemon,
     ProtocolError,
     PtydError,
@@ -46,9 +48,11 @@ __all__ = [
     "AsyncClient",
     "Attached",
     "AuthRefused",
+    "CallTimedOut",
     "Client",
     "ConnectionFailed",
     "DaemonBusy",
+    "DaemonImpostor",
     "ExitStatus",
     "NoDaemon",
     "ProtocolError",

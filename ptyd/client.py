@@ -10,10 +10,12 @@ missing bytes if the daemon still holds them, else a fresh snapshot.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import os
 import socket
+import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
@@ -23,7 +25,15 @@ from typing import Any, TypeVar, cast
 from . import config as config_module
 from . import errors, events, protocol
 from ._version import __version__
-from .errors import ConnectionFailed, NoDaemon, ProtocolError, PtydError, RequestError
+from .errors import (
+    CallTimedOut,
+    ConnectionFailed,
+    DaemonImpostor,
+    NoDaemon,
+    ProtocolError,
+    PtydError,
+    RequestError,
+)
 from .events import DisconnectedEvent, ErrorEvent, Event, ExitEvent, OutputEvent, SnapshotEvent
 from .records import Attached, ExitStatus, SessionInfo, Snapshot, Target
 from .socketdir import check_daemon_socket
@@ -38,6 +48,11 @@ LONG_REQUESTS = frozenset({"wait"})
 ANSWER_HEADROOM_BYTES = 4 * 1024 * 1024
 ANSWER_HEADROOM_EVENTS = 1024
 CLOSE_GRACE = 1.0  # seconds close() lets unsent requests go to a daemon that does not read
+# send(): a chunk refused with input_overflow after earlier ones went in is sent again after
+# this pause, doubled up to INPUT_RETRY_MAX while the program has not read enough to take it.
+INPUT_RETRY_FIRST = 0.005
+INPUT_RETRY_MAX = 0.1
+_CLOSED_BY_DAEMON = "the daemon closed the connection"
 _CLIENT_TIMEOUT: Any = object()  # Client._run's default: the client's own timeout
 _T = TypeVar("_T")
 
@@ -46,6 +61,31 @@ def resolve_socket(socket_path: str | os.PathLike[str] | None = None) -> Path:
     if socket_path is not None:
         return Path(socket_path)
     return Path(config_module.load().socket)
+
+
+def check_socket_owner(path: Path, owner: int | None = None) -> None:
+    """Refuse (DaemonImpostor) a socket, or socket directory, that ``owner`` does not own; by
+    default the owner must be you (``socketdir.check_daemon_socket``). Another uid is for a
+    daemon of another user whose ``PTYD_ALLOWED_UIDS`` lets you in: you trust that user, and
+    nobody else, to own the path."""
+    if owner is None or owner == os.getuid():
+        check_daemon_socket(path)
+        return
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return  # nothing there yet: connecting fails with a clear error anyway
+    if info.st_uid != owner or not stat.S_ISSOCK(info.st_mode):
+        raise DaemonImpostor(
+            f"{path}: not a socket owned by uid {owner} (owner: uid {info.st_uid}); refusing "
+            "to connect"
+        )
+    directory_owner = path.parent.lstat().st_uid
+    if directory_owner != owner:
+        raise DaemonImpostor(
+            f"{path.parent}: owned by uid {directory_owner}, not by uid {owner}; refusing to "
+            "connect"
+        )
 
 
 def _data_size(event: Event) -> int:
@@ -62,7 +102,7 @@ class _Wire(asyncio.Protocol):
         self.decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)
         self.transport: asyncio.Transport | None = None
         self._writable: asyncio.Future[None] | None = None  # set while the socket is full
-        self._reason = "the daemon closed the connection"
+        self._reason = _CLOSED_BY_DAEMON
         self.refusal: RequestError | None = None  # the daemon's connection-level error, if any
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._spare: socket.socket | None = None
@@ -108,7 +148,7 @@ class _Wire(asyncio.Protocol):
             self.release_spare()
         self._wake_writers()
         self.closed.set_result(None)
-        self.client._on_wire_lost(self, self._reason)
+        self.client._on_wire_lost(self)
 
     def pause_writing(self) -> None:
         if self._writable is None:
@@ -126,12 +166,21 @@ class _Wire(asyncio.Protocol):
     def is_open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
+    @property
+    def loss(self) -> str:
+        """Why the connection ended, for ConnectionFailed: a refusal that closes the connection
+        (all but bad_frame and bad_request) says it better than the write it made fail."""
+        refusal = self.refusal
+        if refusal is not None and refusal.code not in (errors.BAD_FRAME, errors.BAD_REQUEST):
+            return f"{_CLOSED_BY_DAEMON} ({refusal.code}: {refusal})"
+        return self._reason
+
     async def drain(self) -> None:
         if self._writable is not None:
             await asyncio.shield(self._writable)
         if not self.is_open:
             await asyncio.shield(self.closed)  # connection_lost tells why (a refusal, say)
-            raise self.refusal or ConnectionFailed(f"connection to the daemon lost: {self._reason}")
+            raise self.client._lost_error(self)
 
 
 class AsyncClient:
@@ -145,8 +194,10 @@ class AsyncClient:
         client_name: str = "",
         event_queue_size: int = EVENT_QUEUE_SIZE,
         event_queue_bytes: int = EVENT_QUEUE_BYTES,
+        owner: int | None = None,
     ) -> None:
         self.socket_path = socket_path
+        self.owner = owner
         self.reconnect = reconnect
         self.client_name = client_name or f"ptyd-py/{__version__}"
         self.features: frozenset[str] = frozenset()
@@ -190,22 +241,27 @@ class AsyncClient:
         client_name: str = "",
         event_queue_size: int = EVENT_QUEUE_SIZE,
         event_queue_bytes: int = EVENT_QUEUE_BYTES,
+        owner: int | None = None,
     ) -> AsyncClient:
-        """Connect and exchange hello. Raises ConnectionFailed, AuthRefused, VersionMismatch.
-        Smaller ``event_queue_size`` (events) or ``event_queue_bytes`` (their data) hand a slow
-        consumer to the daemon's flow control sooner."""
+        """Connect and exchange hello. Raises ConnectionFailed (DaemonImpostor: the socket or
+        its directory belongs to someone else), AuthRefused, VersionMismatch. Smaller
+        ``event_queue_size`` (events) or ``event_queue_bytes`` (their data) hand a slow
+        consumer to the daemon's flow control sooner. ``owner``: the uid the socket and its
+        directory must belong to (default: yours); give another user's uid to use their daemon
+        when its ``PTYD_ALLOWED_UIDS`` lets you in."""
         client = cls(
             resolve_socket(socket_path),
             reconnect=reconnect,
             client_name=client_name,
             event_queue_size=event_queue_size,
             event_queue_bytes=event_queue_bytes,
+            owner=owner,
         )
         await client._open()
         return client
 
     async def _open(self) -> None:
-        check_daemon_socket(self.socket_path)
+        check_socket_owner(self.socket_path, self.owner)
         loop = asyncio.get_running_loop()
         try:
             _, wire = await loop.create_unix_connection(
@@ -273,11 +329,14 @@ class AsyncClient:
         """Send one request and wait for its response; raise RequestError on an error.
         ``_on_response`` runs with a successful result as soon as it is read, before any
         event that came after it."""
-        future = self.submit(kind, _on_response, **fields)
+        return await self._answer(self.submit(kind, _on_response, **fields))
+
+    async def _answer(self, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        """A submitted request's result, once the socket has taken it."""
         assert self._wire is not None
         try:
             await self._wire.drain()
-        except PtydError:  # lost; the future may hold the same error, raised below
+        except PtydError:  # lost; the future may hold why (a refusal while connecting)
             if not future.done():
                 future.cancel()
                 raise
@@ -293,7 +352,7 @@ class AsyncClient:
         Requests are written in the order of the calls; the socket's buffer is not waited for."""
         wire = self._wire
         if wire is None or not wire.is_open or self._is_closed:
-            raise (wire and wire.refusal) or ConnectionFailed("not connected")
+            raise self._lost_error(wire)
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -328,8 +387,8 @@ class AsyncClient:
             if future is not None and not future.done():
                 future.set_exception(exc)
             elif request_id is None:  # a connection-level refusal (auth, limits, bad frame)
-                wire.refusal = exc  # told to requests made after the close, too
-                self._fail_all(exc)
+                wire.refusal = exc  # while connecting, told to requests made after the close too
+                self._fail_all(partial(RequestError.from_wire, exc.code, str(exc)))
             return
         if kind == "event":
             event = events.from_wire(message)
@@ -427,23 +486,35 @@ class AsyncClient:
         """Events received and not yet taken by the application: (count, bytes of data)."""
         return self._events.qsize(), self._queued_bytes
 
-    def _fail_all(self, exc: Exception) -> None:
+    def _fail_all(self, make_error: Callable[[], PtydError]) -> None:
+        """Fail every pending request, each with its own exception (send() annotates its own)."""
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(exc)
+                future.set_exception(make_error())
         self._pending.clear()
         self._response_hooks.clear()
         self._awaited.clear()
 
-    def _on_wire_lost(self, wire: _Wire, reason: str) -> None:
+    def _on_wire_lost(self, wire: _Wire) -> None:
         if wire is not self._wire:
             return
-        self._fail_all(wire.refusal or ConnectionFailed(reason))
+        self._fail_all(partial(self._lost_error, wire))
         if self._is_closed or not self._is_wire_ready:
             return  # lost during its hello: _open's caller (connect or the reconnect loop) decides
-        task = asyncio.get_running_loop().create_task(self._connection_lost(reason))
+        task = asyncio.get_running_loop().create_task(self._connection_lost(wire.loss))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _lost_error(self, wire: _Wire | None) -> PtydError:
+        """What a request on a closed connection fails with: while connecting, the daemon's
+        refusal (connect() reports why it was refused); once connected, ConnectionFailed
+        naming the cause (a refusal that ended the connection answered the requests pending
+        then, not the later ones)."""
+        if wire is None:
+            return ConnectionFailed("not connected")
+        if wire.refusal is not None and not self._is_wire_ready:
+            return RequestError.from_wire(wire.refusal.code, str(wire.refusal))
+        return ConnectionFailed(f"connection to the daemon lost: {wire.loss}")
 
     async def _connection_lost(self, reason: str) -> None:
         try:
@@ -509,9 +580,13 @@ class AsyncClient:
     # -- events ------------------------------------------------------------------------------
 
     async def next_event(self, timeout: float | None = None) -> Event:
-        """The next event; raises TimeoutError after ``timeout`` seconds."""
+        """The next event; raises CallTimedOut (a TimeoutError) after ``timeout`` seconds."""
         self._require_queue()
-        return self._taken(await asyncio.wait_for(self._events.get(), timeout))
+        try:
+            event = await asyncio.wait_for(self._events.get(), timeout)
+        except asyncio.TimeoutError:
+            raise CallTimedOut(f"no event within {timeout} s") from None
+        return self._taken(event)
 
     async def events(self) -> AsyncIterator[Event]:
         """All events in order, ending after a DisconnectedEvent."""
@@ -592,13 +667,75 @@ class AsyncClient:
         self._resume_from.pop(result["session"], None)
         self._attach_options.pop(result["session"], None)
 
-    async def send(self, session: Target, data: bytes | str) -> None:
-        """Write input to the session's program, in order (large input goes in chunks)."""
+    async def send(
+        self, session: Target, data: bytes | str, *, timeout: float | None = None
+    ) -> None:
+        """Write input to the session's program, in order: all of it, or an error that says
+        how much got through.
+
+        Input goes in requests of at most ``protocol.MAX_INPUT_CHUNK`` (256 KiB). When the
+        daemon refuses a chunk with ``input_overflow`` (the session's queued input is at
+        ``PTYD_INPUT_LIMIT``) after earlier chunks of this call were queued, the chunk is sent
+        again, with a short back-off, as the program reads (back-pressure), for at most
+        ``timeout`` seconds in all (None: as long as it takes). A refused first chunk is raised
+        at once (the queue was full already, or the chunk is larger than the limit): nothing
+        of this call was queued.
+
+        Every PtydError raised carries ``delivered``: the bytes from the start of ``data`` the
+        daemon queued (resend the rest: ``data[exc.delivered:]``), and ``unconfirmed``: the
+        bytes after them written to the daemon whose answer never came (the connection was
+        lost, or the time ran out, meanwhile), which the daemon may have queued too. Out of
+        time: CallTimedOut. Cancelling the call (``asyncio.wait_for``) loses the count: pass
+        ``timeout`` instead."""
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        for start in range(0, max(len(payload), 1), protocol.MAX_INPUT_CHUNK):
-            await self.request(
-                "input", session=session, data=payload[start : start + protocol.MAX_INPUT_CHUNK]
-            )
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        delivered = 0
+        while True:  # one request even for no data: it still checks the session
+            chunk = payload[delivered : delivered + protocol.MAX_INPUT_CHUNK]
+            try:
+                await self._send_chunk(session, chunk, deadline, delivered, len(payload))
+            except PtydError as exc:
+                exc.delivered = delivered
+                raise
+            delivered += len(chunk)
+            if delivered >= len(payload):
+                return
+
+    async def _send_chunk(
+        self, session: Target, chunk: bytes, deadline: float | None, sent: int, total: int
+    ) -> None:
+        """One input request, sent again while the session's input queue is full, unless it
+        is the first of its send(). Raises with ``unconfirmed`` set if its fate is unknown."""
+        loop = asyncio.get_running_loop()
+        pause = INPUT_RETRY_FIRST
+        progress = f"input to session {session!r}: {sent} of {total} bytes queued"
+        too_slow = f"{progress}; the program did not read the rest in time"
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise CallTimedOut(too_slow)
+            future = self.submit("input", session=session, data=chunk)
+            try:
+                await asyncio.wait_for(self._answer(future), remaining)
+                return
+            except asyncio.TimeoutError:
+                timed_out = CallTimedOut(
+                    f"{progress}; no answer in time for the next {len(chunk)} (the daemon may "
+                    "still queue them)"
+                )
+                timed_out.unconfirmed = len(chunk)
+                raise timed_out from None
+            except RequestError as exc:  # an answer: this chunk was not queued
+                if exc.code != errors.INPUT_OVERFLOW or sent == 0:
+                    raise
+            except PtydError as exc:  # lost with the chunk written
+                exc.unconfirmed = len(chunk)
+                raise
+            if deadline is not None and loop.time() + pause > deadline:
+                raise CallTimedOut(too_slow)
+            await asyncio.sleep(pause)  # retry back-off: the daemon has no "input read" event
+            pause = min(pause * 2, INPUT_RETRY_MAX)
 
     async def resize(self, session: Target, cols: int, rows: int) -> tuple[int, int]:
         result = await self.request("resize", session=session, cols=cols, rows=rows)
@@ -646,7 +783,10 @@ class Client:
         timeout: float | None = None,
         event_queue_size: int = EVENT_QUEUE_SIZE,
         event_queue_bytes: int = EVENT_QUEUE_BYTES,
+        owner: int | None = None,
     ) -> None:
+        """Connect as ``AsyncClient.connect`` does. ``timeout`` bounds each call, the connect
+        too: past it the call raises CallTimedOut (see ``_run``)."""
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -661,6 +801,7 @@ class Client:
                     client_name=client_name,
                     event_queue_size=event_queue_size,
                     event_queue_bytes=event_queue_bytes,
+                    owner=owner,
                 )
             )
         except BaseException:
@@ -669,13 +810,21 @@ class Client:
 
     def _run(self, coroutine: Any, timeout: Any = _CLIENT_TIMEOUT) -> Any:
         """Run on the client's loop; wait at most ``timeout`` (default: the client's), and
-        cancel the operation when giving up, so it cannot go on (or take an event) unseen."""
+        cancel the operation when giving up (CallTimedOut), so it cannot go on (or take an
+        event) unseen. A request it had already written is not recalled: the daemon may
+        still carry it out."""
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        seconds = self.timeout if timeout is _CLIENT_TIMEOUT else timeout
         try:
-            return future.result(self.timeout if timeout is _CLIENT_TIMEOUT else timeout)
-        except BaseException:
+            concurrent.futures.wait((future,), seconds)
+        except BaseException:  # interrupted (KeyboardInterrupt): the operation goes too
             future.cancel()
             raise
+        if future.cancel():  # still running: given up on
+            raise CallTimedOut(
+                f"no answer within {seconds} s (a request already sent may still be carried out)"
+            )
+        return future.result()
 
     def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -716,8 +865,8 @@ class Client:
         return self._async.queued_events
 
     def next_event(self, timeout: float | None = None) -> Event:
-        """The next event; raises TimeoutError after ``timeout`` seconds (this call's own
-        timeout, not the client's)."""
+        """The next event; raises CallTimedOut (a TimeoutError) after ``timeout`` seconds (this
+        call's own timeout, not the client's)."""
         return self._run(self._async.next_event(timeout), None)
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
@@ -743,7 +892,10 @@ class Client:
         self._run(self._async.detach(session))
 
     def send(self, session: Target, data: bytes | str) -> None:
-        self._run(self._async.send(session, data))
+        """Write input to the session's program, all of it or an error carrying ``delivered``
+        (see ``AsyncClient.send``); the client's timeout bounds the whole call, waiting for
+        the program to read included."""
+        self._run(self._async.send(session, data, timeout=self.timeout), None)
 
     def resize(self, session: Target, cols: int, rows: int) -> tuple[int, int]:
         return self._run(self._async.resize(session, cols, rows))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 import struct
 from collections import deque
@@ -433,6 +432,9 @@ class Connection(asyncio.Protocol):
             return  # resume_writing calls back when it has drained
         attachment.is_resyncing = True
         session = attachment.session
+        # Fallen behind again (while a snapshot was on its way, or once live at the limit):
+        # every snapshot follows a lagging event.
+        self._tell_lagging(attachment)
         sub.is_lagging = False  # frames from here on are held until the snapshot is sent
         sub.is_live = False
         offset = session.pump.offset
@@ -440,6 +442,7 @@ class Connection(asyncio.Protocol):
 
         def send(done: asyncio.Future[Any]) -> None:
             attachment.is_resyncing = False
+            attachment.is_told_lagging = False
             if done.cancelled() or attachment.session.attachments.count(attachment) == 0:
                 return
             self.write(
@@ -493,8 +496,14 @@ class Connection(asyncio.Protocol):
                 # The limit came with a frame that was taken (an empty backlog takes any): what
                 # is held predates the coming snapshot, drop it as a refused frame would.
                 sub.start_lagging()
-            self.write(protocol.event("lagging", session=session.id, offset=session.pump.offset))
+            self._tell_lagging(attachment)
             self._start_resync(attachment)
+
+    def _tell_lagging(self, attachment: Attachment) -> None:
+        if not attachment.is_told_lagging:
+            attachment.is_told_lagging = True
+            session = attachment.session
+            self.write(protocol.event("lagging", session=session.id, offset=session.pump.offset))
 
     def _report_level(self, attachment: Attachment, level: int) -> None:
         sub = attachment.sub
@@ -557,10 +566,10 @@ class Connection(asyncio.Protocol):
         return {"cols": target.cols, "rows": target.rows}
 
     def _op_signal(
-        self, request_id: int, session: int | str, signal: int | str, target: str
+        self, request_id: int, session: int | str, signal: int, target: str
     ) -> dict[str, Any]:
-        found = self.daemon.find(session)
-        found.send_signal(parse_signal(signal), target)
+        found = self.daemon.find(session)  # the schema has checked the signal first
+        found.send_signal(signal, target)
         return {}
 
     def _op_kill(self, request_id: int, session: int | str) -> dict[str, Any]:
@@ -629,20 +638,3 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int]:
         return -1, -1
     pid, uid, _ = _PEERCRED.unpack(creds)
     return pid, uid
-
-
-def parse_signal(value: int | str) -> int:
-    """A signal number from a number or a name such as HUP, SIGHUP or sighup."""
-    if isinstance(value, int):
-        return value
-    name = value.upper()
-    if name.isdigit():
-        if not 1 <= int(name) <= 64:
-            raise RequestError(errors.BAD_REQUEST, f"signal {value!r} is not between 1 and 64")
-        return int(name)
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise RequestError(errors.BAD_REQUEST, f"unknown signal {value!r}") from None

@@ -59,7 +59,16 @@ ALL_CODES: Final = frozenset(
 
 
 class PtydError(Exception):
-    """Base of every error ptyd raises on purpose."""
+    """Base of every error ptyd raises on purpose.
+
+    An error raised by ``send()`` says how much of that call's input got through: ``delivered``
+    bytes (from the start) were queued for the program by the daemon, and ``unconfirmed`` bytes
+    after them were written to the daemon but their answer never came (the connection was lost
+    or the call timed out meanwhile): the daemon may or may not have queued those. On errors
+    raised by anything else, ``delivered`` is None."""
+
+    delivered: int | None = None
+    unconfirmed: int = 0
 
 
 class ConfigError(PtydError):
@@ -81,6 +90,12 @@ class AlreadyRunning(PtydError):
 
 class ConnectionFailed(PtydError):
     """No daemon could be reached (not running, socket missing, connection lost)."""
+
+
+class CallTimedOut(PtydError, TimeoutError):
+    """A call of the client library ran out of time (``Client(timeout=...)``, ``next_event``'s
+    timeout, ``send``'s). Giving up does not recall a request already written: the daemon may
+    still carry it out."""
 
 
 class NoDaemon(ConnectionFailed):

@@ -7,6 +7,8 @@ validates requests, so the clients (the command line above all) never import thi
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
@@ -97,12 +99,22 @@ def _target(value: Any) -> int | str:
     raise ValueError("must be a session id or name")
 
 
-def _signal(value: Any) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64:
-        return value
+def _signal(value: Any) -> int:
+    """A signal number from a number, a digit string or a name such as HUP, SIGHUP or sighup:
+    checked here, so an unknown name is a bad request whatever the session's state."""
+    number = value
     if isinstance(value, str) and 1 <= len(value) <= 16:
-        return value
-    raise ValueError("must be a signal number (1-64) or name such as HUP or SIGTERM")
+        name = value.upper()
+        if name.isascii() and name.isdigit():
+            number = int(name)
+        else:
+            with contextlib.suppress(KeyError):
+                return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
+    if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 64:
+        return number
+    raise ValueError(
+        f"must be a signal number (1-64) or a name such as HUP or SIGTERM, not {value!r}"
+    )
 
 
 def _features(value: Any) -> list[str]:

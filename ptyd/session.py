@@ -72,6 +72,7 @@ class Attachment:
     cols: int | None = None
     rows: int | None = None
     is_resyncing: bool = False  # a resync snapshot is being prepared
+    is_told_lagging: bool = False  # a lagging event went out since the last snapshot
     reported_level: int = 0  # the flow level the client was last told (fast.NORMAL first)
     sub: Any = field(default=None)  # the fast.Subscriber
 

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import signal
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ptyd import AsyncClient, Client, ConnectionFailed, DaemonBusy, RequestError, errors
 from ptyd.events import ExitEvent, OutputEvent
+from ptyd.protocol import MAX_INPUT_CHUNK
 
-from .helpers import Stream, contains, read_until, wait_until
+from .conftest import start_daemon
+from .helpers import Stream, contains, needs_root, read_until, wait_until
+
+NOBODY = 65534
 
 
 def test_reconnect_resumes_from_the_last_offset_without_gap_or_duplicate(daemon) -> None:
@@ -331,3 +340,208 @@ def test_close_returns_when_the_daemon_does_not_read(daemon) -> None:
     took = asyncio.run(scenario())
     print(f"\nclose() with 3 MiB unsent to a stopped daemon returned after {took:.2f} s")
     assert CLOSE_GRACE - 0.1 <= took <= CLOSE_GRACE + 2
+
+
+# -- large input: back-pressure and an honest count -------------------------------------------
+
+INPUT_LIMIT = 600 * 1024  # room for two 256 KiB chunks of send(), not three
+# A program that sets its terminal raw and stops itself before reading: the input queue fills
+# until the test continues it (SIGCONT); then it reads N bytes and prints their digest.
+STOPPED_READER = "stty raw -echo; printf armed; kill -STOP $$; head -c {size} | sha256sum"
+
+
+def _numbered(size: int) -> bytes:
+    """Printable bytes that differ at every position: a byte lost or repeated changes the hash."""
+    return b"".join(b"%08d" % index for index in range(size // 8))
+
+
+def _stopped_reader(client: Client, size: int) -> Stream:
+    """The session's stream, once the program is about to stop."""
+    info = client.create(["sh", "-c", STOPPED_READER.format(size=size)])
+    stream = Stream(info.id, client.attach(info.id, snapshot=None, from_offset=0).offset)
+    return read_until(client, stream, contains(b"armed"))
+
+
+def _input_backlog(client: Client, session: int) -> int:
+    return next(s["input_backlog"] for s in client.stats()["sessions"] if s["id"] == session)
+
+
+def _digest_printed(client: Client, stream: Stream, payload: bytes) -> None:
+    """The program's digest of what it read is the payload's: nothing lost, nothing twice."""
+    read_until(client, stream, contains(hashlib.sha256(payload).hexdigest().encode()))
+
+
+def test_a_large_send_waits_for_the_program_to_read_and_delivers_everything_once(
+    backend, short_tmp
+) -> None:
+    """A later chunk refused with input_overflow is sent again as the program reads: the send
+    completes, and the program reads the input exactly once (it used to raise after 512 KiB
+    of the 2 MiB were queued, so a retry would have sent those twice)."""
+    running = start_daemon(short_tmp / "d.sock", backend, "--input-limit", str(INPUT_LIMIT))
+    try:
+        control = running.client()
+        payload = _numbered(2 << 20)
+        stream = _stopped_reader(control, len(payload))
+        session = stream.session
+        failures: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                running.client().send(session, payload)
+            except BaseException as exc:
+                failures.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        wait_until(  # the next chunk cannot be queued until the program reads
+            lambda: _input_backlog(control, session) > INPUT_LIMIT - MAX_INPUT_CHUNK or failures,
+            30,
+            "the session's input queue to fill",
+        )
+        control.signal(session, "CONT", "process")
+        sender.join(60)
+        assert not sender.is_alive() and not failures, failures
+        _digest_printed(control, stream, payload)
+    finally:
+        assert running.stop() == 0
+
+
+def test_a_send_out_of_time_says_how_much_was_delivered_and_the_rest_can_follow(
+    backend, short_tmp
+) -> None:
+    """A send the program does not read in time raises CallTimedOut (a PtydError) with
+    ``delivered``: exactly what was queued, so sending ``data[delivered:]`` completes the
+    input without loss or repetition; a refused first chunk is raised at once, delivered 0."""
+    running = start_daemon(short_tmp / "d.sock", backend, "--input-limit", str(INPUT_LIMIT))
+    try:
+        control = running.client()
+        payload = _numbered(2 << 20)
+        stream = _stopped_reader(control, len(payload))
+        session = stream.session
+        with pytest.raises(errors.PtydError) as timed_out:
+            running.client(timeout=1).send(session, payload)
+        assert isinstance(timed_out.value, errors.CallTimedOut), timed_out.value
+        assert timed_out.value.delivered == 2 * MAX_INPUT_CHUNK
+        assert timed_out.value.unconfirmed in (0, MAX_INPUT_CHUNK)  # that chunk was refused
+        rest = payload[timed_out.value.delivered :]
+        with pytest.raises(RequestError) as refused:  # the queue is full: nothing goes in
+            running.client(timeout=10).send(session, rest)
+        assert refused.value.code == errors.INPUT_OVERFLOW and refused.value.delivered == 0
+        control.signal(session, "CONT", "process")
+        wait_until(lambda: _input_backlog(control, session) == 0, 30, "the program to read")
+        running.client(timeout=60).send(session, rest)
+        _digest_printed(control, stream, payload)
+    finally:
+        assert running.stop() == 0
+
+
+def test_calls_after_the_daemon_closed_the_connection_raise_connection_failed(daemon) -> None:
+    """The daemon answers an oversized frame with frame_too_large and closes: that error is the
+    oversized request's; every later call is told the connection is lost (ConnectionFailed,
+    naming the cause), not the old RequestError again."""
+    client = daemon.client()
+    info = client.create(["sleep", "600"])
+    with pytest.raises((RequestError, ConnectionFailed)):
+        client.request("input", session=info.id, data=b"x" * (5 << 20))
+    for call in (client.list_sessions, lambda: client.send(info.id, "x"), client.stats):
+        with pytest.raises(errors.PtydError) as lost:
+            call()
+        assert isinstance(lost.value, ConnectionFailed), repr(lost.value)
+        assert "frame_too_large" in str(lost.value)
+
+
+def test_a_call_that_times_out_raises_call_timed_out_and_may_still_be_carried_out(
+    daemon,
+) -> None:
+    """Every timeout of the library is a CallTimedOut: a PtydError and a TimeoutError. A
+    request written before the timeout is not recalled: the daemon still carries it out."""
+    client = daemon.client(timeout=0.5)
+    control = daemon.client()
+    for timed in (lambda: client.next_event(timeout=0.1), lambda: next(client.events(0.1))):
+        with pytest.raises(errors.PtydError) as timed_out:
+            timed()
+        assert isinstance(timed_out.value, errors.CallTimedOut), repr(timed_out.value)
+        assert isinstance(timed_out.value, TimeoutError)
+
+    async def next_event() -> BaseException:
+        async with await AsyncClient.connect(daemon.socket) as async_client:
+            try:
+                await async_client.next_event(0.05)
+            except BaseException as exc:
+                return exc
+        raise AssertionError("no timeout")
+
+    assert isinstance(asyncio.run(next_event()), errors.CallTimedOut)
+    os.kill(daemon.process.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(errors.PtydError) as timed_out:
+            client.create(["sleep", "600"], name="late")
+        assert isinstance(timed_out.value, errors.CallTimedOut)
+    finally:
+        os.kill(daemon.process.pid, signal.SIGCONT)
+    wait_until(lambda: [s.name for s in control.list_sessions()] == ["late"], 10, "the late create")
+    assert [s.name for s in client.list_sessions()] == ["late"]  # the client goes on
+
+
+@pytest.mark.parametrize("bad", ["FOO", "0", "SIGNOPE", "²"])
+def test_an_unknown_signal_is_a_bad_request_before_the_session_is_looked_up(daemon, bad) -> None:
+    """The request's fields are checked first: an unknown signal name to a missing session got
+    no_such_session (the name was only parsed once the session had been found)."""
+    client = daemon.client()
+    exited = client.create(["true"])
+    client.wait(exited.id)
+    for session in ("nobody-by-this-name", 999, exited.id):
+        with pytest.raises(RequestError) as refused:
+            client.signal(session, bad)
+        assert refused.value.code == errors.BAD_REQUEST, (session, refused.value)
+        assert "signal" in str(refused.value)
+
+
+@needs_root
+def test_an_allowed_uid_connects_to_another_users_daemon_by_naming_its_owner(
+    backend, short_tmp
+) -> None:
+    """A uid on PTYD_ALLOWED_UIDS was refused by the library itself (DaemonImpostor: the
+    socket is not its own) and had no way to connect; ``owner=`` names the daemon's uid, and
+    any other owner is still refused."""
+    running = start_daemon(short_tmp / "d.sock", backend, "--allowed-uids", str(NOBODY))
+    try:
+        os.chmod(short_tmp, 0o711)
+        os.chmod(running.socket, 0o666)
+        got = _as_uid(NOBODY, running.socket, owner=os.getuid())
+        assert got["default"] == "DaemonImpostor", got
+        assert got["wrong owner"] == "DaemonImpostor", got
+        assert got["owner"] == ["shared"], got
+    finally:
+        assert running.stop() == 0
+
+
+def _as_uid(uid: int, path: Path, owner: int) -> dict[str, Any]:
+    """In a child run as ``uid``: connect by default, naming a wrong owner, naming ``owner``."""
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        got: dict[str, Any] = {}
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            for label, options in (("default", {}), ("wrong owner", {"owner": uid + 1})):
+                try:
+                    Client(path, timeout=10, **options).close()
+                    got[label] = "connected"
+                except errors.PtydError as exc:
+                    got[label] = type(exc).__name__
+            with Client(path, timeout=10, owner=owner) as client:
+                client.create(["sleep", "600"], name="shared")
+                got["owner"] = [s.name for s in client.list_sessions()]
+        except BaseException as exc:
+            got["error"] = repr(exc)
+        finally:
+            os.write(out_w, json.dumps(got).encode())
+            os._exit(0)
+    os.close(out_w)
+    with os.fdopen(out_r, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)

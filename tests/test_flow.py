@@ -281,6 +281,48 @@ def test_a_resync_client_that_hits_its_limit_during_the_attach_snapshot_stays_co
     print(f"\n{daemon.backend}: 5 attaches into a flood, {snapshots} resync snapshots, no gap")
 
 
+def test_every_resync_snapshot_follows_a_lagging_event(make_daemon, loop) -> None:
+    """Slow resync readers of an endless flood: a reader that falls behind again while its
+    resync snapshot is on its way gets another one, and each snapshot comes after a
+    ``lagging`` (the second one used to come with none: a client following the documented
+    events saw a snapshot it had not been told of)."""
+    daemon = make_daemon("--flow-threshold", "8K", "--flow-max-queue-size", "16K", loop=loop)
+    client = daemon.client()
+    script = (
+        "import itertools, sys, tty; tty.setraw(0); o = sys.stdout.buffer\n"
+        "o.write(b'READY'); o.flush(); sys.stdin.buffer.read(1)\n"
+        "for i in itertools.count(): o.write(b'\\x1b[3%dmline %09d\\r\\n' % (i % 8, i))\n"
+    )
+    info = client.create(["python3", "-c", script], cols=40, rows=5)
+    watcher = attach_stream(client, info.id, policy="block")
+    read_until(client, watcher, contains(b"READY"))
+    client.detach(info.id)
+    client.send(info.id, b"g")
+    readers = [RawClient(daemon.socket, rcvbuf=4096) for _ in range(4)]
+    told = [True] * len(readers)  # a lagging since the last snapshot (the attach counts)
+    snapshots = 0
+    for reader in readers:
+        reader.hello()
+        reader.call("attach", session=info.id, snapshot=None, policy="resync")
+    deadline = time.monotonic() + 3  # the reading window, not synchronisation
+    while time.monotonic() < deadline:
+        for n, reader in enumerate(readers):
+            message = reader.read_message(timeout=10)
+            assert message is not None
+            if message.get("event") == "lagging":
+                told[n] = True
+            elif message.get("event") == "snapshot":
+                assert told[n], f"reader {n}: a snapshot with no lagging before it"
+                told[n] = False
+                snapshots += 1
+        time.sleep(0.002 * len(readers))  # slow readers: the workload, not synchronisation
+    for reader in readers:
+        reader.close()
+    client.kill(info.id)
+    assert snapshots > 0
+    print(f"\n{daemon.backend}: {snapshots} resync snapshots, each after a lagging")
+
+
 def test_a_session_that_exits_while_a_client_lags_ends_with_snapshot_then_exit(
     make_daemon, loop
 ) -> None:
