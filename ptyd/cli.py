@@ -521,8 +521,11 @@ def cmd_attach(client: BlockingConnection, args: argparse.Namespace) -> int:
     target = _target(args.target)
     if args.create:
         try:
-            client.info(target)
+            # An exited session's name goes to a new session (its exit is not what -A asks for).
+            is_there = client.info(target).is_running or isinstance(target, int)
         except SessionNotFound:
+            is_there = False
+        if not is_there:
             cols, rows = terminal_size(sys.stdout.fileno())
             try:
                 client.create(

@@ -658,3 +658,13 @@ def test_a_bad_setting_is_named_as_the_user_gave_it(short_tmp, argv, env, messag
     assert out.returncode == 1
     assert message in out.stderr.decode() and out.stderr.count(b"\n") == 1, out.stderr
     assert not (short_tmp / "d.sock").exists()
+
+
+def test_attach_A_starts_a_new_session_in_place_of_an_exited_one(daemon) -> None:
+    first = int(daemon.cli("new", "-d", "-n", "job", "--", "sh", "-c", "exit 3").stdout)
+    assert daemon.cli("wait", "job").returncode == 3
+    script = "read word; echo again-$word; exit 7"
+    again = daemon.cli("attach", "--no-tty", "-A", "job", "--", "sh", "-c", script, input=b"x\n")
+    assert again.returncode == 7 and b"again-x" in again.stdout, again
+    assert daemon.cli("wait", str(first)).returncode == 3  # the exited one, by id
+    assert daemon.cli("info", "job").stdout.split(b"\n")[0].split()[-1] != str(first).encode()
