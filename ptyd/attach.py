@@ -319,8 +319,10 @@ class Relay:
         self._output_prefix = protocol.output_frame_prefix(info.id)
         self.label = info.name or str(info.id)
         if options.from_offset is not None and not result.get("resumed"):
+            past = options.from_offset > result["offset"]
             print(
-                f"ptyd: offset {options.from_offset} is no longer held; "
+                f"ptyd: offset {options.from_offset} is "
+                f"{'past the end of the output' if past else 'no longer held'}; "
                 f"output from offset {result['offset']}",
                 file=sys.stderr,
             )

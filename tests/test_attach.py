@@ -306,6 +306,11 @@ def test_no_tty_relays_bytes_and_returns_the_status(daemon) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(b"first-line\r\n") and b"got-yes" in out.stdout
 
+    client.create(["sh", "-c", "read x; echo got-$x"], name="early")
+    out = daemon.cli("attach", "--no-tty", "--from-offset", "999999", "early", input=b"yes\n")
+    assert out.returncode == 0 and b"got-yes" in out.stdout, out.stderr
+    assert b"offset 999999 is past the end of the output; output from offset 0" in out.stderr
+
 
 def test_no_tty_relays_every_byte_including_the_detach_key(daemon) -> None:
     """A byte relay has no detach key (unless -e names one): Ctrl-\\ in piped data is data.
