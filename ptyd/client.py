@@ -35,6 +35,7 @@ from .errors import (
     RequestError,
 )
 from .events import DisconnectedEvent, ErrorEvent, Event, ExitEvent, OutputEvent, SnapshotEvent
+from .keys import key_bytes
 from .records import Attached, ExitStatus, SessionInfo, Snapshot, Target
 from .socketdir import check_daemon_socket
 
@@ -667,6 +668,15 @@ class AsyncClient:
         self._resume_from.pop(result["session"], None)
         self._attach_options.pop(result["session"], None)
 
+    async def send_keys(self, session: Target, *names: str, timeout: float | None = None) -> None:
+        """Type keys by name, as ``ptyd send --keys`` and tmux's send-keys do: ``"Enter"``,
+        ``"C-c"``, ``"Up"``, ``"M-x"``, ``"S-F5"``...; a word that is no key name is typed as
+        text. The cursor keys follow the program's application cursor mode (daemons with the
+        ``key-modes`` feature). Errors as for ``send``."""
+        data = b"".join(key_bytes(name) for name in names)
+        keys = {"keys": True} if "key-modes" in self.features else {}
+        await self._send_input(session, data, timeout, keys)
+
     async def send(
         self, session: Target, data: bytes | str, *, timeout: float | None = None
     ) -> None:
@@ -688,13 +698,18 @@ class AsyncClient:
         time: CallTimedOut. Cancelling the call (``asyncio.wait_for``) loses the count: pass
         ``timeout`` instead."""
         payload = data.encode() if isinstance(data, str) else bytes(data)
+        await self._send_input(session, payload, timeout, {})
+
+    async def _send_input(
+        self, session: Target, payload: bytes, timeout: float | None, extra: dict[str, Any]
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         delivered = 0
         while True:  # one request even for no data: it still checks the session
             chunk = payload[delivered : delivered + protocol.MAX_INPUT_CHUNK]
             try:
-                await self._send_chunk(session, chunk, deadline, delivered, len(payload))
+                await self._send_chunk(session, chunk, deadline, delivered, len(payload), extra)
             except PtydError as exc:
                 exc.delivered = delivered
                 raise
@@ -703,7 +718,13 @@ class AsyncClient:
                 return
 
     async def _send_chunk(
-        self, session: Target, chunk: bytes, deadline: float | None, sent: int, total: int
+        self,
+        session: Target,
+        chunk: bytes,
+        deadline: float | None,
+        sent: int,
+        total: int,
+        extra: dict[str, Any],
     ) -> None:
         """One input request, sent again while the session's input queue is full, unless it
         is the first of its send(). Raises with ``unconfirmed`` set if its fate is unknown."""
@@ -715,7 +736,7 @@ class AsyncClient:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 raise CallTimedOut(too_slow)
-            future = self.submit("input", session=session, data=chunk)
+            future = self.submit("input", session=session, data=chunk, **extra)
             try:
                 await asyncio.wait_for(self._answer(future), remaining)
                 return
@@ -896,6 +917,10 @@ class Client:
         (see ``AsyncClient.send``); the client's timeout bounds the whole call, waiting for
         the program to read included."""
         self._run(self._async.send(session, data, timeout=self.timeout), None)
+
+    def send_keys(self, session: Target, *names: str) -> None:
+        """Type keys by name (``"Enter"``, ``"C-c"``, ``"Up"``; see ``AsyncClient.send_keys``)."""
+        self._run(self._async.send_keys(session, *names, timeout=self.timeout), None)
 
     def resize(self, session: Target, cols: int, rows: int) -> tuple[int, int]:
         return self._run(self._async.resize(session, cols, rows))

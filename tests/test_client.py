@@ -545,3 +545,25 @@ def _as_uid(uid: int, path: Path, owner: int) -> dict[str, Any]:
         data = pipe.read()
     os.waitpid(pid, 0)
     return json.loads(data)
+
+
+def test_send_keys_types_key_names_in_the_programs_cursor_mode(daemon) -> None:
+    """The library's send_keys is ptyd send --keys: names to bytes, and the cursor keys as
+    ESC O A once the program asked for application cursor keys."""
+    program = (
+        "import os, sys, tty; tty.setraw(0); os.write(1, b'READY\\r\\n')\n"
+        "print(repr(os.read(0, 64)), end='\\r\\n', flush=True)\n"
+        "os.write(1, b'\\x1b[?1hAPP\\r\\n')\n"
+        "print(repr(os.read(0, 64)), end='\\r\\n', flush=True)\n"
+    )
+    client = daemon.client()
+    info = client.create(["python3", "-c", program])
+    client.attach(info.id, snapshot=None, from_offset=0)
+    stream = Stream(info.id, 0)
+    read_until(client, stream, contains(b"READY"))
+    client.send_keys(info.id, "Up", "C-c", "x")
+    read_until(client, stream, contains(b"APP"))
+    client.send_keys(info.id, "Up", "Enter")
+    read_until(client, stream, lambda s: s.exit is not None)
+    normal, application = stream.data.split(b"APP")
+    assert b"'\\x1b[A\\x03x'" in normal and b"'\\x1bOA\\r'" in application
