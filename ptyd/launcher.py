@@ -10,6 +10,7 @@ import sys
 from .blocking import BlockingConnection
 from .config import Config
 from .errors import ConnectionFailed, NoDaemon
+from .socketdir import lock_holder
 
 READY = b"ready\n"
 
@@ -26,7 +27,16 @@ def connect(config: Config) -> BlockingConnection:
                 "`ptyd serve`)"
             ) from None
     start_daemon(config)
-    return BlockingConnection(config.socket)
+    try:
+        return BlockingConnection(config.socket)
+    except NoDaemon:
+        holder = lock_holder(config.socket)
+        if holder is None:
+            raise
+        raise NoDaemon(  # its socket file was deleted from under it
+            f"the ptyd daemon on {config.socket} (pid {holder}) has lost its socket file: "
+            f"`kill -USR1 {holder}` makes it listen there again"
+        ) from None
 
 
 def start_daemon(config: Config) -> None:

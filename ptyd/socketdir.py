@@ -89,6 +89,24 @@ def is_listening(path: StrPath) -> bool:
     return True
 
 
+def lock_holder(path: StrPath) -> int | None:
+    """The pid of the daemon holding the lock of socket ``path`` (it writes its pid there), or
+    None if no process holds it."""
+    try:
+        fd = os.open(os.fspath(path) + ".lock", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32)
+            return int(text) if text.strip().isdigit() else None
+        return None  # nobody holds it
+    finally:
+        os.close(fd)
+
+
 class Listener:
     """The daemon's listening socket and its lock; ``close`` removes only what it created."""
 
@@ -113,6 +131,8 @@ class Listener:
             os.close(self._lock_fd)
             self._lock_fd = -1
             raise AlreadyRunning(f"a ptyd daemon is already running on {self.path}") from None
+        os.ftruncate(self._lock_fd, 0)
+        os.write(self._lock_fd, b"%d\n" % os.getpid())  # lock_holder reads it
         try:
             return self._bind()
         except BaseException:

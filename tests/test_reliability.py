@@ -859,6 +859,13 @@ def test_sigusr1_recreates_a_deleted_socket(daemon) -> None:
     os.unlink(daemon.socket)
     with socket.socket(socket.AF_UNIX) as probe, pytest.raises(OSError):
         probe.connect(os.fspath(daemon.socket))
+    # A command (which would start a daemon) says which daemon lost it and how to recover.
+    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "ls"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PTYD_")}
+    told = subprocess.run(command, capture_output=True, timeout=60, env=env, check=False)
+    pid = daemon.process.pid
+    assert told.returncode == 1
+    assert f"(pid {pid}) has lost its socket file: `kill -USR1 {pid}`".encode() in told.stderr
     daemon.process.send_signal(signal.SIGUSR1)
     wait_until(lambda: daemon.socket.exists(), 10, "the socket to come back")
     with Client(daemon.socket, timeout=10) as again:
