@@ -239,15 +239,9 @@ def test_resync_gives_the_exact_current_screen(make_daemon, loop) -> None:
     lagger.close()
 
 
-def test_a_resync_client_that_hits_its_limit_during_the_attach_snapshot_stays_consistent(
-    make_daemon, loop
-) -> None:
-    """Attach (resync, ANSI snapshot) into a flood with a small limit: output that arrives while
-    the attach snapshot is taken is held, and can pass the limit before the snapshot is ready.
-    Then the resync's snapshot must come before any output after its offset: every output
-    frame continues exactly from the last snapshot or output (no gap, no overlap). The attach
-    used to go live with the held frames first, so the resync snapshot landed after output
-    it had already overtaken."""
+def start_endless_flood(make_daemon, loop) -> tuple[Daemon, Any, Any]:
+    """A daemon with a small flow limit (8K/16K) and a session flooding colour lines without
+    end, nobody attached: the test's resync readers alone follow it."""
     daemon = make_daemon("--flow-threshold", "8K", "--flow-max-queue-size", "16K", loop=loop)
     client = daemon.client()
     script = (
@@ -258,8 +252,21 @@ def test_a_resync_client_that_hits_its_limit_during_the_attach_snapshot_stays_co
     info = client.create(["python3", "-c", script], cols=40, rows=5)
     watcher = attach_stream(client, info.id, policy="block")
     read_until(client, watcher, contains(b"READY"))
-    client.detach(info.id)  # from here on only the resync readers follow the endless flood
+    client.detach(info.id)
     client.send(info.id, b"g")
+    return daemon, client, info
+
+
+def test_a_resync_client_that_hits_its_limit_during_the_attach_snapshot_stays_consistent(
+    make_daemon, loop
+) -> None:
+    """Attach (resync, ANSI snapshot) into a flood with a small limit: output that arrives while
+    the attach snapshot is taken is held, and can pass the limit before the snapshot is ready.
+    Then the resync's snapshot must come before any output after its offset: every output
+    frame continues exactly from the last snapshot or output (no gap, no overlap). The attach
+    used to go live with the held frames first, so the resync snapshot landed after output
+    it had already overtaken."""
+    daemon, client, info = start_endless_flood(make_daemon, loop)
     snapshots = 0
     for _ in range(5):
         reader = RawClient(daemon.socket)
@@ -286,18 +293,7 @@ def test_every_resync_snapshot_follows_a_lagging_event(make_daemon, loop) -> Non
     resync snapshot is on its way gets another one, and each snapshot comes after a
     ``lagging`` (the second one used to come with none: a client following the documented
     events saw a snapshot it had not been told of)."""
-    daemon = make_daemon("--flow-threshold", "8K", "--flow-max-queue-size", "16K", loop=loop)
-    client = daemon.client()
-    script = (
-        "import itertools, sys, tty; tty.setraw(0); o = sys.stdout.buffer\n"
-        "o.write(b'READY'); o.flush(); sys.stdin.buffer.read(1)\n"
-        "for i in itertools.count(): o.write(b'\\x1b[3%dmline %09d\\r\\n' % (i % 8, i))\n"
-    )
-    info = client.create(["python3", "-c", script], cols=40, rows=5)
-    watcher = attach_stream(client, info.id, policy="block")
-    read_until(client, watcher, contains(b"READY"))
-    client.detach(info.id)
-    client.send(info.id, b"g")
+    daemon, client, info = start_endless_flood(make_daemon, loop)
     readers = [RawClient(daemon.socket, rcvbuf=4096) for _ in range(4)]
     told = [True] * len(readers)  # a lagging since the last snapshot (the attach counts)
     snapshots = 0
