@@ -56,10 +56,13 @@ def parse_seconds(text: str) -> float:
 
 
 def parse_uids(text: str) -> tuple[int, ...]:
-    try:
-        uids = tuple(int(part) for part in text.replace(",", " ").split())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a list of numeric uids") from None
+    """Uids separated by commas or spaces (one comma between two), in ASCII digits."""
+    parts = (
+        [part.strip() for part in re.split(r"\s*,\s*|\s+", text.strip())] if text.strip() else []
+    )
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        raise ValueError(f"{text!r} is not a list of numeric uids")
+    uids = tuple(int(part) for part in parts)
     if any(not 0 <= uid < 2**32 - 1 for uid in uids):  # -1 also means "credentials unknown"
         raise ValueError(f"{text!r}: a uid is a number from 0 to 4294967294")
     return uids

@@ -256,7 +256,9 @@ class Connection(asyncio.Protocol):
         if isinstance(message, ProtocolError):
             self.write(protocol.error_response(None, message.code, str(message)))
             return
-        request_id = message.get("id") if isinstance(message.get("id"), int) else None
+        request_id = message.get("id")
+        if isinstance(request_id, bool) or not isinstance(request_id, int):
+            request_id = None  # no integer id to answer (a bool is no id)
         try:
             request = schemas.parse_request(message)
             if not self.is_authenticated and request.type != "hello":

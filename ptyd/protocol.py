@@ -273,7 +273,12 @@ def event(name: str, **fields: Any) -> dict[str, Any]:
 def is_compatible(version: str) -> bool:
     """Same major version; minor versions only add optional things (features)."""
     major, _, minor = version.partition(".")
-    return major.isdigit() and int(major) == VERSION[0] and (minor == "" or minor.isdigit())
+    return _is_number(major) and int(major) == VERSION[0] and (minor == "" or _is_number(minor))
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` takes any script's digits, which ``int`` reads."""
+    return text.isascii() and text.isdigit()
 
 
 def hello_fields(client_name: str) -> dict[str, Any]:

@@ -94,6 +94,9 @@ def test_bad_frames_get_errors_while_another_client_keeps_working(daemon) -> Non
     assert read_frame(sock)["error"]["code"] == errors.UNKNOWN_TYPE
     sock.sendall(protocol.encode({"type": "info", "id": 3, "session": 999}))
     assert read_frame(sock)["error"]["code"] == errors.NO_SUCH_SESSION
+    sock.sendall(protocol.encode({"type": "list", "id": True}))  # a bool is no id
+    answer = read_frame(sock)
+    assert answer["error"]["code"] == errors.BAD_REQUEST and answer["id"] is None
     sock.sendall(protocol.encode({"type": "list", "id": 4}))
     assert read_frame(sock)["ok"]  # the connection survived all of that
     sock.sendall(struct.pack(">I", 1 << 30))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptyd import errors, protocol, schemas
+from ptyd import config, errors, protocol, schemas
 
 
 def test_frame_round_trip() -> None:
@@ -149,7 +149,16 @@ def test_defaults_are_filled_in() -> None:
 
 
 @pytest.mark.parametrize(
-    ("version", "ok"), [("1.0", True), ("1.7", True), ("1", True), ("2.0", False), ("x", False)]
+    ("version", "ok"),
+    [
+        ("1.0", True),
+        ("1.7", True),
+        ("1", True),
+        ("2.0", False),
+        ("x", False),
+        ("\uff11", False),  # a fullwidth 1: digits are ASCII digits
+        ("1.\u0663", False),
+    ],
 )
 def test_version_compatibility(version: str, ok: bool) -> None:
     assert protocol.is_compatible(version) is ok
@@ -203,3 +212,10 @@ def test_every_error_code_is_documented() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
     missing = [code for code in errors.ALL_CODES if f"`{code}`" not in doc]
     assert not missing
+
+
+@pytest.mark.parametrize("text", ["+5", "1_000", "\u0663", "1000,,1001", "-1", "5,"])
+def test_allowed_uids_are_ascii_numbers_with_one_comma_between(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a list of numeric uids"):
+        config.parse_uids(text)
+    assert config.parse_uids(" 1000, 1001 1002") == (1000, 1001, 1002)
