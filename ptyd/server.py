@@ -161,10 +161,7 @@ class Daemon:
         self._stop_accepting()
         self._kill_starting()
         for session in self.sessions.values():
-            if session.is_running:
-                for member in spawn.session_processes(session.child.pid) or [session.child.pid]:
-                    with contextlib.suppress(OSError):
-                        os.kill(member, signal.SIGKILL)
+            session.signal_members(signal.SIGKILL)
         self.listener.close()
         logging.shutdown()
         os._exit(1)
@@ -196,6 +193,7 @@ class Daemon:
             session.hang_up(self.config.kill_grace)
         if running:
             await asyncio.gather(*(session.wait() for session in running))
+            await asyncio.gather(*(session.wait_for_members() for session in running))
         for connection in list(self.connections):
             connection.close(grace=_FLUSH_SECONDS)
         if self.connections:

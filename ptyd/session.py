@@ -133,7 +133,9 @@ class Session:
         self._is_reaped = False
         self._is_finished = False
         self._exit_waiters: list[asyncio.Future[None]] = []
-        self._timers: list[asyncio.TimerHandle] = []
+        # The kill ladder's last step: it outlives the program (what the program left behind,
+        # ignoring HUP and TERM, still gets SIGKILL), so it is not cancelled by the exit.
+        self._ladder_end: asyncio.Future[None] | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -313,8 +315,6 @@ class Session:
             return
         self._is_finished = True
         self.exited_at = time.time()
-        for timer in self._timers:
-            timer.cancel()
         if self._drain_timer is not None:
             self._drain_timer.cancel()
         # libuv aborts on a watched fd that was closed: unwatch before closing.
@@ -401,15 +401,27 @@ class Session:
 
     def hang_up(self, grace: float) -> None:
         """Kill ladder: SIGHUP now, SIGTERM after ``grace``, SIGKILL to the whole session after
-        twice that (for programs that ignore the polite signals)."""
-        if not self.is_running:
+        twice that (for programs that ignore the polite signals). The last two steps also reach
+        processes the program left in its session when it exited."""
+        if not self.is_running or self._ladder_end is not None:
             return
         self._signal_session_groups(signal.SIGHUP)
         self._signal_session_groups(signal.SIGCONT)
-        self._timers.append(
-            self.loop.call_later(grace, self._signal_session_groups, signal.SIGTERM)
-        )
-        self._timers.append(self.loop.call_later(2 * grace, self._kill_everything))
+        self._ladder_end = self.loop.create_future()
+        self.loop.call_later(grace, self._terminate)
+        self.loop.call_later(2 * grace, self._kill_everything)
+
+    def _terminate(self) -> None:
+        if self.is_running:
+            self._signal_session_groups(signal.SIGTERM)
+        else:
+            self.signal_members(signal.SIGTERM)
+
+    async def wait_for_members(self) -> None:
+        """Once the program has exited: until the kill ladder has ended what it left behind
+        (at once if nothing is left, or no ladder runs)."""
+        if self._ladder_end is not None and spawn.session_processes(self.child.pid):
+            await asyncio.shield(self._ladder_end)
 
     def _signal_session_groups(self, signum: int) -> None:
         if not self.is_running:
@@ -426,10 +438,18 @@ class Session:
                 os.killpg(group, signum)
 
     def _kill_everything(self) -> None:
-        if not self.is_running:
-            return
-        for member in spawn.session_processes(self.child.pid) or [self.child.pid]:
-            _kill_quietly(member, signal.SIGKILL)
+        self.signal_members(signal.SIGKILL)
+        if self._ladder_end is not None and not self._ladder_end.done():
+            self._ladder_end.set_result(None)
+
+    def signal_members(self, signum: int) -> None:
+        """Every process of the session; the program itself only while it is not reaped (its
+        pid may be reused after), though what it left keeps the session id (its pid)."""
+        members = spawn.session_processes(self.child.pid)
+        if not members and not self._is_reaped:
+            members = [self.child.pid]
+        for member in members:
+            _kill_quietly(member, signum)
 
     # -- input and size ----------------------------------------------------------------------
 

@@ -426,12 +426,13 @@ def test_forgotten_sessions_give_their_memory_back(backend, short_tmp) -> None:
 
 
 # A session member in its own process group that ignores HUP and TERM: only a signal to every
-# process of the session reaches it (the foreground group and the leader's group do not).
+# process of the session reaches it (the foreground group and the leader's group do not). The
+# program itself dies of the first SIGHUP, leaving the member behind in its session.
 STUBBORN_MEMBER = """
 import os, signal, sys, time
-signal.signal(signal.SIGHUP, signal.SIG_IGN)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if os.fork() == 0:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.setpgid(0, 0)
     print("MEMBER", os.getpid(), flush=True)
     time.sleep(600)
