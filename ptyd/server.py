@@ -348,6 +348,10 @@ class Daemon:
         session = self.sessions.get(session_id) if session_id is not None else None
         if session is None:
             raise RequestError(errors.NO_SUCH_SESSION, f"no session {target!r}")
+        if isinstance(target, str) and target in self._names_starting and not session.is_running:
+            # The name is passing from an exited session to one being started: the exited one
+            # is no longer what the name means (reach it by id).
+            raise RequestError(errors.NO_SUCH_SESSION, f"no session {target!r} yet: it is starting")
         return session
 
     def sessions_in_order(self) -> list[Session]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -501,3 +502,30 @@ def test_the_name_of_an_exited_session_can_be_taken_again(short_tmp, backend) ->
         assert client.info("job").id == second.id and client.info("job").is_running
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_name_passing_to_a_starting_session_no_longer_finds_the_exited_one(
+    daemon, short_tmp
+) -> None:
+    """While a create takes an exited session's name, the name finds nothing (the attach of a
+    racing ``attach -A`` waits for the new session instead of attaching to the old one); the
+    exited session stays reachable by id."""
+    client = daemon.client(timeout=10)
+    old = client.create(["sh", "-c", "exit 9"], name="r")
+    assert client.wait("r", timeout=10).status == 9
+    with hung_directory(short_tmp / "hung") as release:
+        creator = daemon.client(timeout=60)
+
+        def create() -> None:
+            with contextlib.suppress(SpawnFailed):  # once released, the directory fails
+                creator.create(["true"], name="r", cwd=os.fspath(short_tmp / "hung" / "w"))
+
+        thread = threading.Thread(target=create, daemon=True)
+        thread.start()
+        wait_until(lambda: len(process_tree(daemon.process.pid)) == 2, 10, "the new child forked")
+        with pytest.raises(SessionNotFound, match="it is starting"):
+            client.info("r")
+        assert client.info(old.id).exit_code == 9
+        release()
+        thread.join(30)
+    assert client.info("r").id == old.id  # the start failed: the name still finds the old one
