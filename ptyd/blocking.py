@@ -155,9 +155,11 @@ class BlockingConnection:
         return SessionInfo.from_wire(self.request("info", session=session))
 
     def send(self, session: Target, data: bytes, keys: bool = False) -> None:
-        """Send input in chunks, all of it or a clear error. A chunk the session cannot queue yet
-        (``input_overflow``: the program has not read what came before) is sent again as the
-        program reads; after ``STALL_SECONDS`` without progress the error says how much went.
+        """Send input in chunks, all of it or a clear error. A chunk after the first that the
+        session cannot queue yet (``input_overflow``: the program has not read what came
+        before) is sent again as the program reads; after ``STALL_SECONDS`` without progress
+        the error says how much went. A refused first chunk is raised at once, as the library
+        does: the queue was full already, or a chunk is more than the limit allows.
         ``keys``: the data was made from key names (a daemon with "key-modes" then sends its
         cursor keys as the program's DECCKM asks)."""
         extra = {"keys": True} if keys and "key-modes" in self.features else {}
@@ -178,7 +180,7 @@ class BlockingConnection:
                 self.request("input", session=session, data=chunk, **extra)
                 return
             except RequestError as refused:
-                if refused.code != INPUT_OVERFLOW:
+                if refused.code != INPUT_OVERFLOW or sent == 0:
                     raise
                 now = time.monotonic()
                 if deadline is None:

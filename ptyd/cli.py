@@ -66,8 +66,11 @@ def _printable(text: str) -> str:
 
 def _size(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d+)[xX](\d+)", text)
-    if not match or not all(1 <= int(part) <= protocol.MAX_SIZE for part in match.groups()):
+    if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 80x24")
+    if not all(1 <= int(part) <= protocol.MAX_SIZE for part in match.groups()):
+        limit = protocol.MAX_SIZE
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes go from 1x1 to {limit}x{limit}")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -353,8 +356,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             return "--from-offset needs --no-tty: a terminal is repainted from a snapshot"
     if args.command == "wait" and args.timeout is not None and not args.timeout >= 0:
         return f"--timeout must be 0 (poll) or more seconds, not {args.timeout:g}"
-    if args.command == "stats" and args.watch is not None and not args.watch > 0:
-        return f"--watch must be a positive number of seconds, not {args.watch:g}"
+    if args.command == "stats" and args.watch is not None and not 0.1 <= args.watch <= 3600:
+        return f"--watch must be from 0.1 to 3600 seconds, not {args.watch:g}"
     return None
 
 
@@ -427,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = _COMMANDS[args.command]
         if args.command == "shutdown" and not is_listening(config.socket):
             raise ConnectionFailed(  # starting a daemon only to stop it would hide the mistake
-                f"no ptyd daemon is listening on {config.socket}: nothing to shut down"
+                launcher.lost_socket(config.socket)
+                or f"no ptyd daemon is listening on {config.socket}: nothing to shut down"
             )
         with launcher.connect(config) as client:
             return handler(client, args)
@@ -438,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (PtydError, OSError) as exc:
         print(f"ptyd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except UnicodeEncodeError as exc:  # an argument or variable that is not UTF-8 (the wire's)
+        print(f"ptyd: {exc.object[exc.start : exc.end]!r} is not UTF-8 text", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -472,7 +479,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         )
     except AlreadyRunning as exc:
         report(f"already running: {exc}".encode())
-        print(f"ptyd: {exc}", file=sys.stderr)
+        print(f"ptyd: {launcher.lost_socket(config.socket) or exc}", file=sys.stderr)
         return EXIT_ERROR
     except PtydError as exc:
         report(str(exc).encode())

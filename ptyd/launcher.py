@@ -10,7 +10,7 @@ import sys
 from .blocking import BlockingConnection
 from .config import Config
 from .errors import ConnectionFailed, NoDaemon
-from .socketdir import lock_holder
+from .socketdir import is_listening, lock_holder
 
 READY = b"ready\n"
 
@@ -21,6 +21,8 @@ def connect(config: Config) -> BlockingConnection:
     try:
         return BlockingConnection(config.socket)
     except NoDaemon:
+        if lost := lost_socket(config.socket):
+            raise NoDaemon(lost) from None
         if not config.autostart:
             raise NoDaemon(
                 f"no ptyd daemon is listening on {config.socket} (autostart is off: run "
@@ -30,13 +32,21 @@ def connect(config: Config) -> BlockingConnection:
     try:
         return BlockingConnection(config.socket)
     except NoDaemon:
-        holder = lock_holder(config.socket)
-        if holder is None:
-            raise
-        raise NoDaemon(  # its socket file was deleted from under it
-            f"the ptyd daemon on {config.socket} (pid {holder}) has lost its socket file: "
-            f"`kill -USR1 {holder}` makes it listen there again"
+        raise NoDaemon(
+            lost_socket(config.socket) or "the daemon started but does not listen"
         ) from None
+
+
+def lost_socket(socket_path: str) -> str:
+    """Why nothing listens although a daemon runs there (its socket file was deleted from under
+    it), and what to do; "" when no daemon holds that socket's lock."""
+    holder = lock_holder(socket_path)
+    if holder is None or is_listening(socket_path):
+        return ""
+    return (
+        f"the ptyd daemon on {socket_path} (pid {holder}) has lost its socket file: "
+        f"`kill -USR1 {holder}` makes it listen there again"
+    )
 
 
 def start_daemon(config: Config) -> None:

@@ -609,8 +609,11 @@ def test_a_build_without_the_engine_falls_back_to_the_pure_backend(tmp_path) -> 
         (["attach", "T", "--", "cat"], b"a command is only used with -A"),
         (["attach", "--from-offset", "5", "T"], b"--from-offset needs --no-tty"),
         (["wait", "T", "--timeout", "-1"], b"--timeout must be 0 (poll) or more seconds"),
-        (["stats", "--watch", "-1"], b"--watch must be a positive number of seconds"),
-        (["stats", "--watch", "0"], b"--watch must be a positive number of seconds"),
+        (["stats", "--watch", "-1"], b"--watch must be from 0.1 to 3600 seconds"),
+        (["stats", "--watch", "0"], b"--watch must be from 0.1 to 3600 seconds"),
+        (["stats", "--watch", "inf"], b"--watch must be from 0.1 to 3600 seconds, not inf"),
+        (["stats", "--watch", "1e-9"], b"--watch must be from 0.1 to 3600 seconds"),
+        (["resize", "T", "2000x20"], b"'2000x20': sizes go from 1x1 to 1000x1000"),
         (["ls", "extra"], b"unrecognized arguments: extra"),
     ],
 )
@@ -668,3 +671,9 @@ def test_attach_A_starts_a_new_session_in_place_of_an_exited_one(daemon) -> None
     assert again.returncode == 7 and b"again-x" in again.stdout, again
     assert daemon.cli("wait", str(first)).returncode == 3  # the exited one, by id
     assert daemon.cli("info", "job").stdout.split(b"\n")[0].split()[-1] != str(first).encode()
+
+
+def test_an_argument_that_is_not_utf8_is_one_line_of_error(daemon) -> None:
+    out = daemon.cli("new", "-d", "--", "sh", "-c", "echo \udc9b")
+    assert out.returncode == 1 and out.stderr.count(b"\n") == 1, out.stderr
+    assert b"is not UTF-8 text" in out.stderr and b"Traceback" not in out.stderr

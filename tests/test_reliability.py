@@ -866,6 +866,11 @@ def test_sigusr1_recreates_a_deleted_socket(daemon) -> None:
     pid = daemon.process.pid
     assert told.returncode == 1
     assert f"(pid {pid}) has lost its socket file: `kill -USR1 {pid}`".encode() in told.stderr
+    for argv in (["--no-autostart", "ls"], ["shutdown"], ["serve"]):
+        told = subprocess.run(
+            [*command[:-1], *argv], capture_output=True, timeout=60, env=env, check=False
+        )
+        assert told.returncode == 1 and f"`kill -USR1 {pid}`".encode() in told.stderr, argv
     daemon.process.send_signal(signal.SIGUSR1)
     wait_until(lambda: daemon.socket.exists(), 10, "the socket to come back")
     with Client(daemon.socket, timeout=10) as again:
