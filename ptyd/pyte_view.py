@@ -107,12 +107,10 @@ class ScreenView:
     (keep the screen, feed the stream, read the screen) works on either backend.
     """
 
-    default_char = CellView(" ")
-
     def __init__(self, emulator: _Source) -> None:
         self._emulator = emulator
         self._generation = -1
-        self._buffer: list[list[CellView]] = []
+        self._buffer: tuple[tuple[CellView, ...], ...] = ()
         self._dirty: set[int] = set()
 
     def _state(self) -> ScreenState:
@@ -121,9 +119,9 @@ class ScreenView:
             self._generation = self._emulator.generation
             self._last = self._emulator.state(0)
             reverse_video = self._last.modes["reverse_video"]
-            buffer = [
-                [_cell_view(*cell, reverse_video) for cell in row] for row in self._last.lines
-            ]
+            buffer = tuple(
+                tuple(_cell_view(*cell, reverse_video) for cell in row) for row in self._last.lines
+            )
             if len(buffer) != len(self._buffer):
                 self._dirty.update(range(len(buffer)))
             else:
@@ -140,10 +138,16 @@ class ScreenView:
         return self._state().rows
 
     @property
-    def buffer(self) -> list[list[CellView]]:
-        """Rows of cells; a wide character's right half is a cell with empty ``data``."""
+    def buffer(self) -> tuple[tuple[CellView, ...], ...]:
+        """Rows of cells, read-only; a wide character's right half is a cell with empty
+        ``data``."""
         self._state()
         return self._buffer
+
+    @property
+    def default_char(self) -> CellView:
+        """A blank cell, reverse under DECSCNM as pyte has it."""
+        return CellView(" ", reverse=self._state().modes["reverse_video"])
 
     @property
     def display(self) -> list[str]:

@@ -362,6 +362,9 @@ def test_pyte_view_is_live_and_reads_as_pyte_does(emu_class: type) -> None:
     emu.feed(b"\x1b[?5h")
     stream.feed(b"\x1b[?5h")
     assert screen.buffer[0][0].reverse and reference.buffer[0][0].reverse
+    assert screen.default_char == reference.default_char  # reverse too
+    with pytest.raises(TypeError):
+        screen.buffer[0][0] = screen.default_char  # type: ignore[index]
     emu.resize(10, 2)
     assert (screen.columns, screen.lines) == (10, 2)
 
