@@ -18,14 +18,9 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any
 
-# A boolean as every PTYD_* setting reads them: PTYD_PURE=0, false, no or off keep the default.
-IS_PURE_FORCED = os.environ.get("PTYD_PURE", "").strip().lower() not in (
-    "",
-    "0",
-    "false",
-    "no",
-    "off",
-)
+from .config import is_pure_forced
+
+IS_PURE_FORCED = is_pure_forced(os.environ)
 
 
 def _load_compiled() -> tuple[ModuleType, ModuleType] | None:

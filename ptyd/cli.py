@@ -416,8 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (problem := _usage_problem(args)) is not None:
         command_parser.error(problem)  # before connecting: a daemon is not started for it
     if args.version:
-        from ._backend import BACKEND
-
+        try:
+            from ._backend import BACKEND
+        except PtydError as exc:  # PTYD_PURE that is not a boolean
+            print(f"ptyd: {exc}", file=sys.stderr)
+            return EXIT_ERROR
         print(f"ptyd {__version__} ({BACKEND} backend)")
         return 0
     if args.command is None:

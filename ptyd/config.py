@@ -48,6 +48,15 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
 
 
+def is_pure_forced(environ: Mapping[str, str]) -> bool:
+    """``PTYD_PURE``: each ptyd process picks its own backend, so it is not a daemon setting."""
+    text = environ.get("PTYD_PURE", "")
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise ConfigError(f"invalid PTYD_PURE={text!r}: {exc}") from None
+
+
 def parse_seconds(text: str) -> float:
     value = float(text)
     if not value >= 0 or value == float("inf"):
@@ -272,6 +281,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         except ValueError as exc:
             raise ConfigError(f"invalid {setting.env}={raw!r}: {exc}") from None
         given[name] = setting.env
+    is_pure_forced(environ)  # a typo reported by the command, not by a daemon it starts
     for name, value in overrides.items():
         if value is not None:
             values[name] = value

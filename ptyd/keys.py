@@ -117,10 +117,11 @@ def in_application_cursor_mode(data: bytes) -> bytes:
 
 def parse_detach_key(spec: str) -> int:
     """The byte of a detach key written as ``^X``/``C-x``, or a single character."""
-    if spec.startswith(("^", "C-")):
-        control = ctrl(spec[-1])
-        if control is not None and len(spec) in (2, 3):
-            return control[0]
+    for prefix in ("^", "C-"):
+        if spec.startswith(prefix) and len(spec) == len(prefix) + 1:
+            control = ctrl(spec[-1])
+            if control is not None:
+                return control[0]
     if len(spec) == 1:
         return ord(spec)
     raise ValueError(f"{spec!r} is not a key such as ^\\ or ^A")

@@ -663,6 +663,18 @@ def test_a_bad_setting_is_named_as_the_user_gave_it(short_tmp, argv, env, messag
     assert not (short_tmp / "d.sock").exists()
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["ls"], ["serve"], ["attach", "x"]])
+def test_ptyd_pure_that_is_not_a_boolean_is_one_line_of_error(short_tmp, argv) -> None:
+    """Every process reads PTYD_PURE; a typo must not silently pick the slow backend."""
+    import os
+
+    sock = str(short_tmp / "d.sock")
+    out = run("-S", sock, *argv, env={**os.environ, "PTYD_PURE": "ture"})
+    assert out.returncode == 1 and out.stderr.count(b"\n") == 1, out.stderr
+    assert b"invalid PTYD_PURE='ture': 'ture' is not a boolean" in out.stderr
+    assert not (short_tmp / "d.sock").exists()
+
+
 def test_attach_A_starts_a_new_session_in_place_of_an_exited_one(daemon) -> None:
     first = int(daemon.cli("new", "-d", "-n", "job", "--", "sh", "-c", "exit 3").stdout)
     assert daemon.cli("wait", "job").returncode == 3

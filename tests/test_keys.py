@@ -54,5 +54,11 @@ def test_detach_keys() -> None:
     assert parse_detach_key("^\\") == 0x1C
     assert parse_detach_key("C-a") == 0x01
     assert parse_detach_key("q") == ord("q")
+    assert parse_detach_key("^^") == 0x1E
+    assert parse_detach_key("^") == ord("^")
+
+
+@pytest.mark.parametrize("spec", ["C-Up", "^^^", "^ab", "C-", "C-ab", "^C-a", ""])
+def test_a_detach_key_that_is_not_one_key_is_refused(spec) -> None:
     with pytest.raises(ValueError, match="is not a key"):
-        parse_detach_key("C-Up")
+        parse_detach_key(spec)
