@@ -354,6 +354,11 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             return "a command is only used with -A (create the session if it does not exist)"
         if args.from_offset is not None and not args.no_tty:
             return "--from-offset needs --no-tty: a terminal is repainted from a snapshot"
+    if args.command == "send":
+        if args.stdin and _send_words(args):
+            return "--stdin sends standard input: no TEXT with it"
+        if not args.stdin and not _send_words(args):
+            return "nothing to send: give TEXT (\"\" for none), key names with --keys, or --stdin"
     if args.command == "wait" and args.timeout is not None and not args.timeout >= 0:
         return f"--timeout must be 0 (poll) or more seconds, not {args.timeout:g}"
     if args.command == "stats" and args.watch is not None and not 0.1 <= args.watch <= 3600:
@@ -625,8 +630,12 @@ def cmd_info(client: BlockingConnection, args: argparse.Namespace) -> int:
     return 0
 
 
+def _send_words(args: argparse.Namespace) -> list[str]:
+    return args.text[1:] if args.text[:1] == ["--"] else args.text  # "--" ends the options
+
+
 def cmd_send(client: BlockingConnection, args: argparse.Namespace) -> int:
-    words = args.text[1:] if args.text[:1] == ["--"] else args.text  # "--" ends the options
+    words = _send_words(args)
     if args.stdin:
         data = sys.stdin.buffer.read()
     elif args.keys:

@@ -615,6 +615,10 @@ def test_a_build_without_the_engine_falls_back_to_the_pure_backend(tmp_path) -> 
         (["stats", "--watch", "1e-9"], b"--watch must be from 0.1 to 3600 seconds"),
         (["resize", "T", "2000x20"], b"'2000x20': sizes go from 1x1 to 1000x1000"),
         (["ls", "extra"], b"unrecognized arguments: extra"),
+        (["send", "T"], b"nothing to send: give TEXT"),
+        (["send", "T", "--"], b"nothing to send: give TEXT"),
+        (["send", "T", "--keys"], b"nothing to send: give TEXT"),
+        (["send", "T", "--stdin", "x"], b"--stdin sends standard input: no TEXT with it"),
     ],
 )
 def test_usage_errors_show_the_commands_usage_and_exit_2(short_tmp, argv, message) -> None:
