@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import warnings
 
+from .config import is_pure_forced
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any
-
-from .config import is_pure_forced
 
 IS_PURE_FORCED = is_pure_forced(os.environ)
 

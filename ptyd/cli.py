@@ -358,7 +358,7 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         if args.stdin and _send_words(args):
             return "--stdin sends standard input: no TEXT with it"
         if not args.stdin and not _send_words(args):
-            return "nothing to send: give TEXT (\"\" for none), key names with --keys, or --stdin"
+            return 'nothing to send: give TEXT ("" for none), key names with --keys, or --stdin'
     if args.command == "wait" and args.timeout is not None and not args.timeout >= 0:
         return f"--timeout must be 0 (poll) or more seconds, not {args.timeout:g}"
     if args.command == "stats" and args.watch is not None and not 0.1 <= args.watch <= 3600:

@@ -673,6 +673,10 @@ class AsyncClient:
         ``"C-c"``, ``"Up"``, ``"M-x"``, ``"S-F5"``...; a word that is no key name is typed as
         text. The cursor keys follow the program's application cursor mode (daemons with the
         ``key-modes`` feature). Errors as for ``send``."""
+        for name in names:
+            if not isinstance(name, str):
+                kind = type(name).__name__
+                raise TypeError(f"key names are str arguments (send_keys(s, 'Up')), not {kind}")
         data = b"".join(key_bytes(name) for name in names)
         keys = {"keys": True} if "key-modes" in self.features else {}
         await self._send_input(session, data, timeout, keys)

@@ -567,3 +567,13 @@ def test_send_keys_types_key_names_in_the_programs_cursor_mode(daemon) -> None:
     read_until(client, stream, lambda s: s.exit is not None)
     normal, application = stream.data.split(b"APP")
     assert b"'\\x1b[A\\x03x'" in normal and b"'\\x1bOA\\r'" in application
+
+
+def test_send_keys_refuses_what_is_not_a_key_name_before_sending(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["cat"])
+    with pytest.raises(TypeError, match=r"key names are str arguments .* not list"):
+        client.send_keys(info.id, ["Up", "Enter"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not bytes"):
+        client.send_keys(info.id, "Up", b"x")  # type: ignore[arg-type]
+    assert client.info(info.id).state == "running"
