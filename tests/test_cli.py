@@ -641,6 +641,28 @@ def test_listings_show_control_characters_of_a_command_as_escapes(daemon) -> Non
     assert b"\x1b" not in info and b"'echo a\\nsleep 600 # \\x1b[2J'" in info
 
 
+def test_listings_align_wide_characters_and_escape_bidi_controls(daemon) -> None:
+    """A CJK command is cut by terminal cells, so the columns after it still line up; a
+    right-to-left override would reorder the listing's line, so it is shown as an escape."""
+    import unicodedata
+
+    daemon.cli("new", "-d", "--", "sh", "-c", "echo " + "漢字" * 30 + "; sleep 600")
+    daemon.cli("new", "-d", "--", "sh", "-c", "sleep 601 # a\u202eb")
+    listing = daemon.cli("ls").stdout.decode()
+    assert "\u202e" not in listing and "a\\u202eb" in listing
+
+    def cells_before(line: str, column: str) -> int:
+        head = line[: line.index(column)]
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in head)
+
+    header, *rows = listing.splitlines()
+    assert len(rows) == 2 and "字漢…" in rows[0]
+    assert {cells_before(row, "80x24") for row in rows} == {cells_before(header, "SIZE")}
+    assert cells_before(rows[0], "80x24") - cells_before(header, "COMMAND") in (39 + 2, 40 + 2)
+    info = daemon.cli("info", "2").stdout.decode()
+    assert "\u202e" not in info and "a\\u202eb" in info
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
