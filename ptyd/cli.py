@@ -30,7 +30,7 @@ from .errors import (
     SessionNotFound,
 )
 from .identity import check_identity
-from .keys import key_bytes, parse_detach_key
+from .keys import key_input, parse_detach_key
 from .records import SessionInfo
 from .socketdir import is_listening
 
@@ -664,13 +664,12 @@ def _send_words(args: argparse.Namespace) -> list[str]:
 
 def cmd_send(client: BlockingConnection, args: argparse.Namespace) -> int:
     words = _send_words(args)
-    if args.stdin:
-        data = sys.stdin.buffer.read()
-    elif args.keys:
-        data = b"".join(key_bytes(name) for name in words)
-    else:
-        data = " ".join(words).encode()
-    client.send(_target(args.target), data, keys=args.keys)
+    if args.keys:
+        for data, keys in key_input(words):
+            client.send(_target(args.target), data, keys=keys)
+        return 0
+    data = sys.stdin.buffer.read() if args.stdin else " ".join(words).encode()
+    client.send(_target(args.target), data)
     return 0
 
 

@@ -35,7 +35,7 @@ from .errors import (
     RequestError,
 )
 from .events import DisconnectedEvent, ErrorEvent, Event, ExitEvent, OutputEvent, SnapshotEvent
-from .keys import key_bytes
+from .keys import key_bytes, key_input
 from .records import Attached, ExitStatus, SessionInfo, Snapshot, Target
 from .socketdir import check_daemon_socket
 
@@ -677,9 +677,12 @@ class AsyncClient:
             if not isinstance(name, str):
                 kind = type(name).__name__
                 raise TypeError(f"key names are str arguments (send_keys(s, 'Up')), not {kind}")
-        data = b"".join(key_bytes(name) for name in names)
-        keys = {"keys": True} if "key-modes" in self.features else {}
-        await self._send_input(session, data, timeout, keys)
+        if "key-modes" not in self.features:  # an older daemon sends the keys as they are
+            data = b"".join(key_bytes(name) for name in names)
+            await self._send_input(session, data, timeout, {})
+            return
+        for data, keys in key_input(names):
+            await self._send_input(session, data, timeout, {"keys": keys})
 
     async def send(
         self, session: Target, data: bytes | str, *, timeout: float | None = None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 _NAMED: dict[str, bytes] = {
     "enter": b"\r",
     "tab": b"\t",
@@ -113,6 +117,32 @@ def in_application_cursor_mode(data: bytes) -> bytes:
     for normal, application in _APPLICATION_CURSOR.items():
         data = data.replace(normal, application)
     return data
+
+
+def key_input(names: Iterable[str]) -> list[tuple[bytes, bool]]:
+    """Key names as the data of ``input`` requests and whether each is sent as ``keys``.
+
+    A daemon turns every normal-mode cursor key in a ``keys`` request's data into its
+    application form, so the names go in one request unless joining them would make text read
+    as a cursor key (``Escape`` then ``[A``) or a word holds one (``$'\\e[A'``): such text goes
+    in a request of its own, sent as it is, as tmux's send-keys sends a string."""
+    runs: list[tuple[bytes, bool]] = []
+    for name in names:
+        data = key_bytes(name)
+        wanted = data if data == name.encode() else _APPLICATION_CURSOR.get(data, data)
+        as_keys = in_application_cursor_mode(data) == wanted  # False: text holding a cursor key
+        if runs:
+            last, last_as_keys = runs[-1]
+            if last_as_keys and as_keys:
+                as_one = in_application_cursor_mode(last + data)
+                if as_one == in_application_cursor_mode(last) + wanted:
+                    runs[-1] = (last + data, True)
+                    continue
+            elif not last_as_keys and wanted == data:  # sent as it is in either mode
+                runs[-1] = (last + data, False)
+                continue
+        runs.append((data, as_keys))
+    return runs
 
 
 def parse_detach_key(spec: str) -> int:

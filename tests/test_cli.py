@@ -166,26 +166,28 @@ def test_send_to_a_program_that_never_reads_says_how_much_went(daemon) -> None:
 def test_send_keys_follows_application_cursor_mode(daemon) -> None:
     """Up is ESC [ A until the program asks for application cursor keys (as curses with
     keypad() does), then ESC O A, as xterm sends it and tmux's send-keys does; text and
-    modified keys are left alone."""
+    modified keys are left alone, text after Escape that reads as a cursor key too."""
     program = (
         "import os, sys, tty; tty.setraw(0); os.write(1, b'READY\\r\\n')\n"
-        "print(repr(os.read(0, 64)), end='\\r\\n', flush=True)\n"
-        "os.write(1, b'\\x1b[?1hAPP\\r\\n')\n"
-        "print(repr(os.read(0, 64)), end='\\r\\n', flush=True)\n"
+        "def upto_z():\n"
+        "    got = b''\n"
+        "    while not got.endswith(b'Z'): got += os.read(0, 64)\n"
+        "    print(repr(got), end='\\r\\n', flush=True)\n"
+        "upto_z(); os.write(1, b'\\x1b[?1hAPP\\r\\n'); upto_z()\n"
     )
     session_id = int(daemon.cli("new", "-d", "--", sys.executable, "-c", program).stdout)
     client = daemon.client()
     stream = Stream(session_id, 0)
     client.attach(session_id, snapshot=None, from_offset=0)
     read_until(client, stream, contains(b"READY"))
-    assert daemon.cli("send", str(session_id), "--keys", "Up", "Home").returncode == 0
+    assert daemon.cli("send", str(session_id), "--keys", "Up", "Home", "Z").returncode == 0
     read_until(client, stream, contains(b"APP"))
-    keys = ["--keys", "Up", "End", "C-Left", "[A"]
+    keys = ["--keys", "Up", "End", "C-Left", "[A", "Escape", "[B", "Z"]
     assert daemon.cli("send", str(session_id), *keys).returncode == 0
     read_until(client, stream, until_exit)
     normal, application = stream.data.split(b"APP")
-    assert b"'\\x1b[A\\x1b[H'" in normal
-    assert b"'\\x1bOA\\x1bOF\\x1b[1;5D[A'" in application
+    assert b"'\\x1b[A\\x1b[HZ'" in normal
+    assert b"'\\x1bOA\\x1bOF\\x1b[1;5D[A\\x1b[BZ'" in application
 
 
 def test_resize_signal_kill(daemon) -> None:

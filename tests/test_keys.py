@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ptyd.keys import key_bytes, parse_detach_key
+from ptyd.keys import in_application_cursor_mode, key_bytes, key_input, parse_detach_key
 
 CASES = [
     ("Enter", b"\r"),
@@ -62,3 +62,24 @@ def test_detach_keys() -> None:
 def test_a_detach_key_that_is_not_one_key_is_refused(spec) -> None:
     with pytest.raises(ValueError, match="is not a key"):
         parse_detach_key(spec)
+
+
+@pytest.mark.parametrize(
+    ("names", "normal", "application"),
+    [
+        (["Up", "C-c", "x", "Enter"], b"\x1b[A\x03x\r", b"\x1bOA\x03x\r"),
+        (["Escape", "[A", "Up"], b"\x1b[A\x1b[A", b"\x1b[A\x1bOA"),  # text after Escape
+        (["M-[", "D", "Left"], b"\x1b[D\x1b[D", b"\x1b[D\x1bOD"),
+        (["\x1b[A", "Down"], b"\x1b[A\x1b[B", b"\x1b[A\x1bOB"),  # a word is text
+        (["x\x1b[Hy", "\x1b[F", "Enter"], b"x\x1b[Hy\x1b[F\r", b"x\x1b[Hy\x1b[F\r"),
+        (["C-Up", "Home", "End"], b"\x1b[1;5A\x1b[H\x1b[F", b"\x1b[1;5A\x1bOH\x1bOF"),
+    ],
+)
+def test_key_input_turns_only_the_named_cursor_keys(names, normal, application) -> None:
+    """What the program reads in each cursor mode, the daemon applying DECCKM to every request
+    sent as keys: only the cursor keys named, never text that reads like one."""
+    runs = key_input(names)
+    assert b"".join(data for data, _ in runs) == normal
+    as_sent = [in_application_cursor_mode(data) if keys else data for data, keys in runs]
+    assert b"".join(as_sent) == application
+    assert len(runs) <= 2
