@@ -61,6 +61,13 @@ def _clean_title(title: str) -> str:
 
 
 @dataclass(eq=False)
+class _HeldKeys:
+    """Keys sent by name, in the input queue until the program's cursor mode is known."""
+
+    data: bytes
+
+
+@dataclass(eq=False)
 class Attachment:
     """One client attached to one session: the control-plane side of a fast.Subscriber."""
 
@@ -123,7 +130,7 @@ class Session:
             cols, rows, config.scrollback, loop, emulators, self._on_emulated
         )
         self._readers = readers
-        self._input: deque[bytes] = deque()
+        self._input: deque[bytes | _HeldKeys] = deque()
         self._input_bytes = 0
         self._blockers: set[Any] = set()  # block-policy subscribers at their limit
         self._is_reading = False  # the PTY is being read (by the loop or, in a flood, a worker)
@@ -458,8 +465,6 @@ class Session:
         the data was made from key names, so its cursor keys follow the program's DECCKM."""
         if not self.is_running or not self._is_pty_open:
             raise RequestError(errors.SESSION_EXITED, f"session {self.label} has exited")
-        if keys and self.shadow.cursor_keys:
-            data = in_application_cursor_mode(data)
         if self._input_bytes + len(data) > self.config.input_limit:
             raise RequestError(
                 errors.INPUT_OVERFLOW,
@@ -467,7 +472,31 @@ class Session:
                 f"the program; {len(data)} more would pass the limit of "
                 f"{self.config.input_limit} (PTYD_INPUT_LIMIT)",
             )
+        if keys and in_application_cursor_mode(data) != data:
+            if self.shadow.backlog:  # clients were sent output the emulator has not seen yet
+                self._hold_keys(data)
+                return
+            if self.shadow.cursor_keys:
+                data = in_application_cursor_mode(data)
         self._write_input(data)
+
+    def _hold_keys(self, data: bytes) -> None:
+        """Queue cursor keys sent by name until the emulator has caught up with the output
+        sent before them, then in the mode it found; input after them waits behind them."""
+        held = _HeldKeys(data)
+        self._input.append(held)
+        self._input_bytes += len(data)
+
+        def mode_known(future: asyncio.Future[bool]) -> None:
+            if future.cancelled() or held not in self._input:  # exited meanwhile
+                return
+            at = self._input.index(held)
+            is_application = future.exception() is None and future.result()
+            self._input[at] = in_application_cursor_mode(data) if is_application else data
+            if at == 0:
+                self.loop.add_writer(self.child.master_fd, self._on_writable)
+
+        self.shadow.cursor_keys_after_queued().add_done_callback(mode_known)
 
     def _write_input(self, data: bytes) -> None:
         if not self._input:
@@ -489,6 +518,8 @@ class Session:
     def _on_writable(self) -> None:
         while self._input:
             chunk = self._input[0]
+            if isinstance(chunk, _HeldKeys):
+                break  # written once the emulator has told their mode
             try:
                 written = os.write(self.child.master_fd, chunk)
             except BlockingIOError:

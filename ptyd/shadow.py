@@ -3,8 +3,9 @@
 The loop thread forwards output to clients the moment it is read; the emulator follows behind
 on a worker thread (the compiled engine releases the GIL while it feeds, so two sessions use two
 cores and the loop keeps forwarding echoes during a flood). Every operation (data, resize,
-snapshot) is queued in stream order, so a snapshot requested when the stream was at offset X is
-taken after exactly the bytes before X: the consistency of attach rests on that.
+snapshot, a read of the input modes) is queued in stream order, so a snapshot requested when
+the stream was at offset X is taken after exactly the bytes before X: the consistency of
+attach rests on that, and keys sent by name wait for their cursor mode the same way.
 
 Threading: one thread at a time touches the emulator: the worker while it runs, else the loop,
 which feeds small output (a keystroke's echo) itself when the queue is empty and no worker runs
@@ -36,6 +37,10 @@ BACKLOG_LIMIT = 8 * 1024 * 1024 if BACKEND == "compiled" else 512 * 1024
 # Output up to this size is fed on the loop thread when the worker is idle: a keystroke's echo
 # costs the emulator a microsecond, less than waking a worker and reporting back to the loop.
 INLINE_BYTES = 1024
+
+
+# Operations that answer through a future, their last element.
+_ANSWERED = ("snapshot", "cursor_keys")
 
 
 def _ignore_progress(replies: bytes, title: str) -> None:
@@ -93,6 +98,13 @@ class EmulatorShadow:
         self._submit(("snapshot", fmt, scrollback, future))
         return future
 
+    def cursor_keys_after_queued(self) -> asyncio.Future[bool]:
+        """A future for DECCKM once everything queued so far is emulated: keys sent by name
+        follow the mode of the output clients were sent before them."""
+        future: asyncio.Future[bool] = self._loop.create_future()
+        self._submit(("cursor_keys", future))
+        return future
+
     def close(self) -> None:
         """Stop feeding; pending snapshots fail with CancelledError. Drops the callback into the
         session too: that reference cycle kept every forgotten session's emulator and replay ring
@@ -100,7 +112,7 @@ class EmulatorShadow:
         self._on_progress = _ignore_progress
         with self._lock:
             self._is_closed = True
-            pending = [op[3] for op in self._ops if op[0] == "snapshot"]
+            pending = [op[-1] for op in self._ops if op[0] in _ANSWERED]
             self._ops.clear()
         for future in pending:
             future.cancel()
@@ -108,8 +120,8 @@ class EmulatorShadow:
     def _submit(self, op: tuple[Any, ...]) -> None:
         with self._lock:
             if self._is_closed:
-                if op[0] == "snapshot":
-                    op[3].cancel()
+                if op[0] in _ANSWERED:
+                    op[-1].cancel()
                 return
             self._ops.append(op)
             if self._is_running:
@@ -145,6 +157,8 @@ class EmulatorShadow:
                     emulator.feed(data)
                 elif kind == "resize":
                     emulator.resize(batch[0][1], batch[0][2])
+                elif kind == "cursor_keys":
+                    result = emulator.cursor_keys
                 else:
                     result = _render(emulator, batch[0][1], batch[0][2])
             except Exception as exc:  # the emulator must never take the daemon down
@@ -167,8 +181,8 @@ class EmulatorShadow:
         """Loop thread: account for fed bytes, resolve a snapshot, pass on replies and title."""
         self.backlog -= fed
         self.cursor_keys = cursor_keys
-        if batch[0][0] == "snapshot":
-            future = batch[0][3]
+        if batch[0][0] in _ANSWERED:
+            future = batch[0][-1]
             if not future.done():
                 if isinstance(result, Exception):
                     future.set_exception(result)
