@@ -346,6 +346,16 @@ def _bombs() -> list[tuple[str, bytes, str]]:
             msgpack.packb({"type": "list", "id": 9, "x": [{}] * 60000}),
             errors.BAD_FRAME,
         ),
+        (
+            "4 MiB of nested empty arrays",  # each container small, four million objects in all
+            msgpack.packb({"type": "list", "id": 9, "x": [[[]] * 4095] * 1022}),
+            errors.BAD_FRAME,
+        ),
+        (
+            "4 MiB of arrays of empty maps",
+            msgpack.packb({"type": "list", "id": 9, "x": [[{}] * 4095] * 1022}),
+            errors.BAD_FRAME,
+        ),
         ("unknown type", msgpack.packb({"type": "frobnicate", "id": 9}), errors.UNKNOWN_TYPE),
         (
             "bad field type",
