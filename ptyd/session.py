@@ -52,6 +52,7 @@ WORKER_BATCH_MS = 5
 WORKER_AHEAD = 2
 WORKER_CHAIN = 16
 REPLY_BACKLOG = 64 * 1024  # queued input past which emulator query replies are dropped
+KILL_ROUNDS = 10  # scans of the session for SIGKILL, for programs that fork as they are killed
 EXIT_DRAIN_SECONDS = 0.25  # after the program exits, how long others may keep the PTY open
 _TITLE_MAX = 256
 
@@ -395,8 +396,7 @@ class Session:
             elif target == "group":
                 os.killpg(pid, signum)
             elif target == "session":
-                for member in spawn.session_processes(pid):
-                    _kill_quietly(member, signum)
+                self.signal_members(signum)
             else:
                 try:
                     pgrp = os.tcgetpgrp(self.child.master_fd)
@@ -451,12 +451,22 @@ class Session:
 
     def signal_members(self, signum: int) -> None:
         """Every process of the session; the program itself only while it is not reaped (its
-        pid may be reused after), though what it left keeps the session id (its pid)."""
-        members = spawn.session_processes(self.child.pid)
-        if not members and not self._is_reaped:
-            members = [self.child.pid]
-        for member in members:
-            _kill_quietly(member, signum)
+        pid may be reused after), though what it left keeps the session id (its pid).
+
+        Each process group found is signalled too, which reaches children forked since the
+        scan (a fork stays in its parent's group); SIGKILL scans again until nothing is left,
+        for programs that fork into new groups as fast as they are killed."""
+        for _ in range(KILL_ROUNDS if signum == signal.SIGKILL else 1):
+            members = spawn.session_members(self.child.pid)
+            if not members and not self._is_reaped:
+                members = [(self.child.pid, self.child.pid)]
+            if not members:
+                return
+            for group in {group for _, group in members}:
+                with contextlib.suppress(OSError):
+                    os.killpg(group, signum)
+            for member, _ in members:
+                _kill_quietly(member, signum)
 
     # -- input and size ----------------------------------------------------------------------
 

@@ -252,9 +252,10 @@ def reap(pid: int) -> tuple[int | None, int | None] | None:
     return exit_status(status)
 
 
-def session_processes(session_id: int) -> list[int]:
-    """Pids of every process whose session id is ``session_id`` (read from /proc)."""
-    pids = []
+def session_members(session_id: int) -> list[tuple[int, int]]:
+    """(pid, process group) of every live process whose session id is ``session_id``, read
+    from /proc (zombies are dead: only their parent's wait removes them)."""
+    members = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -263,9 +264,15 @@ def session_processes(session_id: int) -> list[int]:
                 fields = stat.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[3]) == session_id:  # fields after "(comm)": state ppid pgrp session
-            pids.append(int(entry))
-    return pids
+        # Fields after "(comm)": state ppid pgrp session.
+        if int(fields[3]) == session_id and fields[0] != b"Z":
+            members.append((int(entry), int(fields[2])))
+    return members
+
+
+def session_processes(session_id: int) -> list[int]:
+    """Pids of every live process of the session ``session_id``."""
+    return [pid for pid, _ in session_members(session_id)]
 
 
 def is_gone(error: OSError) -> bool:

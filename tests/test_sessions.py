@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ptyd import errors
+from ptyd import errors, spawn
 from ptyd.errors import RequestError, SessionNotFound, SpawnFailed
 
 from .conftest import start_daemon
@@ -483,6 +483,27 @@ def test_shutdown_ends_a_member_that_ignores_hangup_and_term(short_tmp, backend)
         wait_until(lambda: is_gone(member), 10, "the stubborn member killed")
     finally:
         daemon.stop()
+
+
+# Ignores HUP and TERM and forks children that ignore them too, every 2 ms, all in its group.
+FORK_LOOP = "trap '' HUP TERM; while :; do (trap '' HUP TERM; exec sleep 1000) & sleep 0.002; done"
+
+
+def test_kill_ends_a_program_that_keeps_forking(short_tmp, backend) -> None:
+    """The ladder's SIGKILL reaches children forked while it runs (their process group), so
+    nothing of the session is left once it ends."""
+    daemon = start_daemon(short_tmp / "d.sock", backend, "--kill-grace", "0.3")
+    client = daemon.client()
+    info = client.create(["sh", "-c", FORK_LOOP])
+    try:
+        wait_until(lambda: len(spawn.session_processes(info.pid)) > 20, 10, "children forked")
+        client.kill(info.id)
+        assert client.wait(info.id, timeout=10).signal == signal.SIGKILL
+        wait_until(lambda: not spawn.session_processes(info.pid), 5, "the session emptied")
+    finally:
+        for pid in spawn.session_processes(info.pid):
+            os.kill(pid, signal.SIGKILL)
+        assert daemon.stop() == 0
 
 
 def test_the_name_of_an_exited_session_can_be_taken_again(short_tmp, backend) -> None:
