@@ -241,6 +241,15 @@ class Connection(asyncio.Protocol):
             self.config.hello_timeout if grace is None else grace, self.transport.abort
         )
 
+    def make_room(self) -> None:
+        """Closed before hello for a newer connection (PTYD_MAX_UNAUTHENTICATED reached)."""
+        message = (
+            "closed to make room: too many connections waiting for hello "
+            f"(PTYD_MAX_UNAUTHENTICATED={self.config.max_unauthenticated})"
+        )
+        self.write(protocol.error_response(None, errors.TOO_MANY_CONNECTIONS, message))
+        self.close(grace=1.0)
+
     def _on_hello_timeout(self) -> None:
         if not self.is_authenticated:
             self.write(

@@ -62,7 +62,8 @@ class Daemon:
         self.sessions: dict[int, Session] = {}
         self.names: dict[str, int] = {}
         self.connections: set[Connection] = set()
-        self.unauthenticated = 0
+        # Connections not yet past hello, oldest first: a new one past the cap closes the oldest.
+        self._awaiting_hello: dict[Connection, None] = {}
         self.started_at = time.time()
         self.bytes_in = 0
         self._next_session = 1
@@ -324,20 +325,22 @@ class Daemon:
                 f"too many connections: the daemon's limit of {self.config.max_clients} "
                 "clients is reached (PTYD_MAX_CLIENTS)",
             )
-        if self.unauthenticated >= self.config.max_unauthenticated:
-            return errors.TOO_MANY_CONNECTIONS, "too many connections waiting for hello"
+        if len(self._awaiting_hello) >= self.config.max_unauthenticated:
+            # The oldest makes room: a client says hello within a millisecond of connecting, so
+            # idle connections cannot keep the owner out (refusing the newest would let them).
+            oldest = next(iter(self._awaiting_hello))
+            del self._awaiting_hello[oldest]
+            oldest.make_room()
         self.connections.add(connection)
-        self.unauthenticated += 1
+        self._awaiting_hello[connection] = None
         return None
 
     def authenticated(self, connection: Connection) -> None:
-        self.unauthenticated -= 1
+        self._awaiting_hello.pop(connection, None)
 
     def forget(self, connection: Connection) -> None:
-        if connection in self.connections:
-            self.connections.discard(connection)
-            if not connection.is_authenticated:
-                self.unauthenticated -= 1
+        self.connections.discard(connection)
+        self._awaiting_hello.pop(connection, None)
         if not self.connections and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)
 
