@@ -19,7 +19,7 @@ from . import protocol
 from ._version import __version__
 from .errors import INPUT_OVERFLOW, ConnectionFailed, NoDaemon, ProtocolError, RequestError
 from .records import ExitStatus, SessionInfo, Snapshot, Target
-from .socketdir import check_daemon_socket
+from .socketdir import check_daemon_peer, check_daemon_socket
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
@@ -72,6 +72,11 @@ class BlockingConnection:
         except OSError as exc:
             sock.close()
             raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
+        try:
+            check_daemon_peer(sock, self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
     def _hello(self) -> None:

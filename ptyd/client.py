@@ -37,7 +37,7 @@ from .errors import (
 from .events import DisconnectedEvent, ErrorEvent, Event, ExitEvent, OutputEvent, SnapshotEvent
 from .keys import key_bytes, key_input
 from .records import Attached, ExitStatus, SessionInfo, Snapshot, Target
-from .socketdir import check_daemon_socket
+from .socketdir import check_daemon_peer, check_daemon_socket
 
 EVENT_QUEUE_SIZE = 8192  # events held for the application; when full, reading the socket pauses
 EVENT_QUEUE_BYTES = 16 * 1024 * 1024  # the same, in bytes of output and snapshot data
@@ -274,6 +274,12 @@ class AsyncClient:
             ) from None
         except OSError as exc:
             raise ConnectionFailed(f"cannot connect to {self.socket_path}: {exc}") from None
+        assert wire.transport is not None  # set by connection_made, before the await returns
+        try:
+            check_daemon_peer(wire.transport.get_extra_info("socket"), self.socket_path, self.owner)
+        except BaseException:
+            await self._abandon(wire)
+            raise
         self._wire = wire
         self._is_wire_ready = False
         self._is_reading_paused = False

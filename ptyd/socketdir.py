@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import stat
+import sys
 
 from .errors import AlreadyRunning, DaemonImpostor, SocketPathError
 
@@ -20,6 +21,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: every command imports this mo
 if TYPE_CHECKING:
     import socket
     from os import PathLike
+    from typing import Any
 
     StrPath = str | PathLike[str]
 
@@ -74,6 +76,20 @@ def check_daemon_socket(path: StrPath) -> None:
     if parent.st_uid != os.getuid():
         raise DaemonImpostor(
             f"{directory}: owned by uid {parent.st_uid}, not by you; refusing to connect"
+        )
+
+
+def check_daemon_peer(sock: Any, path: StrPath, owner: int | None = None) -> None:
+    """Client side, once connected and before sending anything: the process listening must
+    run as the socket's rightful owner (you, or ``owner``) or root. The path checks alone
+    would trust a socket that root moved into your directory for someone else's process."""
+    expected = os.getuid() if owner is None else owner
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # pid, uid, gid
+    uid = int.from_bytes(creds[4:8], sys.byteorder)
+    if uid not in (expected, 0):
+        raise DaemonImpostor(
+            f"{path}: the process listening runs as uid {uid}, not as uid {expected} or root; "
+            "refusing to talk to it"
         )
 
 

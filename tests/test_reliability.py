@@ -224,6 +224,66 @@ def test_client_refuses_an_impostor_socket(short_tmp: Path) -> None:
         impostor.close()
 
 
+@needs_root
+def test_client_refuses_a_listener_of_another_uid_behind_a_socket_of_its_own(
+    short_tmp: Path,
+) -> None:
+    """A4: the socket and its directory are yours, but the process listening on it is not
+    (root moved another user's socket there): the library and the command line check the
+    peer's uid before sending anything."""
+    os.chmod(short_tmp, 0o711)
+    theirs, mine = short_tmp / "theirs", short_tmp / "mine"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, NOBODY, NOBODY)
+    mine.mkdir(mode=0o700)
+    ready_r, ready_w = os.pipe()
+    got_r, got_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the other user's listener
+        try:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(os.fspath(theirs / "d.sock"))
+            listener.listen(8)
+            os.write(ready_w, b"x")
+            received = 0
+            for _ in range(2):  # the library, then the command line
+                peer, _ = listener.accept()
+                peer.settimeout(5)
+                with contextlib.suppress(OSError):
+                    while chunk := peer.recv(65536):
+                        received += len(chunk)
+                peer.close()
+            os.write(got_w, str(received).encode())
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(got_w)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        path = mine / "d.sock"
+        os.rename(theirs / "d.sock", path)
+        os.chown(path, 0, 0)
+        with pytest.raises(DaemonImpostor, match="listening runs as uid 65534"):
+            Client(path, timeout=10)
+        out = subprocess.run(
+            [sys.executable, "-m", "ptyd", "-S", os.fspath(path), "--no-autostart", "ls"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert out.returncode == 1 and b"listening runs as uid 65534" in out.stderr, out
+        assert os.read(got_r, 64) == b"0"  # not even a hello reached it
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        os.close(got_r)
+
+
 def test_concurrent_starts_leave_exactly_one_daemon(short_tmp: Path) -> None:
     for trial in range(3):
         path = short_tmp / f"race{trial}.sock"
