@@ -126,7 +126,7 @@ def _global_options(parser: argparse.ArgumentParser, *, is_top: bool) -> None:
 def _help_width() -> int:
     """What argparse would ask of ``shutil.get_terminal_size``, less its margin of 2."""
     text = os.environ.get("COLUMNS", "")
-    columns = int(text) if text.isdigit() else 0
+    columns = int(text) if protocol.is_ascii_digits(text) else 0
     if columns <= 0:
         try:
             columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
@@ -507,7 +507,7 @@ def _detach_stdio(log_file: str | None) -> None:
 
 
 def _target(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
+    return int(text) if protocol.is_ascii_digits(text) else text
 
 
 def cmd_new(client: BlockingConnection, args: argparse.Namespace) -> int:

@@ -306,10 +306,11 @@ def event(name: str, **fields: Any) -> dict[str, Any]:
 def is_compatible(version: str) -> bool:
     """Same major version; minor versions only add optional things (features)."""
     major, _, minor = version.partition(".")
-    return _is_number(major) and int(major) == VERSION[0] and (minor == "" or _is_number(minor))
+    is_same_major = is_ascii_digits(major) and int(major) == VERSION[0]
+    return is_same_major and (minor == "" or is_ascii_digits(minor))
 
 
-def _is_number(text: str) -> bool:
+def is_ascii_digits(text: str) -> bool:
     """ASCII digits only: ``str.isdigit`` takes any script's digits, which ``int`` reads."""
     return text.isascii() and text.isdigit()
 

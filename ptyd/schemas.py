@@ -13,7 +13,14 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 from . import errors
-from .protocol import FLOW_POLICIES, MAX_SIZE, SESSION_NAME, SIGNAL_TARGETS, SNAPSHOT_FORMATS
+from .protocol import (
+    FLOW_POLICIES,
+    MAX_SIZE,
+    SESSION_NAME,
+    SIGNAL_TARGETS,
+    SNAPSHOT_FORMATS,
+    is_ascii_digits,
+)
 
 REQUIRED: Final = object()
 Validator = Callable[[Any], Any]
@@ -95,7 +102,7 @@ def _target(value: Any) -> int | str:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str) and value:
-        return int(value) if value.isdigit() else _session_name(value)
+        return int(value) if is_ascii_digits(value) else _session_name(value)
     raise ValueError("must be a session id or name")
 
 
@@ -105,7 +112,7 @@ def _signal(value: Any) -> int:
     number = value
     if isinstance(value, str) and 1 <= len(value) <= 16:
         name = value.upper()
-        if name.isascii() and name.isdigit():
+        if is_ascii_digits(name):
             number = int(name)
         else:
             with contextlib.suppress(KeyError):

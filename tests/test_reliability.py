@@ -429,6 +429,11 @@ def _bombs() -> list[tuple[str, bytes, str]]:
             errors.BAD_REQUEST,
         ),
         ("negative id", msgpack.packb({"type": "list", "id": -1}), errors.BAD_REQUEST),
+        (
+            "session in Arabic-Indic digits",  # int() reads them: "١" was session 1
+            msgpack.packb({"type": "info", "id": 9, "session": "\u0661"}),
+            errors.BAD_REQUEST,
+        ),
         ("non-utf8 str", b"\x82\xa4type\xa4list\xa2id\xa2\xff\xfe", errors.BAD_FRAME),
     ]
 
