@@ -385,7 +385,7 @@ def _config_from(args: argparse.Namespace) -> Config:
         try:
             overrides[name] = setting.parse(text)
         except ValueError as exc:
-            raise ConfigError(f"invalid {config_module.flag_for(name)} {text!r}: {exc}") from None
+            raise ConfigError(f"invalid {config_module.flag_for(name)}={text!r}: {exc}") from None
     return config_module.load(**overrides)
 
 

@@ -58,7 +58,10 @@ def is_pure_forced(environ: Mapping[str, str]) -> bool:
 
 
 def parse_seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not value >= 0 or value == float("inf"):
         raise ValueError(f"{text!r} is not a non-negative number of seconds")
     return value
@@ -78,10 +81,9 @@ def parse_uids(text: str) -> tuple[int, ...]:
 
 
 def parse_count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} must not be negative")
-    return value
+    if not text.strip().isascii() or not text.strip().isdigit():
+        raise ValueError(f"{text!r} is not a whole number (0, 1, 2...)")
+    return int(text)
 
 
 def _choice(*choices: str) -> Callable[[str], str]:

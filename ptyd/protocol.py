@@ -245,6 +245,18 @@ class _ObjectBudget:
         return container
 
 
+def _why(exc: Exception) -> str:
+    """msgpack's reason in words: some of its errors have none, some name its options."""
+    text = str(exc)
+    if "max_ext_len" in text:
+        return "ext values are not accepted"
+    if "max_array_len" in text or "max_map_len" in text:
+        return f"a map or array of {text.split()[0]} entries is too large"
+    if isinstance(exc, msgpack.ExtraData):
+        return "data after the message"
+    return text or "invalid data (a byte that starts no msgpack value, or a value cut short)"
+
+
 def decode_body(
     body: bytes | memoryview, max_container: int | None = None
 ) -> dict[str, Any] | errors.ProtocolError:
@@ -272,7 +284,7 @@ def decode_body(
             f"a request holds at most {MAX_REQUEST_OBJECTS} maps, arrays and entries in all",
         )
     except Exception as exc:  # msgpack raises several unrelated types for bad input
-        return errors.ProtocolError(errors.BAD_FRAME, f"malformed msgpack: {exc}")
+        return errors.ProtocolError(errors.BAD_FRAME, f"malformed msgpack: {_why(exc)}")
     if not isinstance(message, dict):
         return errors.ProtocolError(errors.BAD_FRAME, "a frame must hold a msgpack map")
     return message

@@ -490,7 +490,8 @@ class Daemon:
         subscribers = [row for conn in self.connections for row in conn.subscriber_stats()]
         sessions = []
         for session in self.sessions_in_order():
-            age = max(now - session.created_at, 1e-9)
+            ended = session.exited_at if session.exited_at is not None else now
+            age = max(ended - session.created_at, 1e-9)  # its lifetime ends at its exit
             sessions.append(
                 {
                     "id": session.id,

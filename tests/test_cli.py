@@ -673,6 +673,12 @@ def test_listings_align_wide_characters_and_escape_bidi_controls(daemon) -> None
         (["--max-clients", "0"], {}, "invalid --max-clients=0: must be greater than 0"),
         ([], {"PTYD_MAX_CLIENTS": "0"}, "invalid PTYD_MAX_CLIENTS=0: must be greater than 0"),
         (
+            ["--kill-grace", "abc"],
+            {},
+            "invalid --kill-grace='abc': 'abc' is not a non-negative number of seconds",
+        ),
+        ([], {"PTYD_SCROLLBACK": "1e3"}, "invalid PTYD_SCROLLBACK='1e3': '1e3' is not a whole"),
+        (
             ["--flow-max-queue-size", "1K"],
             {"PTYD_FLOW_THRESHOLD": "2K"},
             "invalid --flow-max-queue-size=1024: must be above PTYD_FLOW_THRESHOLD (2048)",

@@ -569,7 +569,20 @@ def test_send_keys_types_key_names_in_the_programs_cursor_mode(daemon) -> None:
     assert b"'\\x1b[A\\x03x'" in normal and b"'\\x1bOA\\r'" in application
 
 
-def test_send_keys_refuses_what_is_not_a_key_name_before_sending(daemon) -> None:
+def test_an_exited_sessions_read_rate_is_over_its_lifetime(daemon) -> None:
+    """stats' read_rate is bytes/s over the session's life, which ends at its exit: it does
+    not keep falling while the exited session is kept."""
+    client = daemon.client()
+    info = client.create(["sh", "-c", "head -c 100000 /dev/zero"])
+    client.wait(info.id, timeout=10)
+
+    def rate() -> float:
+        return next(s["read_rate"] for s in client.stats()["sessions"] if s["id"] == info.id)
+
+    first = rate()
+    time.sleep(0.3)
+    assert first > 0 and rate() == first
+
     client = daemon.client()
     info = client.create(["cat"])
     with pytest.raises(TypeError, match=r"key names are str arguments .* not list"):

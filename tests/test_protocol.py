@@ -79,6 +79,22 @@ def test_malformed_bodies_become_errors_and_keep_the_stream(body: bytes) -> None
     assert out[1] == good
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\xc1", "invalid data (a byte that starts no msgpack value"),
+        (b"\xd4\x01\x00", "ext values are not accepted"),
+        (msgpack.packb({"type": "list"}) + b"\x01", "data after the message"),
+        (b"\xdd\xff\xff\xff\xff", "a map or array of 4294967295 entries is too large"),
+        (msgpack.packb({"x": [[[]] * 4000] * 4}), "at most 12288 maps, arrays and entries in all"),
+    ],
+)
+def test_a_malformed_body_says_what_is_wrong_in_words(body: bytes, reason: str) -> None:
+    refused = protocol.decode_body(body, protocol.MAX_REQUEST_CONTAINER)
+    assert isinstance(refused, errors.ProtocolError) and refused.code == errors.BAD_FRAME
+    assert reason in str(refused)
+
+
 def test_request_containers_are_capped_at_4096_entries() -> None:
     """A 4 MiB frame of 450,000 tiny keys is refused as bad_frame on the daemon's side (it took
     70 MiB and most of a second to decode and validate); 4,096 entries, env's own limit, pass;

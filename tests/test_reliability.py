@@ -430,7 +430,7 @@ def _bombs() -> list[tuple[str, bytes, str]]:
         ),
         ("negative id", msgpack.packb({"type": "list", "id": -1}), errors.BAD_REQUEST),
         (
-            "session in Arabic-Indic digits",  # int() reads them: "١" was session 1
+            "session in Arabic-Indic digits",  # int() reads them: U+0661 was session 1
             msgpack.packb({"type": "info", "id": 9, "session": "\u0661"}),
             errors.BAD_REQUEST,
         ),
