@@ -492,7 +492,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         report(f"already running: {exc}".encode())
         print(f"ptyd: {launcher.lost_socket(config.socket) or exc}", file=sys.stderr)
         return EXIT_ERROR
-    except PtydError as exc:
+    except (PtydError, OSError) as exc:  # the command that started it says why
         report(str(exc).encode())
         raise
     return status
