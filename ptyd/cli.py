@@ -460,9 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    import logging  # here, like the daemon itself: other commands start faster without them
-
-    from . import server
+    from . import daemon_log, server  # here: other commands start faster without them
 
     ready_fd = int(os.environ.pop("PTYD_READY_FD", "-1"))
     if args.background and os.fork() > 0:
@@ -479,11 +477,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         _detach_stdio(config.log_file)
     elif config.log_file:  # created private before logging opens it: it records sessions' argv
         os.close(os.open(config.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        filename=config.log_file,
-        format="%(asctime)s ptyd[%(process)d] %(levelname)s %(name)s: %(message)s",
-    )
+    daemon_log.configure(config.log_level, config.log_file)
     try:
         status = server.run(
             config, on_ready=lambda: report(launcher.READY), use_uvloop=not args.asyncio

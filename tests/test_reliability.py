@@ -153,6 +153,30 @@ def test_the_log_file_is_created_private_whatever_the_umask(short_tmp: Path) -> 
         assert running.stop() == 0
 
 
+def test_a_log_that_cannot_be_written_costs_its_lines_not_the_daemon(short_tmp: Path) -> None:
+    """A full disk (/dev/full: every write fails with ENOSPC): the daemon serves on, and says
+    once on stderr that log lines are lost instead of a traceback for each line."""
+    running = start_daemon(
+        short_tmp / "d.sock",
+        "compiled",
+        "--log-file",
+        "/dev/full",
+        "--log-level",
+        "debug",
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with Client(running.socket, timeout=10) as client:
+            info = client.create(["sh", "-c", "exit 3"])
+            assert client.wait(info.id, timeout=10).status == 3
+    finally:
+        assert running.stop() == 0
+    assert running.process.stderr is not None
+    with running.process.stderr:
+        stderr = running.process.stderr.read().decode()
+    assert stderr == "ptyd: log lines are lost: [Errno 28] No space left on device\n", stderr
+
+
 @needs_root
 def test_foreign_uid_refused_before_a_byte_is_read(daemon) -> None:
     """With only the peer check standing in the way (dir 0711, socket 0666), uid 65534 gets one
