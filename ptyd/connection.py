@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 32
+# Input read and dropped after a refusal before the connection is reset: enough for what a
+# client sends before reading the answer, little for a peer flooding a closing connection.
+REFUSED_INPUT_DROPPED = 64 * 1024
 _DAEMON_REASONS = frozenset({"in-flight", "spawn"})  # reading paused by the daemon's own work
 _PEERCRED = struct.Struct("iII")  # struct ucred: pid_t, uid_t, gid_t (uids are unsigned)
 
@@ -53,6 +56,7 @@ class Connection(asyncio.Protocol):
         self._held = 0  # bytes of a partial frame counted in daemon.partial_frame_bytes
         self._abort_timer: asyncio.TimerHandle | None = None
         self._is_closing = False
+        self._dropped = 0  # bytes read and dropped after a refusal
         self._reading_paused_by: set[str] = set()
         self._waiting: deque[dict[str, Any] | ProtocolError] = deque()  # decoded, not handled
 
@@ -74,8 +78,7 @@ class Connection(asyncio.Protocol):
                 self.peer_uid,
                 message,
             )
-            self.write(protocol.error_response(None, code, message))
-            self.close()
+            self._refuse(code, message)
             return
         self._hello_timer = self.daemon.loop.call_later(
             self.config.hello_timeout, self._on_hello_timeout
@@ -83,7 +86,10 @@ class Connection(asyncio.Protocol):
         log.info("client %d connected (pid %d, uid %d)", self.id, self.peer_pid, self.peer_uid)
 
     def data_received(self, data: bytes) -> None:
-        if self._is_closing:
+        if self._is_closing:  # refused: dropped, up to a bound (see _refuse)
+            self._dropped += len(data)
+            if self._dropped > REFUSED_INPUT_DROPPED and self.transport is not None:
+                self.transport.abort()
             return
         try:
             self._receive(data)
@@ -158,9 +164,18 @@ class Connection(asyncio.Protocol):
         )
 
     def _refuse(self, code: str, message: str) -> None:
-        """One connection-level error frame, then close."""
+        """One connection-level error frame, then EOF; what the peer sent meanwhile is read and
+        dropped until it closes (for at most a second): closing a socket with unread input
+        would reset the connection, and the peer could lose the frame that says why."""
+        if self._is_closing or self.transport is None:
+            return
         self.write(protocol.error_response(None, code, message))
-        self.close(grace=1.0)
+        self._is_closing = True
+        self._release_partial()
+        self._waiting.clear()
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self._abort_timer = self.daemon.loop.call_later(1.0, self.transport.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._is_closing = True
@@ -198,7 +213,7 @@ class Connection(asyncio.Protocol):
         self.write_frame(protocol.encode(message))
 
     def write_frame(self, frame: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self._is_closing or self.transport.is_closing():
             return
         self.transport.write(frame)
         if self.transport.get_write_buffer_size() >= self.config.flow_max_queue_size:
