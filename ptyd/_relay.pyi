@@ -8,6 +8,7 @@ HELD: int
 UNSENT: int
 CLOSED: int
 LOAD_PATH: str
+REPLY_WAIT_MS: int
 
 def runnable_tasks(text: bytes) -> int: ...
 
@@ -22,6 +23,8 @@ class RelayCore:
     next_id: int
     input_request: int
     spin_ns: int
+    filters_replies: bool
+    reply_wait_ns: int
     def __init__(
         self,
         fd_in: int,
@@ -32,7 +35,11 @@ class RelayCore:
         detach_key: int,
         spin_us: int = 0,
         load_path: str = ...,
+        filters_replies: bool = True,
+        reply_wait_ms: int = ...,
     ) -> None: ...
     def run(
         self, read_keys: bool, send_keys: bool, skip_before: int
     ) -> tuple[int, bytes, bytes]: ...
+    def expect_replies(self, output: bytes) -> None: ...
+    def drop_replies(self, keys: bytes) -> bytes: ...

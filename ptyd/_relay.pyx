@@ -4,12 +4,13 @@
 # Ownership: each RelayCore owns its socket read buffer, its terminal read buffer and the buffer
 # its input frames are built in, all allocated once, and the load file's descriptor when it
 # spins. The poll, the reads, the frame checks and the writes run without the GIL; Python
-# objects are made only for what run() hands back.
+# objects are made only for what run() hands back. Replies the daemon answers are awaited in
+# fixed rings of deadlines, one per kind, in the object itself.
 
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import os
@@ -34,6 +35,7 @@ HELD = WHY_HELD
 UNSENT = WHY_UNSENT
 CLOSED = WHY_CLOSED
 LOAD_PATH = "/proc/loadavg"
+REPLY_WAIT_MS = 2000
 
 cdef enum:
     READ_SIZE = 65536
@@ -43,6 +45,30 @@ cdef enum:
     DATA_FIELD = 10  # fixstr "data" (5 bytes) + 0xc6 + 4-byte length
     EXPECTED_MAX = 64  # room for an ok answer's frame
     LOAD_READ_SIZE = 128  # /proc/loadavg is one short line
+    MAX_AWAITED = 32  # replies awaited of each kind; a further query forgets the oldest
+    MAX_PARAMS = 32  # parameter bytes of a query or reply the relay recognises
+    BIG_PARAM = 100000  # a parameter's value stops growing here (only 0, 5 and 6 matter)
+    ESC = 0x1B
+
+cdef enum Kind:  # of a query the daemon answers and of its reply (as _relay_py's constants)
+    DA1 = 0
+    DA2 = 1
+    DSR = 2
+    CPR = 3
+    DECXCPR = 4
+    KINDS = 5
+    NOT_ONE = -1
+
+
+# A CSI sequence of the simple form queries and replies take: ESC [, a marker ('?' or '>'),
+# up to MAX_PARAMS digits and ';', a final byte.
+cdef struct Csi:
+    Py_ssize_t size  # 0: not one (or cut off by the end of the read)
+    unsigned char marker  # 0: none
+    unsigned char final
+    int first  # the first parameter's value, 0 when empty
+    int params  # how many (1 + the semicolons)
+    bint has_empty  # a parameter with no digits
 
 
 cdef inline void put_be(unsigned char* dst, unsigned long long value, int width) noexcept nogil:
@@ -105,6 +131,73 @@ cdef int parse_runnable(const unsigned char* text, Py_ssize_t size) noexcept nog
     return count
 
 
+# The simple CSI sequence at text[0], an ESC (the same grammar as _relay_py's _CSI).
+cdef Csi scan_csi(const unsigned char* text, Py_ssize_t size) noexcept nogil:
+    cdef Csi csi
+    cdef Py_ssize_t at = 2, end
+    cdef bint in_first = True, is_empty = True
+    cdef unsigned char c
+    csi.size = 0
+    csi.marker = 0
+    csi.final = 0
+    csi.first = 0
+    csi.params = 1
+    csi.has_empty = False
+    if size < 3 or text[1] != c'[':
+        return csi
+    if text[2] == c'?' or text[2] == c'>':
+        csi.marker = text[2]
+        at = 3
+    end = at + MAX_PARAMS
+    while at < size and at <= end:
+        c = text[at]
+        if c'0' <= c <= c'9' and at < end:
+            is_empty = False
+            if in_first and csi.first < BIG_PARAM:
+                csi.first = csi.first * 10 + (c - c'0')
+        elif c == c';' and at < end:
+            csi.has_empty = csi.has_empty or is_empty
+            is_empty = True
+            in_first = False
+            csi.params += 1
+        elif 0x40 <= c <= 0x7E:
+            csi.has_empty = csi.has_empty or is_empty
+            csi.final = c
+            csi.size = at + 1
+            return csi
+        else:
+            return csi
+        at += 1
+    return csi
+
+
+# The kind of query the daemon's emulator answers that csi is (its first parameter decides,
+# as there), or NOT_ONE.
+cdef int query_kind(const Csi* csi) noexcept nogil:
+    if csi.final == c'c' and csi.first == 0 and csi.marker != c'?':
+        return DA1 if csi.marker == 0 else DA2
+    if csi.final == c'n' and csi.marker == 0 and (csi.first == 5 or csi.first == 6):
+        return DSR if csi.first == 5 else CPR
+    if csi.final == c'n' and csi.marker == c'?' and csi.first == 6:
+        return DECXCPR
+    return NOT_ONE
+
+
+# The kind of reply csi is shaped as (every parameter given), or NOT_ONE (see _relay_py).
+cdef int reply_kind(const Csi* csi) noexcept nogil:
+    if csi.has_empty:
+        return NOT_ONE
+    if csi.final == c'c' and csi.marker != 0:
+        return DA1 if csi.marker == c'?' else DA2
+    if csi.final == c'n' and csi.marker == 0 and csi.params == 1:
+        return DSR
+    if csi.final == c'R' and csi.marker == 0 and csi.params == 2:
+        return CPR
+    if csi.final == c'R' and csi.marker == c'?' and (csi.params == 2 or csi.params == 3):
+        return DECXCPR
+    return NOT_ONE
+
+
 def runnable_tasks(const unsigned char[::1] text):
     """The runnable tasks a /proc/loadavg line counts; -1 if it counts none."""
     return parse_runnable(&text[0] if text.shape[0] else NULL, text.shape[0])
@@ -144,10 +237,19 @@ cdef class RelayCore:
     cdef bint has_load_fd  # False: never spin (fields start zeroed, so a failed init owns none)
     cdef int cpus
     cdef long long spin_until  # CLOCK_MONOTONIC ns; 0: not spinning
+    cdef readonly bint filters_replies
+    cdef readonly long long reply_wait_ns
+    # The deadlines (CLOCK_MONOTONIC ns) of the replies awaited: a ring of MAX_AWAITED per
+    # kind, its oldest at awaited_head[kind], awaited_count[kind] long.
+    cdef long long awaited[KINDS * MAX_AWAITED]
+    cdef int awaited_head[KINDS]
+    cdef int awaited_count[KINDS]
+    cdef int awaited_total
 
     def __cinit__(
         self, int fd_in, int fd_out, int sock_fd, int wake_fd, unsigned long long session_id,
         int detach_key, long long spin_us=0, str load_path=LOAD_PATH,
+        bint filters_replies=True, long long reply_wait_ms=REPLY_WAIT_MS,
     ):
         self.fd_in = fd_in
         self.fd_out = fd_out
@@ -187,6 +289,8 @@ cdef class RelayCore:
         self.frame_buf[at] = 0xCE
         memcpy(self.frame_buf + at + 5, PyBytes_AS_STRING(middle), len(middle))
         self.frame_buf[self.frame_fixed - 5] = 0xC6
+        self.filters_replies = filters_replies
+        self.reply_wait_ns = reply_wait_ms * 1000000 if reply_wait_ms > 0 else 0
         self.spin_ns = spin_us * 1000 if spin_us > 0 else 0
         self.cpus = len(os.sched_getaffinity(0)) or 1  # the CPUs this process may run on
         self.spin_until = 0
@@ -329,6 +433,7 @@ cdef class RelayCore:
             at = end
             at_out[0] = at
             self.spin_until = 0  # the output the keys were waiting for is here
+            self.expect_c(body + data_at, data_size)
             written = c_write(self.fd_out, body + data_at, data_size)
             if written < data_size:
                 if written < 0:
@@ -351,6 +456,10 @@ cdef class RelayCore:
             return GOING_ON
         if got <= 0:
             return WHY_KEYS  # end of input, or EIO: the terminal hung up
+        if self.awaited_total:
+            got = self.drop_c(self.key_buf, got)
+            if got == 0:
+                return GOING_ON  # only replies: nothing to send
         got_out[0] = got
         if (
             not send_keys
@@ -374,3 +483,96 @@ cdef class RelayCore:
             return WHY_UNSENT
         self.start_spin()
         return GOING_ON
+
+    # -- replies the terminal sends to queries the daemon answers (see _relay_py) -------------
+
+    def expect_replies(self, const unsigned char[::1] output not None):
+        """Await the terminal's reply to each query the daemon answers in ``output``."""
+        if output.shape[0]:
+            self.expect_c(&output[0], output.shape[0])
+
+    def drop_replies(self, bytes keys not None):
+        """``keys`` without the awaited replies in them (each one awaited no more)."""
+        cdef bytearray kept
+        cdef unsigned char[::1] view
+        cdef Py_ssize_t size
+        size = len(keys)
+        if not self.awaited_total or memchr(PyBytes_AS_STRING(keys), ESC, size) == NULL:
+            return keys
+        kept = bytearray(keys)
+        view = kept
+        size = self.drop_c(&view[0], size)
+        if size == len(keys):
+            return keys
+        return bytes(kept[:size])
+
+    # Each query the daemon answers in output (being written to the terminal) awaits a reply.
+    cdef void expect_c(self, const unsigned char* output, Py_ssize_t size) noexcept nogil:
+        cdef const unsigned char* at = output
+        cdef const unsigned char* end = output + size
+        cdef Csi csi
+        cdef int kind
+        cdef long long now = 0
+        if not self.filters_replies:
+            return
+        while True:
+            at = <const unsigned char*>memchr(at, ESC, end - at)
+            if at == NULL:
+                return
+            csi = scan_csi(at, end - at)
+            if csi.size == 0:
+                at += 1
+                continue
+            at += csi.size
+            kind = query_kind(&csi)
+            if kind != NOT_ONE:
+                if now == 0:
+                    now = monotonic_ns()
+                self.await_reply(kind, now + self.reply_wait_ns)
+
+    cdef void await_reply(self, int kind, long long deadline) noexcept nogil:
+        cdef int* count = &self.awaited_count[kind]
+        cdef int* head = &self.awaited_head[kind]
+        if count[0] == MAX_AWAITED:  # the oldest is forgotten
+            head[0] = (head[0] + 1) % MAX_AWAITED
+            count[0] -= 1
+            self.awaited_total -= 1
+        self.awaited[kind * MAX_AWAITED + (head[0] + count[0]) % MAX_AWAITED] = deadline
+        count[0] += 1
+        self.awaited_total += 1
+
+    # Whether a reply of this kind is awaited (then no more); expired ones are forgotten.
+    cdef bint take_awaited(self, int kind, long long now) noexcept nogil:
+        cdef int* count = &self.awaited_count[kind]
+        cdef int* head = &self.awaited_head[kind]
+        cdef bint is_awaited = False
+        while count[0] and not is_awaited:
+            is_awaited = self.awaited[kind * MAX_AWAITED + head[0]] > now
+            head[0] = (head[0] + 1) % MAX_AWAITED
+            count[0] -= 1
+            self.awaited_total -= 1
+        return is_awaited
+
+    # Removes the awaited replies from keys, in place; the size left.
+    cdef Py_ssize_t drop_c(self, unsigned char* keys, Py_ssize_t size) noexcept nogil:
+        cdef Py_ssize_t scan = 0, start = 0, kept = 0, esc
+        cdef const unsigned char* found
+        cdef Csi csi
+        cdef int kind
+        cdef long long now
+        now = monotonic_ns()
+        while scan < size:
+            found = <const unsigned char*>memchr(keys + scan, ESC, size - scan)
+            if found == NULL:
+                break
+            esc = found - keys
+            csi = scan_csi(keys + esc, size - esc)
+            kind = reply_kind(&csi) if csi.size else NOT_ONE
+            if kind == NOT_ONE or not self.take_awaited(kind, now):
+                scan = esc + (csi.size if csi.size else 1)
+                continue
+            memmove(keys + kept, keys + start, esc - start)  # the keys before this reply stay
+            kept += esc - start
+            start = scan = esc + csi.size
+        memmove(keys + kept, keys + start, size - start)
+        return kept + size - start

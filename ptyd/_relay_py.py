@@ -13,12 +13,21 @@ runnable (``/proc/loadavg``) than the CPUs it may run on (``sched_getaffinity``)
 machine a sleeping CPU costs tens of microseconds to wake, a large part of a keystroke's echo;
 on a busy machine spinning would take a core from the work the echo waits for, so it does
 not.
+
+Replies to queries the daemon answers: the daemon's emulator answers DA1, DA2, DSR 5, CPR and
+DECXCPR itself, and the terminal, shown the same output, answers them again. For each such
+query in the output written to the terminal one reply of the matching form is awaited (at most
+``MAX_AWAITED`` of each kind, each for ``reply_wait_ms``), and an awaited reply read from the
+terminal is dropped, not sent: the program gets the daemon's answer only. Only sequences whole
+within one read are recognised. ``filters_replies=False`` (a byte relay) sends every byte.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import re
 import select
 import time
 
@@ -37,6 +46,15 @@ SOCKET_READ_SIZE = 256 * 1024
 HEADER_SIZE = 4
 LOAD_PATH = "/proc/loadavg"
 LOAD_READ_SIZE = 128
+REPLY_WAIT_MS = 2000  # how long a forwarded query's reply is awaited
+MAX_AWAITED = 32  # replies awaited of each kind; a further query forgets the oldest
+MAX_PARAMS = 32  # parameter bytes of a query or reply the relay recognises
+
+# Kinds of query the daemon answers, and of the terminal's reply to each.
+DA1, DA2, DSR, CPR, DECXCPR = range(5)
+NOT_ONE = -1
+# A CSI sequence of the simple form both take: ESC [, a marker, digits and ';', a final byte.
+_CSI = re.compile(rb"\x1b\[([?>]?)([0-9;]{0,%d})([\x40-\x7e])" % MAX_PARAMS)
 
 
 class RelayCore:
@@ -54,6 +72,8 @@ class RelayCore:
         detach_key: int,
         spin_us: int = 0,
         load_path: str = LOAD_PATH,
+        filters_replies: bool = True,
+        reply_wait_ms: int = REPLY_WAIT_MS,
     ) -> None:
         self.fd_in = fd_in
         self.fd_out = fd_out
@@ -65,6 +85,12 @@ class RelayCore:
         self.next_id = 1
         self.input_request = 0
         self._expected_ok = b""  # the answer to input_request, byte for byte
+        self.filters_replies = filters_replies
+        self.reply_wait_ns = max(reply_wait_ms, 0) * 1_000_000
+        # The deadlines (time.monotonic_ns()) of the replies awaited, by kind, oldest first.
+        self._awaited: list[collections.deque[int]] = [
+            collections.deque(maxlen=MAX_AWAITED) for _ in range(DECXCPR + 1)
+        ]
         self.spin_ns = max(spin_us, 0) * 1000
         self._cpus = len(os.sched_getaffinity(0)) or 1  # the CPUs this process may run on
         self._spin_until = 0  # time.monotonic_ns(); 0: not spinning
@@ -133,6 +159,7 @@ class RelayCore:
             at = end
             self._spin_until = 0  # the output the keys were waiting for is here
             shown = output[1]
+            self.expect_replies(shown)
             unwritten = _write_some(self.fd_out, shown)
             if unwritten:
                 return HELD, unwritten, data[at:]
@@ -145,6 +172,10 @@ class RelayCore:
             return None
         except OSError:
             keys = b""  # EIO: the terminal hung up
+        if keys:
+            keys = self.drop_replies(keys)
+            if not keys:
+                return None  # only replies: nothing to send
         has_detach_key = self.detach_key >= 0 and self.detach_key in keys
         if not keys or not send_keys or self.input_request or has_detach_key:
             return KEYS, keys, b""
@@ -157,6 +188,45 @@ class RelayCore:
             return UNSENT, unsent, b""
         self._start_spin()
         return None
+
+    def expect_replies(self, output: bytes) -> None:
+        """Await the terminal's reply to each query the daemon answers in ``output``, which is
+        being written to the terminal."""
+        if not self.filters_replies or b"\x1b[" not in output:
+            return
+        now = 0
+        for match in _CSI.finditer(output):
+            kind = query_kind(*match.groups())
+            if kind != NOT_ONE:
+                now = now or time.monotonic_ns()
+                self._awaited[kind].append(now + self.reply_wait_ns)
+
+    def drop_replies(self, keys: bytes) -> bytes:
+        """``keys`` without the awaited replies in them (each one awaited no more)."""
+        if not any(self._awaited) or b"\x1b" not in keys:
+            return keys
+        now = time.monotonic_ns()
+        kept = []
+        at = 0
+        for match in _CSI.finditer(keys):
+            kind = reply_kind(*match.groups())
+            if kind != NOT_ONE and self._take_awaited(kind, now):
+                kept.append(keys[at : match.start()])
+                at = match.end()
+        if not at:
+            return keys
+        kept.append(keys[at:])
+        return b"".join(kept)
+
+    def _take_awaited(self, kind: int, now: int) -> bool:
+        """Whether a reply of ``kind`` is awaited (then no more); expired ones are forgotten."""
+        deadlines = self._awaited[kind]
+        while deadlines and deadlines[0] <= now:
+            deadlines.popleft()
+        if not deadlines:
+            return False
+        deadlines.popleft()
+        return True
 
     def _start_spin(self) -> None:
         if self._load_fd is None:
@@ -182,6 +252,37 @@ def runnable_tasks(text: bytes) -> int:
     if not slash or not digits or digits > 9:
         return -1
     return int(head[-digits:])
+
+
+def query_kind(marker: bytes, params: bytes, final: bytes) -> int:
+    """The kind of query the daemon's emulator answers that a simple CSI sequence is (its
+    first parameter decides, as there), or NOT_ONE."""
+    first = int(params.partition(b";")[0] or b"0")
+    if final == b"c" and first == 0 and marker in (b"", b">"):
+        return DA1 if not marker else DA2
+    if final == b"n" and marker == b"" and first in (5, 6):
+        return DSR if first == 5 else CPR
+    if final == b"n" and marker == b"?" and first == 6:
+        return DECXCPR
+    return NOT_ONE
+
+
+def reply_kind(marker: bytes, params: bytes, final: bytes) -> int:
+    """The kind of reply a simple CSI sequence is shaped as (every parameter given), or
+    NOT_ONE: DA1 ``CSI ? Ps;... c``, DA2 ``CSI > Ps;... c``, DSR ``CSI Ps n``, CPR
+    ``CSI Pr;Pc R``, DECXCPR ``CSI ? Pr;Pc R`` (xterm adds a page: ``CSI ? Pr;Pc;Pp R``)."""
+    groups = params.split(b";")
+    if b"" in groups:
+        return NOT_ONE
+    if final == b"c" and marker:
+        return DA1 if marker == b"?" else DA2
+    if final == b"n" and not marker and len(groups) == 1:
+        return DSR
+    if final == b"R" and not marker and len(groups) == 2:
+        return CPR
+    if final == b"R" and marker == b"?" and len(groups) in (2, 3):
+        return DECXCPR
+    return NOT_ONE
 
 
 def _write_some(fd: int, data: bytes) -> bytes:

@@ -332,8 +332,9 @@ class Relay:
             return self._exited(info.exit_code, info.exit_signal)
         self.sock.setblocking(False)
         self._is_reading = self.reads_input
-        while self.connection.events:  # output read together with the attach answer
-            self._on_event(self.connection.events.popleft())
+        # The core exists before any output is shown: it awaits the terminal's replies to the
+        # queries there that the daemon answers, and drops them from the keys (a byte relay's
+        # input is data: every byte is sent).
         self._core = backend.relay.RelayCore(
             self.terminal.fd_in,
             self.terminal.fd_out,
@@ -342,7 +343,10 @@ class Relay:
             self.session,
             -1 if options.detach_key is None else options.detach_key,
             options.spin_us,
+            filters_replies=not options.is_plain,
         )
+        while self.connection.events:  # output read together with the attach answer
+            self._on_event(self.connection.events.popleft())
         while not self._is_done():
             if self._is_quiet():
                 self._run_core(wake_r)
@@ -595,7 +599,9 @@ class Relay:
 
     def _on_output(self, offset: int, data: bytes) -> None:
         if offset + len(data) > self._skip_before:
-            self._show(data[max(self._skip_before - offset, 0) :])
+            shown = data[max(self._skip_before - offset, 0) :]
+            self._core.expect_replies(shown)
+            self._show(shown)
 
     def _show(self, data: bytes) -> None:
         try:
@@ -624,6 +630,10 @@ class Relay:
             return
         except OSError:
             data = b""  # EIO: the terminal hung up
+        if data:
+            data = self._core.drop_replies(data)  # the terminal's replies the daemon gave
+            if not data:
+                return
         self._on_keys(data)
 
     def _on_keys(self, data: bytes) -> None:

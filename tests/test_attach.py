@@ -646,3 +646,94 @@ def show_until(master: int, terminal: VtEmulator, done: Callable[[str], bool]) -
                 terminal.feed(os.read(master, 65536))
             except OSError:  # EIO: the client exited
                 return
+
+
+# A program that asks its terminal the queries the daemon's emulator answers (DA1, DA2, DSR 5,
+# CPR, DECXCPR) and one it leaves to the terminal (OSC 11, the background colour), and appends
+# all it reads to a file until a "Q".
+ASKING_PROGRAM = r"""
+import os, sys, tty
+tty.setraw(0)
+os.write(1, b"READY\r\n")
+while os.read(0, 1) != b"g":
+    pass
+os.write(1, b"\x1b[c\x1b[>0c\x1b[5n\x1b[6n\x1b[?6n\x1b]11;?\x07")
+with open(sys.argv[1], "ab", buffering=0) as record:
+    while True:
+        data = os.read(0, 4096)
+        record.write(data)
+        if b"Q" in data:
+            break
+"""
+# What the terminal answers to each query, as xterm would.
+TERMINAL_ANSWERS = [
+    (b"\x1b[c", b"\x1b[?1;2c"),
+    (b"\x1b[>0c", b"\x1b[>0;276;0c"),
+    (b"\x1b[5n", b"\x1b[0n"),
+    (b"\x1b[6n", b"\x1b[17;33R"),
+    (b"\x1b[?6n", b"\x1b[?17;33;1R"),
+    (b"\x1b]11;?\x07", b"\x1b]11;rgb:0000/0000/0000\x07"),
+]
+# The daemon's own answers (docs/emulator.md, "Replies"): the cursor is on row 2, column 1.
+DAEMON_ANSWERS = [b"\x1b[?62;22c", b"\x1b[>1;10;0c", b"\x1b[0n", b"\x1b[2;1R", b"\x1b[?2;1R"]
+REPLY_TOKEN = re.compile(rb"\x1b\[[?>]?[0-9;]*[cnR]|\x1b\][^\x07]*\x07|.", re.DOTALL)
+
+
+def test_queries_the_daemon_answers_get_one_answer_through_an_attached_terminal(
+    daemon, short_tmp
+) -> None:
+    """Checklist E7: the program gets exactly one answer per query, the daemon's emulator's,
+    while a terminal that answers the queries it is shown is attached; the terminal's answer to
+    a query the daemon leaves (OSC 11) is the one the program gets for it."""
+    record = short_tmp / "read"
+    client = daemon.client()
+    client.create([sys.executable, "-c", ASKING_PROGRAM, str(record)], name="asks")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
+    process = subprocess.Popen(
+        [*command, "attach", "asks"], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
+    )
+    os.close(slave)
+    shown = b""
+    unanswered = list(TERMINAL_ANSWERS)
+    at = 0  # where the next query is looked for in what the terminal was shown
+
+    def read_record() -> bytes:
+        return record.read_bytes() if record.exists() else b""
+
+    def pump(done: Callable[[], bool]) -> None:
+        """Show what the client writes, answering each query as a terminal does, until
+        ``done()``."""
+        nonlocal shown, at
+        deadline = time.monotonic() + 30
+        while not done():
+            assert time.monotonic() < deadline, f"timed out: shown {shown!r}, {read_record()!r}"
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    shown += os.read(master, 65536)
+                except OSError:  # EIO: the client exited
+                    return
+            if b"READY" in shown and at == 0:
+                at = shown.index(b"READY")
+                os.write(master, b"g")
+            while at and unanswered and unanswered[0][0] in shown[at:]:
+                query, answer = unanswered.pop(0)
+                at = shown.index(query, at) + len(query)
+                os.write(master, answer)
+                if not unanswered:
+                    os.write(master, b"Z")  # after the answers, through the same client
+
+    try:
+        pump(lambda: b"Z" in read_record() and all(a in read_record() for a in DAEMON_ANSWERS))
+        os.write(master, b"Q")
+        pump(lambda: process.poll() is not None)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    got = REPLY_TOKEN.findall(read_record())
+    expected = [*DAEMON_ANSWERS, TERMINAL_ANSWERS[-1][1], b"Z", b"Q"]
+    assert sorted(got) == sorted(expected)

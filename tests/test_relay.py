@@ -280,3 +280,125 @@ def test_runnable_tasks_read_from_a_loadavg_line(
     relay: ModuleType, line: bytes, runnable: int
 ) -> None:
     assert relay.runnable_tasks(line) == runnable
+
+
+# -- replies to the queries the daemon answers ----------------------------------------------
+
+# Queries the daemon's emulator answers itself (DA1, DA2, DSR 5, CPR, DECXCPR), one that it does
+# not (OSC 11: the background colour), and what a terminal answers to each.
+ANSWERED_QUERIES = b"\x1b[c\x1b[>0c\x1b[5n\x1b[6n\x1b[?6n"
+TERMINAL_REPLIES = b"\x1b[?1;2c\x1b[>0;276;0c\x1b[0n\x1b[5;7R\x1b[?5;7;1R"
+OSC_QUERY = b"\x1b]11;?\x07"
+OSC_REPLY = b"\x1b]11;rgb:0000/0000/0000\x07"
+SHIFT_F3 = b"\x1b[1;2R"  # a key some terminals send, shaped as a cursor position report
+
+
+def sent(rig: Rig, request_id: int) -> bytes:
+    """The data of the next input request, which must have id ``request_id``."""
+    (frame,) = rig.frames(1)
+    assert (frame["type"], frame["id"]) == ("input", request_id), frame
+    return bytes(frame["data"])
+
+
+def show(rig: Rig, request_id: int, data: bytes) -> None:
+    """The answer to input ``request_id``, then output, shown: the answer has been taken."""
+    rig.daemon.sendall(ok(request_id) + output(0, data))
+    assert rig.screen(len(data)) == data
+
+
+def test_replies_to_the_queries_the_daemon_answers_are_dropped(rig: Rig) -> None:
+    """The terminal answers the queries in the output it is shown; the program has the daemon's
+    answers already: those replies are not sent, the answer to a query the daemon leaves
+    (OSC 11) and the keys around them are. One reply per query: a second one is a key."""
+    running = rig.run()
+    shown = b"prompt" + ANSWERED_QUERIES + OSC_QUERY
+    rig.daemon.sendall(output(0, shown))
+    assert rig.screen(len(shown)) == shown
+    os.write(rig.keys_w, b"a" + TERMINAL_REPLIES + OSC_REPLY + b"b")
+    assert sent(rig, 1) == b"a" + OSC_REPLY + b"b"
+    show(rig, 1, ANSWERED_QUERIES)
+    os.write(rig.keys_w, TERMINAL_REPLIES)  # a read of replies alone sends nothing
+    os.write(rig.keys_w, b"c")
+    assert sent(rig, 2) == b"c"
+    show(rig, 2, b"c")
+    os.write(rig.keys_w, TERMINAL_REPLIES)  # none is awaited now
+    assert sent(rig, 3) == TERMINAL_REPLIES
+    os.write(rig.wake_w, b"\x01")
+    assert running.result(10) == (rig.relay.WAKE, b"", b"")
+
+
+def test_a_key_shaped_as_a_reply_goes_through_while_none_is_awaited(rig: Rig) -> None:
+    """Shift-F3 is ``CSI 1;2R`` on some terminals, a cursor position report's shape: it is sent
+    unless a report is awaited, and only one report per query is dropped."""
+    running = rig.run()
+    os.write(rig.keys_w, SHIFT_F3)
+    assert sent(rig, 1) == SHIFT_F3
+    show(rig, 1, b"\x1b[6n")
+    os.write(rig.keys_w, b"\x1b[3;1R" + SHIFT_F3)
+    assert sent(rig, 2) == SHIFT_F3
+    show(rig, 2, b"x")
+    os.write(rig.keys_w, SHIFT_F3)
+    assert sent(rig, 3) == SHIFT_F3
+    os.write(rig.wake_w, b"\x01")
+    assert running.result(10) == (rig.relay.WAKE, b"", b"")
+
+
+def test_a_reply_is_awaited_for_a_bounded_time(rig: Rig, tmp_path: Path) -> None:
+    """A terminal that never answers a query must not make a later key vanish: the reply is
+    awaited ``reply_wait_ms`` (here 0: the key comes after the wait), then the key is sent."""
+    old: Any = rig.core
+    fds = (old.fd_in, old.fd_out, old.sock_fd, old.wake_fd)
+    rig.core = rig.relay.RelayCore(*fds, SESSION, DETACH, 0, str(tmp_path), True, 0)
+    running = rig.run()
+    rig.daemon.sendall(output(0, b"\x1b[6n\x1b[c"))
+    assert rig.screen(7) == b"\x1b[6n\x1b[c"
+    os.write(rig.keys_w, SHIFT_F3 + b"\x1b[?1;2c")
+    assert sent(rig, 1) == SHIFT_F3 + b"\x1b[?1;2c"
+    os.write(rig.wake_w, b"\x01")
+    assert running.result(10) == (rig.relay.WAKE, b"", b"")
+
+
+@pytest.mark.parametrize(
+    ("query", "reply", "is_dropped"),
+    [
+        (b"\x1b[c", b"\x1b[?62;22c", True),
+        (b"\x1b[0c", b"\x1b[?1;2c", True),
+        (b"\x1b[>c", b"\x1b[>41;390;0c", True),
+        (b"\x1b[>0c", b"\x1b[>0;276;0c", True),
+        (b"\x1b[5n", b"\x1b[0n", True),
+        (b"\x1b[6n", b"\x1b[24;80R", True),
+        (b"\x1b[?6n", b"\x1b[?24;80R", True),
+        (b"\x1b[?6n", b"\x1b[?24;80;1R", True),  # xterm adds the page
+        (b"\x1b[1c", b"\x1b[?1;2c", False),  # the daemon answers DA1 with parameter 0 only
+        (b"\x1b[=c", b"\x1bP!|00000000\x1b\\", False),  # DA3: not answered by the daemon
+        (b"\x1b[>q", b"\x1bP>|xterm(390)\x1b\\", False),  # XTVERSION: likewise
+        (b"\x1b[6n", b"\x1b[?24;80R", False),  # not the form asked for
+        (b"\x1b[c", b"\x1b[>0;1c", False),
+        (b"\x1b[6n", b"\x1b[;80R", False),
+        (b"\x1b[6", b"\x1b[24;80R", False),  # a query cut off by the end of a read
+        (b"\x1b[6$n", b"\x1b[24;80R", False),
+    ],
+)
+def test_which_replies_are_awaited(
+    relay: ModuleType, query: bytes, reply: bytes, is_dropped: bool
+) -> None:
+    """The queries the daemon's emulator answers, each awaiting its reply's form; the calls the
+    control plane makes for output and keys it handles itself."""
+    core = relay.RelayCore(0, 1, 2, 3, SESSION, DETACH)
+    core.expect_replies(b"text" + query + b"more")
+    keys = b"k" + reply + b"\x1b[A"
+    assert core.drop_replies(keys) == (b"k\x1b[A" if is_dropped else keys)
+
+
+def test_awaited_replies_are_bounded(relay: ModuleType) -> None:
+    """At most 32 replies of a kind are awaited: a 33rd query forgets the oldest."""
+    core = relay.RelayCore(0, 1, 2, 3, SESSION, DETACH)
+    core.expect_replies(b"\x1b[6n" * 40)
+    assert core.drop_replies(b"\x1b[1;1R" * 40) == b"\x1b[1;1R" * 8
+
+
+def test_a_byte_relay_drops_nothing(relay: ModuleType) -> None:
+    """``--no-tty``: the input is data, not a terminal's answers."""
+    core = relay.RelayCore(0, 1, 2, 3, SESSION, DETACH, 0, relay.LOAD_PATH, False)
+    core.expect_replies(b"\x1b[6n")
+    assert core.drop_replies(b"\x1b[1;1R") == b"\x1b[1;1R"
