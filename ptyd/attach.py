@@ -328,8 +328,8 @@ class Relay:
             )
         if result.get("snapshot"):
             self._show(REPAINT + result["snapshot"])
-        if not info.is_running:
-            return self._exited(info.exit_code, info.exit_signal)
+        # An exited session's answer is followed by any replayed output, then its exit event:
+        # the loop below shows both and ends there.
         self.sock.setblocking(False)
         self._is_reading = self.reads_input
         # The core exists before any output is shown: it awaits the terminal's replies to the

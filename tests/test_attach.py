@@ -312,6 +312,19 @@ def test_no_tty_relays_bytes_and_returns_the_status(daemon) -> None:
     assert b"offset 999999 is past the end of the output; output from offset 0" in out.stderr
 
 
+def test_no_tty_from_an_offset_replays_an_exited_sessions_output(daemon) -> None:
+    """The output an exited session left is still held: --from-offset replays it, then
+    the exit ends the command with the program's status."""
+    client = daemon.client()
+    info = client.create(["sh", "-c", "echo hello; echo world; exit 4"], name="done")
+    assert client.wait(info.id, timeout=10).status == 4
+    out = daemon.cli("attach", "--no-tty", "--from-offset", "0", "done")
+    assert out.returncode == 4 and out.stdout == b"hello\r\nworld\r\n", out
+    assert b"[exited: done, code 4]" in out.stderr
+    out = daemon.cli("attach", "--no-tty", "--from-offset", "7", "done")
+    assert out.returncode == 4 and out.stdout == b"world\r\n", out
+
+
 def test_no_tty_relays_every_byte_including_the_detach_key(daemon) -> None:
     """A byte relay has no detach key (unless -e names one): Ctrl-\\ in piped data is data.
     It used to detach there and drop the rest of the input."""
