@@ -26,6 +26,7 @@ cdef enum:
     MAX_DIMENSION = 1000
     COMB_CAP = 4096                 # distinct combining-mark sequences per emulator
     COMB_SLOTS = 8192               # its hash index (power of two)
+    COMB_SCAN_SHARE = 256           # cells a compaction may visit per new sequence asked for
 
 # Parser states: vt100.net's DEC parser (DCS, SOS, PM and APC share one ignored STRING state).
 cdef enum:
@@ -116,10 +117,13 @@ cdef class VtEmulator:
     cdef int icon_len
     cdef Mark marks[MAX_MARKS]
     cdef int nmarks, marks_head
-    # interned combining-mark sequences (up to MAX_COMBINING marks each), never freed
+    # interned combining-mark sequences (up to MAX_COMBINING marks each); when the table is
+    # full, the sequences no cell uses any more are dropped (compact_marks)
     cdef uint32_t (*comb_marks)[MAX_COMBINING]
     cdef uint16_t* comb_slots
     cdef int comb_len
+    cdef int comb_added  # new sequences asked for since the last compaction
+    cdef long long comb_scan_cost  # cells the last compaction visited
     # scrollback ring
     cdef Line* sb
     cdef int sb_limit, sb_cap, sb_len, sb_head
@@ -161,6 +165,8 @@ cdef class VtEmulator:
     cdef void wrap(self) noexcept nogil
     cdef void combine(self, uint32_t cp) noexcept nogil
     cdef uint16_t intern_marks(self, uint32_t first, uint32_t second) noexcept nogil
+    cdef void compact_marks(self) noexcept nogil
+    cdef long long visit_marks(self, uint16_t* numbers, bint renumber) noexcept nogil
     cdef void repeat(self, int n) noexcept nogil
     cdef void goto(self, int x, int y) noexcept nogil
     cdef void move_up(self, int n) noexcept nogil

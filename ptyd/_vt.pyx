@@ -230,6 +230,19 @@ cdef str packed_text(const uint32_t* chars, int n):
         free(text)
 
 
+cdef inline int marks_in(Cell* cells, int n, uint16_t* numbers, bint renumber) noexcept nogil:
+    """VtEmulator.visit_marks over one run of cells (NULL: a row never written); n or 0."""
+    cdef int i
+    if cells == NULL:
+        return 0
+    for i in range(n):
+        if renumber:
+            cells[i].comb = numbers[cells[i].comb]
+        elif cells[i].comb:
+            numbers[cells[i].comb] = 1
+    return n
+
+
 cdef class VtEmulator:
     """Compiled emulator: same behaviour as ``PyteEmulator``, C state, GIL released in feed."""
 
@@ -514,6 +527,10 @@ cdef class VtEmulator:
         self.gl = 0
         self.saved[0].valid = self.saved[1].valid = False
         self.last_char = 0
+        if self.comb_slots != NULL:  # no cell holds marks any more
+            memset(self.comb_slots, 0, COMB_SLOTS * sizeof(uint16_t))
+            self.comb_len = 1
+            self.comb_added = 0
 
     cdef void swap_screens(self) noexcept nogil:
         cdef Row* g = self.grid
@@ -1186,14 +1203,70 @@ cdef class VtEmulator:
             if self.comb_marks[i][0] == first and self.comb_marks[i][1] == second:
                 return i
             h = (h + 1) & (COMB_SLOTS - 1)
+        self.comb_added += 1
         if self.comb_len == COMB_CAP:
-            return 0
+            # Compactions cost at most COMB_SCAN_SHARE cell visits per new sequence asked for:
+            # fresh marks over a long history that still shows most of them stay cheap.
+            if <long long>self.comb_added * COMB_SCAN_SHARE < self.comb_scan_cost:
+                return 0
+            self.compact_marks()
+            if self.comb_len == COMB_CAP:
+                return 0
+            return self.intern_marks(first, second)
         i = <uint16_t>self.comb_len
         self.comb_len += 1
         self.comb_marks[i][0] = first
         self.comb_marks[i][1] = second
         self.comb_slots[h] = i
         return i
+
+    cdef void compact_marks(self) noexcept nogil:
+        """Keep only the sequences that cells of either screen or the history still use,
+        renumbered in their order: a long-lived session shows new marks as long as it lives
+        (pyte, the pure backend, keeps marks in its cells and has no table)."""
+        cdef uint16_t* numbers = <uint16_t*>calloc(COMB_CAP, sizeof(uint16_t))
+        cdef int i, kept = 1
+        cdef uint32_t h
+        if numbers == NULL:
+            return
+        self.comb_scan_cost = 2 * self.visit_marks(numbers, False)  # nonzero: used
+        for i in range(1, self.comb_len):
+            if numbers[i]:
+                numbers[i] = <uint16_t>kept
+                self.comb_marks[kept][0] = self.comb_marks[i][0]
+                self.comb_marks[kept][1] = self.comb_marks[i][1]
+                kept += 1
+        self.visit_marks(numbers, True)
+        free(numbers)
+        memset(self.comb_slots, 0, COMB_SLOTS * sizeof(uint16_t))
+        for i in range(1, kept):
+            h = (self.comb_marks[i][0] * 2654435761u ^ self.comb_marks[i][1] * 40503u) & (
+                COMB_SLOTS - 1
+            )
+            while self.comb_slots[h]:
+                h = (h + 1) & (COMB_SLOTS - 1)
+            self.comb_slots[h] = <uint16_t>i
+        self.comb_len = kept
+        self.comb_added = 0
+
+    cdef long long visit_marks(self, uint16_t* numbers, bint renumber) noexcept nogil:
+        """Every cell of both screens and of the history: marks in ``numbers`` the sequences
+        in use or, with ``renumber``, gives each cell its sequence's number there. Returns
+        the cells visited."""
+        cdef int y, i
+        cdef long long visited = 0
+        cdef Line* line
+        for y in range(self.nrows):  # cells past a row's `used` are blank, whatever they hold
+            visited += marks_in(self.grid[y].cells, self.ncols if renumber else self.grid[y].used,
+                                numbers, renumber)
+            visited += marks_in(
+                self.other[y].cells, self.ncols if renumber else self.other[y].used,
+                numbers, renumber)
+        for i in range(self.sb_len):
+            line = &self.sb[(self.sb_head + i) % self.sb_cap]
+            if line.packing == 0:
+                visited += marks_in(<Cell*>line.data, line.len, numbers, renumber)
+        return visited
 
     cdef void repeat(self, int n) noexcept nogil:
         cdef int _step
@@ -1359,6 +1432,7 @@ cdef class VtEmulator:
             free(self.sb[(self.sb_head + i) % self.sb_cap].data)
         self.sb_len = 0
         self.sb_head = 0
+        self.comb_scan_cost = 0  # a compaction now visits the screens only: allowed at once
 
     cdef void clear_row(self, Row* row, uint32_t bg) noexcept nogil:
         row.used = 0

@@ -118,6 +118,38 @@ def test_1049_asked_again_saves_and_clears_or_restores(emu_class: type) -> None:
     assert lines(emu) == ["abZ", "", "cd", ""]
 
 
+def _distinct_mark_pairs(count: int, per_line: int = 70) -> bytes:
+    """``count`` cells, each a letter with a different pair of combining marks (4,096 pairs
+    at most), ``per_line`` to a line: the compiled engine interns each pair in a table."""
+    cells = [
+        "b" + chr(0x300 + (i // 64) % 64) + chr(0x300 + i % 64) + ("\r\n" * (i % per_line == 0))
+        for i in range(count)
+    ]
+    return "".join(cells).encode()
+
+
+def test_combining_marks_show_after_thousands_of_distinct_ones(emu_class: type) -> None:
+    """The compiled engine's table of mark sequences (4,095) drops the ones no cell shows any
+    more when it is full: a long-lived session shows new marks, as the pure backend does,
+    and the ones still on the screen keep theirs."""
+    emu = emu_class(80, 24, 20)
+    emu.feed("x\u0301\x1b[2;24r\x1b[2H".encode())  # row 1 stays put: rows 2-24 scroll
+    for _ in range(3):
+        emu.feed(_distinct_mark_pairs(4096))
+    emu.feed("\r\ne\u0360\u0361".encode())
+    rows = emu.snapshot_text().split("\n")
+    assert rows[0] == "x\u0301" and rows[-1] == "e\u0360\u0361"
+    assert emu.snapshot_text(20).count("\u0300") > 20  # the history keeps its marks
+
+
+@pytest.mark.parametrize("clear", [b"\x1bc", b"\x1b[2J\x1b[3J\x1b[H"], ids=["RIS", "ED2-ED3"])
+def test_clearing_everything_frees_the_mark_table(emu_class: type, clear: bytes) -> None:
+    emu = emu_class(80, 24, 100)
+    emu.feed(_distinct_mark_pairs(4095, per_line=80))  # all of them still shown or kept
+    emu.feed(clear + "e\u0360\u0361".encode())
+    assert emu.snapshot_text().split("\n")[0] == "e\u0360\u0361"
+
+
 def test_ris_forgets_the_scrollback(emu_class: type) -> None:
     emu = emu_class(10, 4, 100)
     emu.feed(b"".join(b"line%d\r\n" % i for i in range(10)))
