@@ -184,7 +184,8 @@ def connect_as(uid: int, path: Path, payload: bytes) -> bytes:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(10)
             sock.connect(os.fspath(path))
-            sock.sendall(payload)  # a refusing daemon drops it, without a reset or EPIPE
+            if payload:
+                sock.sendall(payload)  # a refusing daemon drops it, without a reset or EPIPE
             got = b""
             while chunk := sock.recv(65536):
                 got += chunk
