@@ -371,17 +371,24 @@ def read_pty(master: int, emulator: VtEmulator, done: Callable[[], bool], timeou
             emulator.feed(os.read(master, 65536))
 
 
-def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
-    client = daemon.client()
-    flood = "read go; seq 1 300000; echo flood-done; read end"
-    client.create(["sh", "-c", flood], name="flood", cols=80, rows=24)
+def attach_on_a_pty(daemon: Daemon, target: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``ptyd attach TARGET`` on a new 80x24 PTY: the process and the PTY's master side, which
+    the test reads and writes as a terminal would."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
     process = subprocess.Popen(
-        [*command, "attach", "flood"], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
+        [*command, "attach", target], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
     )
     os.close(slave)
+    return process, master
+
+
+def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
+    client = daemon.client()
+    flood = "read go; seq 1 300000; echo flood-done; read end"
+    client.create(["sh", "-c", flood], name="flood", cols=80, rows=24)
+    process, master = attach_on_a_pty(daemon, "flood")
     try:
         terminal = VtEmulator(80, 24, scrollback=0)
         read_pty(master, terminal, lambda: client.info("flood").clients == 1, timeout=30)
@@ -701,13 +708,7 @@ def test_queries_the_daemon_answers_get_one_answer_through_an_attached_terminal(
     record = short_tmp / "read"
     client = daemon.client()
     client.create([sys.executable, "-c", ASKING_PROGRAM, str(record)], name="asks")
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
-    process = subprocess.Popen(
-        [*command, "attach", "asks"], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
-    )
-    os.close(slave)
+    process, master = attach_on_a_pty(daemon, "asks")
     shown = b""
     unanswered = list(TERMINAL_ANSWERS)
     at = 0  # where the next query is looked for in what the terminal was shown
