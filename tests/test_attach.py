@@ -371,9 +371,10 @@ def read_pty(master: int, emulator: VtEmulator, done: Callable[[], bool], timeou
             emulator.feed(os.read(master, 65536))
 
 
-def attach_on_a_pty(daemon: Daemon, target: str) -> tuple[subprocess.Popen[bytes], int]:
+@contextlib.contextmanager
+def attach_on_a_pty(daemon: Daemon, target: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """``ptyd attach TARGET`` on a new 80x24 PTY: the process and the PTY's master side, which
-    the test reads and writes as a terminal would."""
+    the test reads and writes as a terminal would; killed if still running at the end."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
@@ -381,15 +382,20 @@ def attach_on_a_pty(daemon: Daemon, target: str) -> tuple[subprocess.Popen[bytes
         [*command, "attach", target], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
     )
     os.close(slave)
-    return process, master
+    try:
+        yield process, master
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
 
 
 def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
     client = daemon.client()
     flood = "read go; seq 1 300000; echo flood-done; read end"
     client.create(["sh", "-c", flood], name="flood", cols=80, rows=24)
-    process, master = attach_on_a_pty(daemon, "flood")
-    try:
+    with attach_on_a_pty(daemon, "flood") as (process, master):
         terminal = VtEmulator(80, 24, scrollback=0)
         read_pty(master, terminal, lambda: client.info("flood").clients == 1, timeout=30)
         watcher = daemon.client()
@@ -400,11 +406,6 @@ def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
         read_pty(master, terminal, lambda: terminal.snapshot_text() == expected, timeout=30)
         os.write(master, b"\x1c")
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(master)
 
 
 def test_new_in_a_terminal_without_a_size_shows_a_short_command(daemon) -> None:
@@ -708,7 +709,6 @@ def test_queries_the_daemon_answers_get_one_answer_through_an_attached_terminal(
     record = short_tmp / "read"
     client = daemon.client()
     client.create([sys.executable, "-c", ASKING_PROGRAM, str(record)], name="asks")
-    process, master = attach_on_a_pty(daemon, "asks")
     shown = b""
     unanswered = list(TERMINAL_ANSWERS)
     at = 0  # where the next query is looked for in what the terminal was shown
@@ -738,16 +738,11 @@ def test_queries_the_daemon_answers_get_one_answer_through_an_attached_terminal(
                 if not unanswered:
                     os.write(master, b"Z")  # after the answers, through the same client
 
-    try:
+    with attach_on_a_pty(daemon, "asks") as (process, master):
         pump(lambda: b"Z" in read_record() and all(a in read_record() for a in DAEMON_ANSWERS))
         os.write(master, b"Q")
         pump(lambda: process.poll() is not None)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(master)
     got = REPLY_TOKEN.findall(read_record())
     expected = [*DAEMON_ANSWERS, TERMINAL_ANSWERS[-1][1], b"Z", b"Q"]
     assert sorted(got) == sorted(expected)
