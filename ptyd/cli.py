@@ -473,12 +473,12 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
             os.close(ready_fd)
             ready_fd = -1
 
-    if args.background:
-        _detach_stdio(config.log_file)
-    elif config.log_file:  # created private before logging opens it: it records sessions' argv
-        os.close(os.open(config.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-    daemon_log.configure(config.log_level, config.log_file)
     try:
+        if args.background:
+            _detach_stdio(config.log_file)
+        elif config.log_file:  # created private before logging opens it: it records sessions' argv
+            os.close(os.open(config.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        daemon_log.configure(config.log_level, config.log_file)
         status = server.run(
             config, on_ready=lambda: report(launcher.READY), use_uvloop=not args.asyncio
         )

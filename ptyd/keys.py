@@ -152,6 +152,6 @@ def parse_detach_key(spec: str) -> int:
             control = ctrl(spec[-1])
             if control is not None:
                 return control[0]
-    if len(spec) == 1:
+    if len(spec) == 1 and spec.isascii():  # a terminal sends other characters as several bytes
         return ord(spec)
     raise ValueError(f"{spec!r} is not a key such as ^\\ or ^A")

@@ -254,6 +254,8 @@ def _why(exc: Exception) -> str:
         return f"a map or array of {text.split()[0]} entries is too large"
     if isinstance(exc, msgpack.ExtraData):
         return "data after the message"
+    if isinstance(exc, msgpack.StackError):
+        return "maps and arrays nested too deeply"
     return text or "invalid data (a byte that starts no msgpack value, or a value cut short)"
 
 

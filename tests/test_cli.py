@@ -430,15 +430,23 @@ def test_invalid_setting_names_it(short_tmp) -> None:
     assert b"PTYD_FLOW_MAX_QUEUE_SIZE" in out.stderr and b"above PTYD_FLOW_THRESHOLD" in out.stderr
 
 
-def test_a_daemon_that_cannot_start_says_why_to_the_command_that_started_it(short_tmp) -> None:
+@pytest.mark.parametrize("cause", ["lock-symlink", "log-file"])
+def test_a_daemon_that_cannot_start_says_why_to_the_command_that_started_it(
+    short_tmp, cause
+) -> None:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTYD_")}
-    (short_tmp / "d.sock.lock").symlink_to(short_tmp / "elsewhere")
+    if cause == "lock-symlink":
+        (short_tmp / "d.sock.lock").symlink_to(short_tmp / "elsewhere")
+        reason = b"Too many levels of symbolic links"
+    else:
+        env["PTYD_LOG_FILE"] = str(short_tmp / "no-such-dir" / "d.log")
+        reason = b"No such file or directory"
     out = run("-S", str(short_tmp / "d.sock"), "ls", env=env)
     assert out.returncode == 1 and out.stderr.count(b"\n") == 1, out.stderr
     assert b"could not start a daemon on" in out.stderr
-    assert b"Too many levels of symbolic links" in out.stderr and b"it exited" not in out.stderr
+    assert reason in out.stderr and b"it exited" not in out.stderr
 
 
 def test_autostart_starts_one_background_daemon_then_shutdown(backend, short_tmp) -> None:

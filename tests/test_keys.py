@@ -58,7 +58,7 @@ def test_detach_keys() -> None:
     assert parse_detach_key("^") == ord("^")
 
 
-@pytest.mark.parametrize("spec", ["C-Up", "^^^", "^ab", "C-", "C-ab", "^C-a", ""])
+@pytest.mark.parametrize("spec", ["C-Up", "^^^", "^ab", "C-", "C-ab", "^C-a", "", "é", "€"])
 def test_a_detach_key_that_is_not_one_key_is_refused(spec) -> None:
     with pytest.raises(ValueError, match="is not a key"):
         parse_detach_key(spec)

@@ -86,6 +86,7 @@ def test_malformed_bodies_become_errors_and_keep_the_stream(body: bytes) -> None
         (b"\xd4\x01\x00", "ext values are not accepted"),
         (msgpack.packb({"type": "list"}) + b"\x01", "data after the message"),
         (b"\xdd\xff\xff\xff\xff", "a map or array of 4294967295 entries is too large"),
+        (b"\x91" * 100_000 + b"\xc0", "maps and arrays nested too deeply"),
         (msgpack.packb({"x": [[[]] * 4000] * 4}), "at most 12288 maps, arrays and entries in all"),
     ],
 )
