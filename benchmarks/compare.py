@@ -289,6 +289,13 @@ class Screen(Tool):
         return ["screen", "-c", str(self.rc), "-x", name]
 
 
+# The ``ptyd`` command as installed beside this interpreter (the C starter, which shows an
+# attach's first screen and runs the Python command line); ``python -m ptyd`` in a checkout used
+# without installing it (the starter is built by ``pip install``).
+_INSTALLED = Path(sys.executable).parent / "ptyd"
+PTYD_COMMAND = [str(_INSTALLED)] if _INSTALLED.is_file() else [sys.executable, "-m", "ptyd"]
+
+
 class Ptyd(Tool):
     binary = "ptyd"
 
@@ -322,7 +329,7 @@ class Ptyd(Tool):
     def attach_argv(self, name: str) -> list[str] | None:
         if not self.has_terminal:
             return None
-        cli = [sys.executable, "-m", "ptyd", "-S", str(self.socket), "--no-autostart"]
+        cli = [*PTYD_COMMAND, "-S", str(self.socket), "--no-autostart"]
         return [*cli, "attach", name]
 
     def server_pids(self) -> list[int]:

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from types import FrameType
     from typing import Any
 
+    from .handoff import Handoff
+
 DEFAULT_DETACH_KEY = 0x1C  # Ctrl-\, as dtach and abduco
 DOUBLE_PRESS_SECONDS = 0.3  # a second detach key within this sends the key through instead
 READ_SIZE = 65536  # terminal input per read
@@ -144,15 +146,23 @@ def require_terminal(args: argparse.Namespace) -> None:
 
 
 def attach_terminal(
-    connection: BlockingConnection, target: Target, args: argparse.Namespace
+    connection: BlockingConnection,
+    target: Target,
+    args: argparse.Namespace,
+    handoff: Handoff | None = None,
 ) -> int:
     """Attach this process's terminal to a session over ``connection``; return the command's
     exit status: 0 on detach, the session's status when it exits, 128+N on signal N, 1 when
-    the daemon goes."""
+    the daemon goes. With a ``handoff`` the ``ptyd`` starter has attached already and shown
+    the screen: the relay goes on from there."""
     require_terminal(args)
     options = options_from(args)
     terminal = Terminal(0, 1, is_raw=not options.is_plain)
-    ending = Relay(connection, terminal, options).run(target)
+    relay = Relay(connection, terminal, options)
+    if handoff is not None:
+        terminal.saved_modes = handoff.saved_modes
+        relay.attached = handoff.attached
+    ending = relay.run(target)
     print(ending.message, file=sys.stderr if options.is_plain else sys.stdout, flush=True)
     return ending.status
 
@@ -191,13 +201,15 @@ class Terminal:
         self.fd_out = fd_out
         self.is_raw = is_raw
         self._pending = bytearray()
-        self._saved_modes: list[Any] | None = None
+        # The modes to give back; set before ``take`` when someone else made the terminal raw.
+        self.saved_modes: list[Any] | None = None
         self._saved_blocking = {fd: os.get_blocking(fd) for fd in (fd_in, fd_out)}
 
     def take(self) -> None:
         """Raw input, non-blocking output (again, after a stop)."""
         if self.is_raw:
-            self._saved_modes = termios.tcgetattr(self.fd_in)
+            if self.saved_modes is None:
+                self.saved_modes = termios.tcgetattr(self.fd_in)
             tty.setraw(self.fd_in, termios.TCSADRAIN)
         # A regular file never blocks: writes to it stay blocking.
         if not stat.S_ISREG(os.fstat(self.fd_out).st_mode):
@@ -216,9 +228,10 @@ class Terminal:
             final = RESTORE if self.is_raw else b""
             while final:
                 final = final[os.write(self.fd_out, final) :]
-        if self._saved_modes is not None:
+        if self.saved_modes is not None:
             with contextlib.suppress(termios.error, OSError):
-                termios.tcsetattr(self.fd_in, termios.TCSADRAIN, self._saved_modes)
+                termios.tcsetattr(self.fd_in, termios.TCSADRAIN, self.saved_modes)
+            self.saved_modes = None
         for fd, is_blocking in self._saved_blocking.items():
             with contextlib.suppress(OSError):
                 os.set_blocking(fd, is_blocking)
@@ -279,6 +292,8 @@ class Relay:
         self._poller = select.poll()
         self._masks: dict[int, int] = {}  # what the poller watches now, by fd
         self._output_prefix = b""  # the layout of this session's output frames
+        # The attach's answer when the ``ptyd`` starter attached and showed its snapshot.
+        self.attached: dict[str, Any] | None = None
 
     def run(self, target: Target) -> Ending:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -292,6 +307,10 @@ class Relay:
         # each signal's number arrives as a byte on the wake-up pipe, which the loop polls.
         previous = {signum: signal.signal(signum, _ignore) for signum in handled}
         previous_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        if self.attached is not None:  # the starter held them until now: handled from here
+            from .handoff import unblock_signals
+
+            unblock_signals()
         try:
             self.terminal.take()
             try:
@@ -310,7 +329,7 @@ class Relay:
     def _relay(self, target: Target, wake_r: int) -> Ending:
         options = self.options
         self._poller.register(wake_r, select.POLLIN)
-        result = self._attach(target, wake_r)
+        result = self.attached or self._attach(target, wake_r)
         if result is None:
             assert self.ending is not None
             return self.ending
@@ -326,7 +345,7 @@ class Relay:
                 f"output from offset {result['offset']}",
                 file=sys.stderr,
             )
-        if result.get("snapshot"):
+        if result.get("snapshot") and self.attached is None:
             self._show(REPAINT + result["snapshot"])
         # An exited session's answer is followed by any replayed output, then its exit event:
         # the loop below shows both and ends there.

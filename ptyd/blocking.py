@@ -35,6 +35,33 @@ class BlockingConnection:
     ``events`` (raw message maps) for whoever takes the socket over."""
 
     def __init__(self, socket_path: str | PathLike[str], *, client_name: str = "") -> None:
+        self._start(socket_path, client_name)
+        self.sock = self._connect()
+        try:
+            self._hello()
+        except BaseException:
+            self.sock.close()
+            raise
+
+    @classmethod
+    def taken_over(
+        cls,
+        sock: _socket.socket,
+        socket_path: str | PathLike[str],
+        hello: dict[str, Any],
+        *,
+        next_id: int,
+    ) -> BlockingConnection:
+        """A connection someone else opened and said hello on (the ``ptyd`` starter:
+        ``handoff.py``); ``hello`` is its answer."""
+        self = cls.__new__(cls)
+        self._start(socket_path, "")
+        self.sock = sock
+        self._take_hello(hello)
+        self.next_id = next_id
+        return self
+
+    def _start(self, socket_path: str | PathLike[str], client_name: str) -> None:
         self.socket_path = socket_path
         self.client_name = client_name or f"ptyd-cli/{__version__}"
         self.decoder = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME)
@@ -43,12 +70,6 @@ class BlockingConnection:
         self.features: frozenset[str] = frozenset()
         self._answers: dict[int, dict[str, Any]] = {}
         self.next_id = 1  # of the next request (a relay that frames its own advances it)
-        self.sock = self._connect()
-        try:
-            self._hello()
-        except BaseException:
-            self.sock.close()
-            raise
 
     def __enter__(self) -> BlockingConnection:
         return self
@@ -80,7 +101,9 @@ class BlockingConnection:
         return sock
 
     def _hello(self) -> None:
-        result = self.request("hello", **protocol.hello_fields(self.client_name))
+        self._take_hello(self.request("hello", **protocol.hello_fields(self.client_name)))
+
+    def _take_hello(self, result: dict[str, Any]) -> None:
         protocol.check_hello(result)
         self.daemon_info = result
         self.features = frozenset(result.get("features", ()))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from . import config as config_module
+from . import handoff as handoff_module
 from . import launcher, protocol
 from ._record import fields
 from ._version import __version__
@@ -37,6 +38,8 @@ from .socketdir import is_listening
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
     from typing import Any
+
+    from .handoff import Handoff
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -407,6 +410,16 @@ def run() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Taken first, so that every way out (a usage error included) gives the terminal back.
+    handoff = handoff_module.take(os.environ) if handoff_module.ENV in os.environ else None
+    try:
+        return _main(argv, handoff)
+    finally:
+        if handoff is not None and not handoff.is_taken:
+            handoff.release()
+
+
+def _main(argv: Sequence[str] | None, handoff: Handoff | None) -> int:
     try:
         check_identity()
     except PtydError as exc:
@@ -439,6 +452,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return cmd_serve(config, args)
         handler = _COMMANDS[args.command]
+        if handoff is not None and handoff.is_for(args, _target(args.target), config.socket):
+            handoff.is_taken = True  # the relay restores the terminal from here
+            with handoff.connection() as client:
+                return cmd_attach(client, args, handoff)
         if args.command == "shutdown" and not is_listening(config.socket):
             raise ConnectionFailed(  # starting a daemon only to stop it would hide the mistake
                 launcher.lost_socket(config.socket)
@@ -525,7 +542,9 @@ def cmd_new(client: BlockingConnection, args: argparse.Namespace) -> int:
     return attach_terminal(client, info.id, args)
 
 
-def cmd_attach(client: BlockingConnection, args: argparse.Namespace) -> int:
+def cmd_attach(
+    client: BlockingConnection, args: argparse.Namespace, handoff: Handoff | None = None
+) -> int:
     from .attach import attach_terminal, require_terminal, terminal_size
 
     argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd  # checked by _usage_problem
@@ -550,7 +569,7 @@ def cmd_attach(client: BlockingConnection, args: argparse.Namespace) -> int:
             except RequestError as exc:
                 if exc.code != NAME_TAKEN:  # another ``attach -A`` created it first: attach
                     raise
-    return attach_terminal(client, target, args)
+    return attach_terminal(client, target, args, handoff)
 
 
 TIMES = ("created_at", "last_attached", "exited_at")  # Unix times, shown as local times

@@ -10,6 +10,7 @@ import itertools
 import os
 import signal
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -24,6 +25,15 @@ from ptyd.client import Client
 from ptyd.events import Event, ExitEvent, OutputEvent
 
 _MS_NOSUID, _MS_NODEV, _MNT_DETACH = 0x2, 0x4, 0x2  # mount(2) and umount2(2) flags
+
+
+def installed_ptyd() -> str:
+    """The ``ptyd`` command as ``pip install`` puts it beside this interpreter: the C starter
+    (``ptyd/_starter.c``), which runs ``ptyd-py`` installed with it."""
+    path = Path(sys.executable).parent / "ptyd"
+    if not path.is_file() or path.read_bytes()[:4] != b"\x7fELF":
+        pytest.fail(f"no compiled ptyd command at {path} (run: pip install -e .)")
+    return str(path)
 
 
 @dataclass

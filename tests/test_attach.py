@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,14 @@ from ptyd import errors, protocol
 from ptyd._vt import VtEmulator
 
 from .conftest import Daemon, start_daemon
-from .helpers import Stream, contains, hung_directory, read_until
+from .helpers import (
+    Stream,
+    contains,
+    hung_directory,
+    installed_ptyd,
+    read_until,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.peers,
@@ -106,8 +114,9 @@ def tmux(daemon: Daemon, short_tmp: Path) -> Iterator[Tmux]:
 
 
 def ptyd(daemon: Daemon, *args: str) -> str:
-    """A ``ptyd`` command line for a pane's shell."""
-    words = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart", *args]
+    """A ``ptyd`` command line for a pane's shell: the command as installed, which shows an
+    attach's first screen itself and hands over to the Python relay."""
+    words = [installed_ptyd(), "-S", str(daemon.socket), "--no-autostart", *args]
     return shlex.join(words)
 
 
@@ -377,7 +386,7 @@ def attach_on_a_pty(daemon: Daemon, target: str) -> Iterator[tuple[subprocess.Po
     the test reads and writes as a terminal would; killed if still running at the end."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
+    command = [installed_ptyd(), "-S", str(daemon.socket), "--no-autostart"]
     process = subprocess.Popen(
         [*command, "attach", target], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
     )
@@ -513,12 +522,13 @@ def test_resize_past_the_size_limit(daemon, tmux) -> None:
 
 class Tap:
     """A socket in front of the daemon's that passes every byte through both ways and notes,
-    per connection, which requests the daemon refused and with what code."""
+    per connection, the requests sent and which ones the daemon refused with what code."""
 
     def __init__(self, daemon_socket: Path, path: Path) -> None:
         self.daemon_socket = daemon_socket
         self.path = path
         self.refusals: dict[int, set[tuple[str, str]]] = {}  # connection -> (request, code)
+        self.requests: dict[int, list[dict[str, Any]]] = {}  # connection -> requests, in order
         self.changed = threading.Condition()
         self._selector = selectors.DefaultSelector()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -565,6 +575,7 @@ class Tap:
         self._kinds[number] = {}
         with self.changed:
             self.refusals[number] = set()
+            self.requests[number] = []
         big = protocol.MAX_RESPONSE_FRAME
         to_daemon = (client, upstream, number, protocol.FrameDecoder(big), True)
         to_client = (upstream, client, number, protocol.FrameDecoder(big), False)
@@ -594,6 +605,9 @@ class Tap:
             assert isinstance(message, dict), message
             if is_request:
                 kinds[message["id"]] = message["type"]
+                with self.changed:
+                    self.requests[number].append(message)
+                    self.changed.notify_all()
             elif message.get("type") == "response" and not message["ok"]:
                 kind = kinds.get(message["id"], "")
                 with self.changed:
@@ -746,3 +760,137 @@ def test_queries_the_daemon_answers_get_one_answer_through_an_attached_terminal(
     got = REPLY_TOKEN.findall(read_record())
     expected = [*DAEMON_ANSWERS, TERMINAL_ANSWERS[-1][1], b"Z", b"Q"]
     assert sorted(got) == sorted(expected)
+
+
+# -- the ptyd command's start (ptyd/_starter.c, ptyd/handoff.py) ------------------------------
+
+
+def on_a_pty(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """``argv`` on a new 80x24 PTY; the process and the PTY's master side."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    return process, master
+
+
+def test_the_ptyd_command_attaches_as_python_does_and_hands_its_connection_over(
+    daemon, short_tmp
+) -> None:
+    """The starter's hello and attach are the Python command line's, field for field, and the
+    relay goes on over the starter's connection: one connection per attach."""
+    with daemon.client() as client:
+        client.create(SHELL, name="work")
+    tap = Tap(daemon.socket, short_tmp / "tap.sock")
+    try:
+        python = [sys.executable, "-m", "ptyd", "-S", str(tap.path), "--no-autostart"]
+        started = [installed_ptyd(), "-S", str(tap.path), "--no-autostart"]
+        for number, argv in enumerate([[*started, "attach", "work"], [*python, "attach", "work"]]):
+            process, master = on_a_pty(argv, daemon.env)
+            try:
+                terminal = VtEmulator(80, 24, scrollback=0)
+                show_until(master, terminal, at_prompt)
+                os.write(master, f"echo run-{number}-$((6*7))\r".encode())
+                show_until(master, terminal, lambda s, n=number: f"run-{n}-42\n" in s)
+                os.write(master, b"\x1c")
+                assert process.wait(timeout=30) == 0
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                os.close(master)
+        tap.wait_until(lambda: len(tap.requests) == 2, 30, "both clients' requests")
+        by_starter, by_python = tap.requests[0], tap.requests[1]
+        assert by_starter[:2] == by_python[:2]  # hello and attach (ids 1 and 2)
+        assert [m["type"] for m in by_starter[:2]] == ["hello", "attach"]
+        assert by_starter[1]["read_only"] is False and by_starter[1]["snapshot"] == "ansi"
+        assert "input" in [m["type"] for m in by_starter[2:]], "the relay typed elsewhere"
+        assert [m["id"] for m in by_starter] == list(range(1, len(by_starter) + 1))
+
+        process, master = on_a_pty([*started, "attach", "-r", "work"], daemon.env)
+        try:
+            show_until(master, VtEmulator(80, 24, scrollback=0), at_prompt)
+            tap.wait_until(lambda: len(tap.requests) == 3, 30, "the read-only attach")
+            assert tap.requests[2][1] == {**by_python[1], "read_only": True}
+            os.write(master, b"\x1c")
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            os.close(master)
+    finally:
+        tap.close()
+
+
+@pytest.fixture
+def slow_python(short_tmp: Path) -> str:
+    """A PYTHONPATH entry whose ``sitecustomize`` holds every Python start for a second: the
+    time between the starter's screen and the relay taking over, made long enough to act in."""
+    directory = short_tmp / "slow"
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text("import time\ntime.sleep(1.0)\n")
+    return str(directory)
+
+
+def test_keys_and_a_resize_during_the_handover_reach_the_session(
+    daemon, tmux, short_tmp, slow_python
+) -> None:
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="early")
+        command = f"PYTHONPATH={slow_python}:$PYTHONPATH " + ptyd(daemon, "attach", "early")
+        run_checked(tmux, pane, short_tmp, command, "h")
+        tmux.wait_for(pane, at_prompt)  # the starter's screen; the relay starts a second later
+        tmux.type(pane, "echo early-$((6*7))")
+        tmux("resize-window", "-t", pane, "-x", "100", "-y", "30")
+        tmux.wait_for(pane, "early-42\n")
+        wait_until(lambda: client.info("early").cols == 100, 30, "the session to take the size")
+        assert client.info("early").rows == 30
+        tmux("resize-window", "-t", pane, "-x", "80", "-y", "24")  # as ``stty -a`` saw it
+        tmux.keys(pane, "C-\\")
+        assert "[detached from early]" in finish_checked(tmux, pane, short_tmp, "h", 0)
+
+
+def test_a_stop_signal_during_the_handover_detaches_and_restores_the_terminal(
+    daemon, tmux, short_tmp, slow_python
+) -> None:
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="stopped")
+        pid_file = short_tmp / "attach.pid"
+        attach = ptyd(daemon, "attach", "stopped")
+        command = (
+            f"PYTHONPATH={slow_python}:$PYTHONPATH sh -c 'echo $$ > {pid_file}; exec {attach}'"
+        )
+        run_checked(tmux, pane, short_tmp, command, "s")
+        tmux.wait_for(pane, at_prompt)  # shown by the starter, the relay not started yet
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        screen = finish_checked(tmux, pane, short_tmp, "s", 128 + signal.SIGTERM)
+        assert "[SIGTERM: detached]" in screen
+        wait_until(lambda: client.info("stopped").clients == 0, 30, "the attachment to go")
+
+
+def test_arguments_the_starter_took_otherwise_start_over_with_the_terminal_restored(
+    daemon, tmux, short_tmp
+) -> None:
+    """The starter accepts any ``-e`` value and attaches; the command line finds it is not a
+    key: a usage error, with the terminal as it was."""
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="usage")
+        run_checked(tmux, pane, short_tmp, ptyd(daemon, "attach", "-e", "xyz", "usage"), "u")
+        tmux.wait_for(pane, lambda s: has_status(s, "u"))
+        screen = finish_checked(tmux, pane, short_tmp, "u", 2)
+        assert "argument -e: 'xyz' is not" in screen
+        wait_until(lambda: client.info("usage").clients == 0, 30, "the attachment to go")
+
+
+def test_the_ptyd_command_runs_the_command_line_installed_beside_it(tmp_path) -> None:
+    done = subprocess.run([installed_ptyd(), "--version"], capture_output=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith(b"ptyd "), done
+    alone = tmp_path / "ptyd"
+    shutil.copy2(installed_ptyd(), alone)
+    done = subprocess.run([str(alone), "--version"], capture_output=True, timeout=60)
+    assert done.returncode == 127
+    assert f"ptyd: cannot run {tmp_path}/ptyd-py".encode() in done.stderr
