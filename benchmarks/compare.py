@@ -993,6 +993,11 @@ def run(
             notes.append(
                 "ptyd: no terminal attach in this build (ptyd.attach): terminal rows skipped"
             )
+        elif PTYD_COMMAND[0] != str(_INSTALLED):
+            notes.append(
+                f"ptyd: no ptyd command at {_INSTALLED} (pip install builds it): terminal "
+                "clients run as python -m ptyd"
+            )
         columns = ["raw", *(tool.name for tool in tools)]
         mib = f"{size / 2**20:.0f} MiB"
 

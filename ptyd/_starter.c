@@ -29,9 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
@@ -479,6 +479,21 @@ static int connect_daemon(const char *path) {
 
 /* ---- the attach ----------------------------------------------------------------------------- */
 
+/* A file with no name for the answers (a snapshot may be megabytes: more than a pipe holds until
+ * its reader starts). memfd_create where the build's headers know it (older glibc has no wrapper);
+ * else a file in the socket's directory, which is ours and private, unlinked at once. */
+static int anonymous_file(const char *socket_path) {
+#ifdef SYS_memfd_create
+    int fd = (int)syscall(SYS_memfd_create, "ptyd-handoff", 0);
+    if (fd >= 0) return fd;
+#endif
+    char name[PATH_MAX];
+    snprintf(name, sizeof name, "%s.handoff-XXXXXX", socket_path);
+    int file = mkstemp(name);
+    if (file >= 0) unlink(name);
+    return file;
+}
+
 /* attach.terminal_size: the terminal's size, 80x24 where it reports none, at most MAX_SIZE. */
 static void terminal_size(int *cols, int *rows) {
     struct winsize size = {0};
@@ -538,7 +553,7 @@ static void attach(const struct plan *plan, char **argv) {
     sigprocmask(SIG_BLOCK, &held, NULL);
     struct termios saved, raw;
     /* For handoff.py: the two answers, then the attach as asked (to compare with its own). */
-    int answers_fd = memfd_create("ptyd-handoff", 0);
+    int answers_fd = anonymous_file(path);
     if (tcgetattr(0, &saved) || answers_fd < 0 ||
         !write_all(answers_fd, answers.data, answers.len) ||
         !write_all(answers_fd, out.data + attach_at, out.len - attach_at) ||
