@@ -41,8 +41,6 @@
 #define PYTHON_COMMAND "ptyd-py"
 #define MAX_ANSWER_FRAME (512u * 1024 * 1024) /* protocol.MAX_RESPONSE_FRAME */
 #define MAX_DEPTH 64
-/* Before the snapshot (attach.py REPAINT): end a cut sequence, reset attributes, clear. */
-static const char REPAINT[] = "\x18\x1b[0m\x1b[H\x1b[2J";
 
 struct buffer {
     unsigned char *data;
@@ -61,70 +59,43 @@ struct plan {
 static char self_dir[PATH_MAX];
 
 /* The directory this program was installed in: `ptyd-py` is there too (same install scheme),
- * also when `ptyd` is reached through a symlink (pipx). */
-static void find_self_dir(const char *argv0) {
+ * also when `ptyd` is reached through a symlink (pipx). Without /proc: where the shell found it
+ * (argv[0] as given, or searched on PATH as execvp does); 0 if nowhere. */
+static int find_self_dir(const char *argv0) {
     ssize_t n = readlink("/proc/self/exe", self_dir, sizeof self_dir - 1);
-    if (n <= 0) {
-        n = (ssize_t)strlen(argv0);
-        if ((size_t)n >= sizeof self_dir) n = 0;
-        memcpy(self_dir, argv0, (size_t)n);
+    if (n > 0) {
+        self_dir[n] = 0;
+    } else if (strchr(argv0, '/')) {
+        snprintf(self_dir, sizeof self_dir, "%s", argv0);
+    } else {
+        const char *path = getenv("PATH");
+        int found = 0;
+        while (path && !found) {
+            const char *end = strchrnul(path, ':');
+            int len = (int)(end - path);
+            snprintf(self_dir, sizeof self_dir, "%.*s/%s", len, len ? path : ".", argv0);
+            if (!len) snprintf(self_dir, sizeof self_dir, "./%s", argv0);
+            found = access(self_dir, X_OK) == 0;
+            path = *end ? end + 1 : NULL;
+        }
+        if (!found) return 0;
     }
-    self_dir[n] = 0;
-    char *slash = strrchr(self_dir, '/');
-    if (slash) *slash = 0;
-    else strcpy(self_dir, ".");
+    *strrchr(self_dir, '/') = 0;
+    return 1;
+}
+
+static void python_path(char *out, size_t size) {
+    snprintf(out, size, "%s/%s", self_dir, PYTHON_COMMAND);
 }
 
 static void exec_python(char **argv) {
     static char path[PATH_MAX + sizeof PYTHON_COMMAND + 1];
-    snprintf(path, sizeof path, "%s/%s", self_dir, PYTHON_COMMAND);
+    python_path(path, sizeof path);
     argv[0] = path;
     execv(path, argv);
 }
 
 /* ---- the arguments this program handles ---------------------------------------------------- */
-
-static int takes_value(const char *arg) {
-    return !strcmp(arg, "-S") || !strcmp(arg, "--socket") || !strcmp(arg, "-L") ||
-           !strcmp(arg, "-e") || !strcmp(arg, "--spin-us");
-}
-
-/* `[globals] attach [globals and options] TARGET` with only options whose effect on the attach
- * request is known; 0 for anything else (the Python command line then does all of it). */
-static int plan_attach(int argc, char **argv, struct plan *plan) {
-    int saw_attach = 0;
-    memset(plan, 0, sizeof *plan);
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (takes_value(arg)) {
-            if (i + 1 >= argc) return 0;
-            const char *value = argv[++i];
-            if (arg[1] == 'S' || !strcmp(arg, "--socket")) {
-                plan->socket_path = value;
-                plan->socket_name = NULL;
-            } else if (arg[1] == 'L') {
-                plan->socket_name = value;
-                plan->socket_path = NULL;
-            } else if (!saw_attach) {
-                return 0; /* an attach option before the command: a usage error */
-            }
-        } else if (!strcmp(arg, "--no-autostart")) {
-            /* this program never starts a daemon: with none listening, Python does */
-        } else if (!strcmp(arg, "-r") && saw_attach) {
-            plan->read_only = 1;
-        } else if (!strcmp(arg, "-E") && saw_attach) {
-        } else if (arg[0] == '-') {
-            return 0; /* help, --version, -A, --no-tty, a joined value... */
-        } else if (!saw_attach) {
-            if (strcmp(arg, "attach")) return 0;
-            saw_attach = 1;
-        } else {
-            if (plan->target) return 0; /* a command after the target: -A's, or a mistake */
-            plan->target = arg;
-        }
-    }
-    return saw_attach && plan->target && *plan->target;
-}
 
 static int is_daemon_name(const char *name) {
     size_t n = strlen(name);
@@ -136,7 +107,82 @@ static int is_daemon_name(const char *name) {
     return 1;
 }
 
-/* config.py: -S (made absolute), -L NAME, PTYD_SOCKET, else the default directory. */
+static int is_digits(const char *s, size_t most) {
+    size_t n = strlen(s);
+    if (n < 1 || n > most) return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
+/* keys.parse_detach_key: ^X or C-x (a letter, @ [ \ ] ^ _ or ?), or one ASCII character. */
+static int is_detach_key(const char *spec) {
+    const char *key = !strncmp(spec, "^", 1) ? spec + 1 : !strncmp(spec, "C-", 2) ? spec + 2 : NULL;
+    if (key && key[0] && !key[1]) {
+        char c = key[0];
+        if (c == '?' || ('a' <= c && c <= 'z') || (0x40 <= c && c <= 0x5f)) return 1;
+    }
+    return spec[0] && !spec[1] && (unsigned char)spec[0] < 0x80;
+}
+
+/* config.parse_bool, for PTYD_PURE: any other value is the Python command line's to report. */
+static int is_boolean(const char *text) {
+    static const char *const words[] = {"", "0", "1", "true", "false", "yes", "no", "on", "off"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (!strcmp(text, words[i])) return 1;
+    return 0;
+}
+
+static int is_spin_us(const char *text) { return is_digits(text, 6) && atoi(text) <= 100000; }
+
+/* `[globals] attach [globals and options] TARGET`, with values the Python command line would
+ * accept, and settings (PTYD_PURE, PTYD_SPIN_US) that it would read; 0 for anything else (the
+ * Python command line then does all of it, reporting what it finds wrong with nothing attached). */
+static int plan_attach(int argc, char **argv, struct plan *plan) {
+    int saw_attach = 0, has_key = 0, no_key = 0;
+    const char *pure = getenv("PTYD_PURE"), *spin = getenv("PTYD_SPIN_US");
+    if ((pure && !is_boolean(pure)) || (spin && *spin && !is_spin_us(spin))) return 0;
+    memset(plan, 0, sizeof *plan);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (plan->target) return 0; /* after the target: -A's command, or a mistake */
+        int is_socket = !strcmp(arg, "-S") || !strcmp(arg, "--socket");
+        if (is_socket || !strcmp(arg, "-L") || !strcmp(arg, "-e") || !strcmp(arg, "--spin-us")) {
+            if (i + 1 >= argc) return 0;
+            const char *value = argv[++i];
+            if (is_socket) {
+                plan->socket_path = value;
+            } else if (arg[1] == 'L') {
+                if (!is_daemon_name(value)) return 0;
+                plan->socket_name = value;
+            } else if (!saw_attach) {
+                return 0; /* an attach option before the command: a usage error */
+            } else if (arg[1] == 'e') {
+                if (!is_detach_key(value)) return 0;
+                has_key = 1;
+            } else if (!is_spin_us(value)) {
+                return 0;
+            }
+        } else if (!strcmp(arg, "--no-autostart")) {
+            /* this program never starts a daemon: with none listening, Python does */
+        } else if (!strcmp(arg, "-r") && saw_attach) {
+            plan->read_only = 1;
+        } else if (!strcmp(arg, "-E") && saw_attach) {
+            no_key = 1;
+        } else if (arg[0] == '-') {
+            return 0; /* help, --version, -A, --no-tty, a joined value... */
+        } else if (!saw_attach) {
+            if (strcmp(arg, "attach")) return 0;
+            saw_attach = 1;
+        } else {
+            plan->target = arg;
+        }
+    }
+    return saw_attach && plan->target && *plan->target && !(has_key && no_key);
+}
+
+/* config.py: -S (made absolute; it wins over -L), -L NAME, PTYD_SOCKET, else the default
+ * directory. */
 static int socket_path(const struct plan *plan, char *out, size_t size) {
     const char *runtime = getenv("XDG_RUNTIME_DIR");
     char dir[PATH_MAX];
@@ -150,7 +196,6 @@ static int socket_path(const struct plan *plan, char *out, size_t size) {
     } else if (plan->socket_path) {
         n = snprintf(out, size, "%s", plan->socket_path);
     } else if (plan->socket_name) {
-        if (!is_daemon_name(plan->socket_name)) return 0;
         n = snprintf(out, size, "%s/%s.sock", dir, plan->socket_name);
     } else if (getenv("PTYD_SOCKET") && *getenv("PTYD_SOCKET")) {
         n = snprintf(out, size, "%s", getenv("PTYD_SOCKET"));
@@ -217,10 +262,15 @@ static void end_frame(struct buffer *b, size_t start) {
     for (int i = 0; i < 4; i++) b->data[start - 4 + i] = (unsigned char)(n >> (8 * (3 - i)));
 }
 
-static int is_ascii_digits(const char *s) {
+/* cli._target: ASCII digits are a session id, if a 64-bit one; any other text a name. */
+static int as_id(const char *s, uint64_t *id) {
+    *id = 0;
     if (!*s) return 0;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9') return 0;
+    for (; *s; s++) {
+        unsigned digit = (unsigned)(*s - '0');
+        if (digit > 9 || *id > (UINT64_MAX - digit) / 10) return 0;
+        *id = *id * 10 + digit;
+    }
     return 1;
 }
 
@@ -244,9 +294,8 @@ static size_t write_requests(struct buffer *b, const struct plan *plan, int cols
     put_str(b, "type"); put_str(b, "attach");
     put_str(b, "id"); put_uint(b, 2);
     put_str(b, "session");
-    /* cli._target: ASCII digits are an id; a number too large for one is never a session */
-    if (is_ascii_digits(plan->target) && strlen(plan->target) < 19)
-        put_uint(b, strtoull(plan->target, NULL, 10));
+    uint64_t id;
+    if (as_id(plan->target, &id)) put_uint(b, id);
     else put_str(b, plan->target);
     put_str(b, "snapshot"); put_str(b, "ansi");
     put_str(b, "policy"); put_str(b, "resync");
@@ -488,7 +537,8 @@ static int anonymous_file(const char *socket_path) {
     if (fd >= 0) return fd;
 #endif
     char name[PATH_MAX];
-    snprintf(name, sizeof name, "%s.handoff-XXXXXX", socket_path);
+    if (snprintf(name, sizeof name, "%s.handoff-XXXXXX", socket_path) >= (int)sizeof name)
+        return -1;
     int file = mkstemp(name);
     if (file >= 0) unlink(name);
     return file;
@@ -518,10 +568,23 @@ static void make_raw(struct termios *mode) {
 /* Attach and show the screen, then exec the Python relay; returns only if it could not (having
  * changed nothing the Python command line would see). */
 static void attach(const struct plan *plan, char **argv) {
-    char path[PATH_MAX];
-    if (!isatty(0) || !isatty(1) || !socket_path(plan, path, sizeof path)) return;
+    char path[PATH_MAX], python[PATH_MAX + sizeof PYTHON_COMMAND + 1];
+    python_path(python, sizeof python);
+    if (!isatty(0) || !isatty(1) || access(python, X_OK) ||
+        !socket_path(plan, path, sizeof path))
+        return;
+    /* A resize from here on is held for the relay (SIGWINCH is otherwise discarded: its
+     * default is to ignore it); the stop signals still end this program while nothing is
+     * changed (a daemon that does not answer can be interrupted). */
+    sigset_t resize, held;
+    sigemptyset(&resize);
+    sigaddset(&resize, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &resize, NULL);
     int fd = connect_daemon(path);
-    if (fd < 0) return;
+    if (fd < 0) {
+        sigprocmask(SIG_UNBLOCK, &resize, NULL);
+        return;
+    }
     int cols, rows;
     terminal_size(&cols, &rows);
     struct buffer out = {0}, answers = {0}, hello = {0}, attached = {0};
@@ -536,17 +599,18 @@ static void attach(const struct plan *plan, char **argv) {
         !read_frame(fd, &answers, &attached) || !ok_result(&attached, 2, &result) ||
         !find(&result, "snapshot")) {
         close(fd); /* the daemon drops the attachment with the connection */
+        sigprocmask(SIG_UNBLOCK, &resize, NULL);
         return;
     }
     struct item snapshot = next_head(&result);
     if (snapshot.kind != K_BIN && snapshot.kind != K_STR) {
         close(fd);
+        sigprocmask(SIG_UNBLOCK, &resize, NULL);
         return;
     }
 
-    /* The stop signals and SIGWINCH wait, blocked, until the relay's handlers are in place:
-     * the terminal is raw from here on and only the relay restores it. */
-    sigset_t held;
+    /* The stop signals wait too, blocked, until the relay's handlers are in place: the
+     * terminal is raw from here on and only the relay restores it. */
     sigemptyset(&held);
     int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGTSTP, SIGWINCH};
     for (size_t i = 0; i < sizeof signals / sizeof *signals; i++) sigaddset(&held, signals[i]);
@@ -566,7 +630,7 @@ static void attach(const struct plan *plan, char **argv) {
     raw = saved;
     make_raw(&raw);
     tcsetattr(0, TCSADRAIN, &raw);
-    write_all(1, (const unsigned char *)REPAINT, sizeof REPAINT - 1);
+    write_all(1, (const unsigned char *)PTYD_REPAINT, sizeof PTYD_REPAINT - 1);
     write_all(1, snapshot.data, snapshot.len);
 
     fcntl(fd, F_SETFD, 0); /* both descriptors cross the exec */
@@ -585,17 +649,24 @@ static void attach(const struct plan *plan, char **argv) {
         setenv("PTYD_HANDOFF", handoff, 1);
         exec_python(argv);
     }
-    int error = errno;
+    int error = errno; /* checked before connecting; gone since, or out of memory */
+    write_all(1, (const unsigned char *)PTYD_RESTORE, sizeof PTYD_RESTORE - 1);
     tcsetattr(0, TCSADRAIN, &saved);
-    fprintf(stderr, "\r\nptyd: cannot run %s/%s: %s\n", self_dir, PYTHON_COMMAND, strerror(error));
+    fprintf(stderr, "ptyd: cannot run %s: %s\n", python, strerror(error));
     exit(127);
 }
 
 int main(int argc, char **argv) {
     struct plan plan;
-    find_self_dir(argv[0]);
+    if (!find_self_dir(argv[0])) {
+        fprintf(stderr, "ptyd: cannot find where ptyd is installed (no /proc?): run %s\n",
+                PYTHON_COMMAND);
+        return 127;
+    }
     if (plan_attach(argc, argv, &plan)) attach(&plan, argv);
+    char python[PATH_MAX + sizeof PYTHON_COMMAND + 1];
+    python_path(python, sizeof python);
     exec_python(argv);
-    fprintf(stderr, "ptyd: cannot run %s/%s: %s\n", self_dir, PYTHON_COMMAND, strerror(errno));
+    fprintf(stderr, "ptyd: cannot run %s: %s\n", python, strerror(errno));
     return 127;
 }

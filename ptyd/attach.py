@@ -38,6 +38,7 @@ from .errors import (
     SessionNotFound,
 )
 from .records import SessionInfo, Target
+from .repaint import REPAINT, RESTORE
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
@@ -63,20 +64,6 @@ MAX_SPIN_US = 100_000
 # for at most this long.
 STARTING_WAIT_SECONDS = 5.0
 STARTING_PAUSES = (0.01, 0.2)
-
-# Undo whatever the session's programs left on: CAN ends a sequence cut short, then alternate
-# screen, margins, origin/insert/newline modes, charsets, cursor keys and keypad, mouse (all
-# tracking modes and encodings), focus, bracketed paste, synchronized output, reverse video,
-# cursor shape and visibility, attributes; the cursor goes to the last row, erased, for our
-# message (the session's text there would otherwise show to the right of it).
-RESTORE = (
-    b"\x18\x1b[?1049l\x1b[r\x1b[?6l\x1b[4l\x1b[20l\x1b[?7h\x1b(B\x1b)B\x0f\x1b[?1l\x1b>"
-    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l"
-    b"\x1b[?2004l\x1b[?2026l\x1b[?5l\x1b[0 q\x1b[?25h\x1b[0m\x1b[999H\x1b[2K"
-)
-# Before a snapshot: end any sequence cut short by dropped output; the snapshot expects a blank
-# screen.
-REPAINT = b"\x18\x1b[0m\x1b[H\x1b[2J"
 
 NOT_A_TERMINAL = (
     "not a terminal: attach needs a terminal on stdin and stdout; from scripts use "
@@ -162,6 +149,7 @@ def attach_terminal(
     if handoff is not None:
         terminal.saved_modes = handoff.saved_modes
         relay.attached = handoff.attached
+        handoff.is_taken = True  # the relay gives the terminal back from here
     ending = relay.run(target)
     print(ending.message, file=sys.stderr if options.is_plain else sys.stdout, flush=True)
     return ending.status

@@ -7,6 +7,7 @@ Every error is one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import re
@@ -410,13 +411,46 @@ def run() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Taken first, so that every way out (a usage error included) gives the terminal back.
-    handoff = handoff_module.take(os.environ) if handoff_module.ENV in os.environ else None
+    handoff = None
+    if handoff_module.ENV in os.environ:  # the ``ptyd`` starter attached and showed the screen
+        try:
+            handoff = handoff_module.take(os.environ)
+            if handoff is not None and not _is_usable(handoff, argv):
+                handoff.release()  # before a word is printed; then the command starts over
+                handoff = None
+        except KeyboardInterrupt:  # held by the starter, delivered as the terminal is given back
+            return 130
     try:
         return _main(argv, handoff)
     finally:
-        if handoff is not None and not handoff.is_taken:
-            handoff.release()
+        if handoff is not None and not handoff.is_taken:  # the relay did not start
+            with contextlib.suppress(KeyboardInterrupt):
+                handoff.release()
+
+
+def _is_usable(handoff: Handoff, argv: Sequence[str] | None) -> bool:
+    """Is the starter's attach the one these arguments ask for, with every setting it reads
+    valid? Checked without a word printed (the terminal is still raw); what is wrong is then
+    reported by the command started over, on the terminal given back."""
+    import io
+
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            check_identity()
+            argv = sys.argv[1:] if argv is None else argv
+            args, extra = build_parser("attach").parse_known_args(argv)
+            if extra or args.version or _usage_problem(args) is not None:
+                return False
+            config = _config_from(args)
+            from ._backend import relay  # noqa: F401  (PTYD_PURE, read here)
+            from .attach import options_from
+
+            options_from(args)  # PTYD_SPIN_US
+            protocol.check_hello(handoff.hello)
+            return handoff.is_for(args, _target(args.target), config.socket)
+    except (SystemExit, PtydError, ValueError, UnicodeError, OSError):
+        return False
 
 
 def _main(argv: Sequence[str] | None, handoff: Handoff | None) -> int:
@@ -452,8 +486,7 @@ def _main(argv: Sequence[str] | None, handoff: Handoff | None) -> int:
         if args.command == "serve":
             return cmd_serve(config, args)
         handler = _COMMANDS[args.command]
-        if handoff is not None and handoff.is_for(args, _target(args.target), config.socket):
-            handoff.is_taken = True  # the relay restores the terminal from here
+        if handoff is not None:  # the attach these arguments ask for (``_is_usable``)
             with handoff.connection() as client:
                 return cmd_attach(client, args, handoff)
         if args.command == "shutdown" and not is_listening(config.socket):
@@ -518,7 +551,9 @@ def _detach_stdio(log_file: str | None) -> None:
 
 
 def _target(text: str) -> int | str:
-    return int(text) if protocol.is_ascii_digits(text) else text
+    """A session's id (ASCII digits that fit the wire's 64 bits), else its name (the daemon
+    answers ``no_such_session`` for a number no session has)."""
+    return int(text) if protocol.is_ascii_digits(text) and int(text) < 2**64 else text
 
 
 def cmd_new(client: BlockingConnection, args: argparse.Namespace) -> int:

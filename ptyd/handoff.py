@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import termios
+import stat
 
 from . import protocol
 from .blocking import BlockingConnection
+from .errors import ProtocolError
+from .repaint import RESTORE
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, MutableMapping
     from typing import Any
 
 ENV = "PTYD_HANDOFF"
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP, signal.SIGWINCH)
+# The signals the starter holds: SIGINT, SIGTERM, SIGHUP, SIGTSTP, SIGWINCH. (``signal`` and
+# ``termios`` are imported where used: every command imports this module, few use it.)
+HELD_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGTSTP", "SIGWINCH")
 # The starter's fixed fields before the control characters and the socket path.
 _NUMBERS = 10
 
@@ -73,13 +76,10 @@ class Handoff:
         """Give the terminal back as the starter found it (the screen it showed stays, as after
         a detach), close the connection (the daemon drops the attachment) and let the held
         signals through."""
-        from .attach import RESTORE
-
         with contextlib.suppress(OSError):
             os.set_blocking(stdout_fd, True)
             os.write(stdout_fd, RESTORE)
-        with contextlib.suppress(termios.error, OSError):
-            termios.tcsetattr(0, termios.TCSADRAIN, self.saved_modes)
+        _restore_modes(self.saved_modes)
         with contextlib.suppress(OSError):
             os.close(self.sock_fd)
         unblock_signals()
@@ -87,42 +87,52 @@ class Handoff:
 
 def unblock_signals() -> None:
     """Let the signals the starter held reach their handlers (pending ones arrive now)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [getattr(signal, name) for name in HELD_SIGNALS])
+
+
+def _restore_modes(modes: list[Any]) -> None:
+    import termios
+
+    with contextlib.suppress(termios.error, OSError):
+        termios.tcsetattr(0, termios.TCSADRAIN, modes)
 
 
 def take(environ: MutableMapping[str, str]) -> Handoff | None:
-    """The handoff in ``environ`` (removed from it), or None when there is none or it cannot be
-    read (then whatever of it could be is undone: the terminal's modes, the signals)."""
+    """The handoff in ``environ`` (removed from it), or None. A value that does not name a
+    socket and a file open in this process is not the starter's: nothing of it is touched. One
+    whose answers cannot be read is undone (``release``)."""
     text = environ.pop(ENV, None)
     if text is None:
         return None
     words = text.split(" ", _NUMBERS + 1)
-    numbers: list[int] = []
-    saved_modes: list[Any] | None = None
     try:
         numbers = [int(word) for word in words[:_NUMBERS]]
-        sock_fd, answers_fd = numbers[:2]  # then the size asked for, for a reader of the text
         control_chars = [int(word) for word in words[_NUMBERS].split(",")]
-        saved_modes = [*numbers[4:_NUMBERS], control_chars]
+        socket_path = words[_NUMBERS + 1]
+    except (ValueError, IndexError):
+        return None
+    sock_fd, answers_fd = numbers[:2]  # then the size asked for, for a reader of the text
+    if not (_is_open(sock_fd, stat.S_ISSOCK) and _is_open(answers_fd, stat.S_ISREG)):
+        return None
+    handoff = Handoff(sock_fd, [*numbers[4:], control_chars], socket_path, {}, {}, {})
+    try:
         with os.fdopen(answers_fd, "rb") as answers:
             data = answers.read()
         hello, attached, asked = protocol.FrameDecoder(protocol.MAX_RESPONSE_FRAME).feed(data)
         assert isinstance(hello, dict) and isinstance(attached, dict) and isinstance(asked, dict)
+        handoff.hello, handoff.attached, handoff.asked = hello["result"], attached["result"], asked
         os.set_inheritable(sock_fd, False)
-        return Handoff(
-            sock_fd,
-            saved_modes,
-            words[_NUMBERS + 1],
-            hello["result"],
-            attached["result"],
-            asked,
-        )
-    except (ValueError, IndexError, KeyError, TypeError, AssertionError, OSError):
-        if saved_modes is not None:
-            with contextlib.suppress(termios.error, OSError):
-                termios.tcsetattr(0, termios.TCSADRAIN, saved_modes)
-        if numbers:
-            with contextlib.suppress(OSError):
-                os.close(numbers[0])
-        unblock_signals()
+    except (ValueError, KeyError, TypeError, AssertionError, OSError, ProtocolError):
+        handoff.release()
         return None
+    return handoff
+
+
+def _is_open(fd: int, is_kind: Callable[[int], bool]) -> bool:
+    """``fd`` is one the starter passed: above stdio, open, of that kind."""
+    try:
+        return fd > 2 and is_kind(os.fstat(fd).st_mode)
+    except OSError:
+        return False

@@ -894,3 +894,89 @@ def test_the_ptyd_command_runs_the_command_line_installed_beside_it(tmp_path) ->
     done = subprocess.run([str(alone), "--version"], capture_output=True, timeout=60)
     assert done.returncode == 127
     assert f"ptyd: cannot run {tmp_path}/ptyd-py".encode() in done.stderr
+
+
+def test_settings_the_command_line_would_refuse_attach_nothing(daemon, tmux, short_tmp) -> None:
+    """A ``PTYD_SPIN_US`` or ``PTYD_PURE`` the command line refuses: the starter does not attach
+    (the session keeps its size), and the error shows on the terminal as it was."""
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="kept", cols=50, rows=10)
+        for number, setting in enumerate(["PTYD_SPIN_US=bogus", "PTYD_PURE=maybe"]):
+            tag = f"v{number}"
+            run_checked(tmux, pane, short_tmp, f"{setting} {ptyd(daemon, 'attach', 'kept')}", tag)
+            tmux.wait_for(pane, lambda s, tag=tag: has_status(s, tag))
+            screen = finish_checked(tmux, pane, short_tmp, tag, 1)
+            assert f"\nptyd: invalid {setting.split('=')[0]}" in screen
+            info = client.info("kept")
+            assert (info.cols, info.rows, info.last_attached) == (50, 10, None)
+
+
+def test_a_handoff_the_command_line_refuses_is_given_back_before_its_error(
+    daemon, tmux, short_tmp
+) -> None:
+    """The starter attached and showed the screen; the command line finds a setting it does not
+    read (the starter does not check daemon settings): the terminal is given back first, then
+    the error is printed on it, then the attachment is gone."""
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="over")
+        command = "PTYD_LOG_LEVEL=chatty " + ptyd(daemon, "attach", "over")
+        run_checked(tmux, pane, short_tmp, command, "o")
+        tmux.wait_for(pane, lambda s: has_status(s, "o"))
+        screen = finish_checked(tmux, pane, short_tmp, "o", 1)
+        assert "\nptyd: invalid PTYD_LOG_LEVEL='chatty'" in screen
+        wait_until(lambda: client.info("over").clients == 0, 30, "the attachment to go")
+
+
+def test_a_resize_while_the_starter_waits_for_the_daemon_reaches_the_session(
+    daemon, tmux, short_tmp
+) -> None:
+    pane = tmux.open("one")
+    with daemon.client() as client:
+        client.create(SHELL, name="sized")
+        os.kill(daemon.process.pid, signal.SIGSTOP)
+        try:
+            pid_file = short_tmp / "attach.pid"
+            attach = ptyd(daemon, "attach", "sized")
+            tmux.type(pane, f"sh -c 'echo $$ > {pid_file}; exec {attach}'")
+            wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the pid")
+            starter = int(pid_file.read_text())
+            # The starter is waiting for the stopped daemon's answers.
+            wait_until(
+                lambda: (
+                    Path(f"/proc/{starter}/wchan").read_text() != "0"
+                    and Path(f"/proc/{starter}/exe").resolve() == Path(installed_ptyd()).resolve()
+                ),
+                30,
+                "the starter to wait on its socket",
+            )
+            tmux("resize-window", "-t", pane, "-x", "100", "-y", "30")
+        finally:
+            os.kill(daemon.process.pid, signal.SIGCONT)
+        tmux.wait_for(pane, at_prompt)
+        wait_until(lambda: client.info("sized").cols == 100, 30, "the session to take the size")
+        assert client.info("sized").rows == 30
+        tmux.keys(pane, "C-\\")
+        tmux.wait_for(pane, "[detached from sized]")
+
+
+def test_a_starter_without_the_command_line_beside_it_attaches_nothing(daemon, tmp_path) -> None:
+    with daemon.client() as client:
+        client.create(SHELL, name="alone")
+    alone = tmp_path / "ptyd"
+    shutil.copy2(installed_ptyd(), alone)
+    argv = [str(alone), "-S", str(daemon.socket), "attach", "alone"]
+    process, master = on_a_pty(argv, daemon.env)
+    try:
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once it has exited
+            while chunk := os.read(master, 65536):
+                output += chunk
+        assert process.wait(timeout=30) == 127
+        missing = f"ptyd: cannot run {tmp_path}/ptyd-py: No such file or directory\r\n"
+        assert output == missing.encode()
+        with daemon.client() as client:
+            assert client.info("alone").last_attached is None
+    finally:
+        os.close(master)

@@ -231,6 +231,7 @@ def test_global_options_before_or_after_the_command(daemon) -> None:
     ("args", "message"),
     [
         (("info", "missing"), b"no session 'missing'"),
+        (("info", "18446744073709551616"), b"no session 18446744073709551616"),  # > 64 bits
         (("new", "-d", "--", "no-such-program-xyz"), b"command not found"),
         (("resize", "1", "80by24"), b"is not a size"),
         (("signal", "1", "NOPE"), b""),
@@ -742,3 +743,22 @@ def test_an_argument_that_is_not_utf8_is_one_line_of_error(daemon) -> None:
     out = daemon.cli("new", "-d", "--", "sh", "-c", "echo \udc9b")
     assert out.returncode == 1 and out.stderr.count(b"\n") == 1, out.stderr
     assert b"is not UTF-8 text" in out.stderr and b"Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1 2 3 4 5 6 7 8 9 10 1,2 /x", "0 1 2 3 4 5 6 7 8 9 1,2 /x", "garbage", "", "3 4"],
+    ids=["stdout-and-stderr", "stdin-and-stdout", "garbage", "empty", "short"],
+)
+def test_a_stray_handoff_variable_touches_nothing(daemon, value) -> None:
+    """``PTYD_HANDOFF`` is the starter's (docs/attach.md): a value that does not name a socket
+    and a file this process holds is ignored, its descriptors left alone."""
+    daemon.cli("new", "-d", "-n", "h", "--", "cat")
+    env = dict(daemon.env, PTYD_HANDOFF=value)
+    base = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
+    listed = subprocess.run([*base, "ls"], env=env, capture_output=True, timeout=60, check=False)
+    assert listed.returncode == 0 and listed.stdout.startswith(b"ID"), listed
+    sent = subprocess.run(
+        [*base, "send", "--stdin", "h"], env=env, input=b"x", capture_output=True, timeout=60
+    )
+    assert sent.returncode == 0, sent

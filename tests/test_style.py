@@ -1,6 +1,7 @@
 """The project's checks run with the suite (docs/architecture.md, "Checks"): ruff's lint and
-format, mypy over ``ptyd/`` with the compiled modules' stubs, and cython-lint over the Cython
-sources. A change that breaks one fails here, in CI, not in a later review."""
+format, mypy over ``ptyd/`` with the compiled modules' stubs, cython-lint over the Cython
+sources, and gcc's warnings over the C starter. A change that breaks one fails here, in CI, not
+in a later review."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = Path(sys.executable).parent
-PYTHON_TREES = ["ptyd", "tests", "benchmarks"]
+PYTHON_TREES = ["ptyd", "tests", "benchmarks", "setup.py"]
 CYTHON_SOURCES = sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("ptyd/*.p[yx][xd]"))
 
 CHECKS = {
@@ -41,3 +42,15 @@ def test_the_sources_pass(check: str, tmp_path: Path) -> None:
         command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=240
     )
     assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("level", ["-O0", "-O1", "-O2", "-Os"])
+def test_the_starter_compiles_without_a_warning(level: str, tmp_path: Path) -> None:
+    """``ptyd/_starter.c`` at every usual optimisation level (gcc finds some warnings only when
+    optimising), against the header ``setup.py`` generated for this checkout."""
+    header = ROOT / "build" / "generated" / "ptyd_starter.h"
+    assert header.exists(), "no generated header: run pip install -e ."
+    command = ["gcc", level, "-Wall", "-Wextra", "-Werror", f"-I{header.parent}"]
+    command += ["-o", str(tmp_path / "ptyd"), str(ROOT / "ptyd" / "_starter.c")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
