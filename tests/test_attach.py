@@ -381,15 +381,12 @@ def read_pty(master: int, emulator: VtEmulator, done: Callable[[], bool], timeou
 
 
 @contextlib.contextmanager
-def attach_on_a_pty(daemon: Daemon, target: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """``ptyd attach TARGET`` on a new 80x24 PTY: the process and the PTY's master side, which
-    the test reads and writes as a terminal would; killed if still running at the end."""
+def on_a_pty(argv: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``argv`` on a new 80x24 PTY: the process and the PTY's master side, which the test reads
+    and writes as a terminal would; killed if still running at the end."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    command = [installed_ptyd(), "-S", str(daemon.socket), "--no-autostart"]
-    process = subprocess.Popen(
-        [*command, "attach", target], stdin=slave, stdout=slave, stderr=slave, env=daemon.env
-    )
+    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     try:
         yield process, master
@@ -398,6 +395,14 @@ def attach_on_a_pty(daemon: Daemon, target: str) -> Iterator[tuple[subprocess.Po
             process.kill()
             process.wait()
         os.close(master)
+
+
+def attach_on_a_pty(
+    daemon: Daemon, target: str
+) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[bytes], int]]:
+    """``ptyd attach TARGET`` on a new 80x24 PTY (``on_a_pty``)."""
+    command = [installed_ptyd(), "-S", str(daemon.socket), "--no-autostart"]
+    return on_a_pty([*command, "attach", target], daemon.env)
 
 
 def test_slow_terminal_never_blocks_the_daemon_and_is_repainted(daemon) -> None:
@@ -765,15 +770,6 @@ def test_queries_the_daemon_answers_get_one_answer_through_an_attached_terminal(
 # -- the ptyd command's start (ptyd/_starter.c, ptyd/handoff.py) ------------------------------
 
 
-def on_a_pty(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    """``argv`` on a new 80x24 PTY; the process and the PTY's master side."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    return process, master
-
-
 def test_the_ptyd_command_attaches_as_python_does_and_hands_its_connection_over(
     daemon, short_tmp
 ) -> None:
@@ -786,19 +782,13 @@ def test_the_ptyd_command_attaches_as_python_does_and_hands_its_connection_over(
         python = [sys.executable, "-m", "ptyd", "-S", str(tap.path), "--no-autostart"]
         started = [installed_ptyd(), "-S", str(tap.path), "--no-autostart"]
         for number, argv in enumerate([[*started, "attach", "work"], [*python, "attach", "work"]]):
-            process, master = on_a_pty(argv, daemon.env)
-            try:
+            with on_a_pty(argv, daemon.env) as (process, master):
                 terminal = VtEmulator(80, 24, scrollback=0)
                 show_until(master, terminal, at_prompt)
                 os.write(master, f"echo run-{number}-$((6*7))\r".encode())
                 show_until(master, terminal, lambda s, n=number: f"run-{n}-42\n" in s)
                 os.write(master, b"\x1c")
                 assert process.wait(timeout=30) == 0
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-                os.close(master)
         tap.wait_until(lambda: len(tap.requests) == 2, 30, "both clients' requests")
         by_starter, by_python = tap.requests[0], tap.requests[1]
         assert by_starter[:2] == by_python[:2]  # hello and attach (ids 1 and 2)
@@ -807,18 +797,12 @@ def test_the_ptyd_command_attaches_as_python_does_and_hands_its_connection_over(
         assert "input" in [m["type"] for m in by_starter[2:]], "the relay typed elsewhere"
         assert [m["id"] for m in by_starter] == list(range(1, len(by_starter) + 1))
 
-        process, master = on_a_pty([*started, "attach", "-r", "work"], daemon.env)
-        try:
+        with on_a_pty([*started, "attach", "-r", "work"], daemon.env) as (process, master):
             show_until(master, VtEmulator(80, 24, scrollback=0), at_prompt)
             tap.wait_until(lambda: len(tap.requests) == 3, 30, "the read-only attach")
             assert tap.requests[2][1] == {**by_python[1], "read_only": True}
             os.write(master, b"\x1c")
             assert process.wait(timeout=30) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            os.close(master)
     finally:
         tap.close()
 
@@ -967,16 +951,13 @@ def test_a_starter_without_the_command_line_beside_it_attaches_nothing(daemon, t
     alone = tmp_path / "ptyd"
     shutil.copy2(installed_ptyd(), alone)
     argv = [str(alone), "-S", str(daemon.socket), "attach", "alone"]
-    process, master = on_a_pty(argv, daemon.env)
-    try:
+    with on_a_pty(argv, daemon.env) as (process, master):
         output = b""
         with contextlib.suppress(OSError):  # EIO once it has exited
             while chunk := os.read(master, 65536):
                 output += chunk
         assert process.wait(timeout=30) == 127
-        missing = f"ptyd: cannot run {tmp_path}/ptyd-py: No such file or directory\r\n"
-        assert output == missing.encode()
-        with daemon.client() as client:
-            assert client.info("alone").last_attached is None
-    finally:
-        os.close(master)
+    missing = f"ptyd: cannot run {tmp_path}/ptyd-py: No such file or directory\r\n"
+    assert output == missing.encode()
+    with daemon.client() as client:
+        assert client.info("alone").last_attached is None
