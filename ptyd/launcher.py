@@ -13,6 +13,11 @@ from .errors import ConnectionFailed, NoDaemon
 from .socketdir import is_listening, lock_holder
 
 READY = b"ready\n"
+# The daemon imports the ptyd this command imported: ``python -m ptyd`` would put the current
+# directory first on its path, and from a source checkout import the tree there (without its
+# compiled modules: a pure daemon). The directory that holds this package goes first instead.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVE = "import sys; sys.path[0] = sys.argv.pop(1); from ptyd.cli import run; run()"
 
 
 def connect(config: Config) -> BlockingConnection:
@@ -56,8 +61,9 @@ def start_daemon(config: Config) -> None:
     ready_r, ready_w = os.pipe()
     command = [
         sys.executable,
-        "-m",
-        "ptyd",
+        "-c",
+        SERVE,
+        PACKAGE_ROOT,
         "serve",
         "--background",
         "-S",

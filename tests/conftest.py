@@ -231,7 +231,13 @@ def start_daemon(
         raise RuntimeError(f"daemon did not start: {answer!r}")
     daemon = Daemon(socket_path, process, full_env, backend)
     with Client(socket_path, timeout=30) as probe:
-        assert probe.daemon_info["backend"] == backend, "the daemon runs the wrong backend"
+        running = probe.daemon_info["backend"]
+    if running != backend:
+        daemon.stop()
+        raise RuntimeError(
+            f"the daemon runs the {running} backend, not the {backend} one (from a source "
+            "checkout, build it in place first: pip install -e '.[test]')"
+        )
     return daemon
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .helpers import Stream, contains, read_until, until_exit, wait_until
+from .helpers import Stream, contains, installed_ptyd, read_until, until_exit, wait_until
 
 
 def run(
@@ -475,6 +475,27 @@ def test_autostart_starts_one_background_daemon_then_shutdown(backend, short_tmp
     finally:
         os.close(pidfd)
     assert not os.path.exists(sock)
+
+
+def test_autostart_from_a_directory_with_another_ptyd_starts_this_one(short_tmp) -> None:
+    """From a source checkout (a ``ptyd`` directory in the current one, without its compiled
+    modules) the daemon the command starts is the command's own ptyd, not the one there."""
+    import os
+
+    decoy = short_tmp / "checkout"
+    (decoy / "ptyd").mkdir(parents=True)
+    for name in ("__init__.py", "__main__.py"):
+        (decoy / "ptyd" / name).write_text("raise SystemExit('the decoy ptyd was imported')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTYD_") and k != "PYTHONPATH"}
+    sock = str(short_tmp / "auto" / "d.sock")
+    command = [installed_ptyd(), "-S", sock]
+    out = subprocess.run(
+        [*command, "stats", "--json"], cwd=decoy, env=env, capture_output=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["daemon"]["backend"] == "compiled"
+    stopped = subprocess.run([*command, "shutdown"], cwd=decoy, env=env, timeout=60)
+    assert stopped.returncode == 0
 
 
 def test_commands_run_without_asyncio(daemon) -> None:
