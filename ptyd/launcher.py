@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from .blocking import BlockingConnection
 from .config import Config
@@ -13,6 +14,9 @@ from .errors import ConnectionFailed, NoDaemon
 from .socketdir import is_listening, lock_holder
 
 READY = b"ready\n"
+# A daemon takes its lock, then binds and listens: a moment in which it holds the lock and its
+# socket does not answer yet, which is not a lost socket.
+STARTING_SECONDS = 1.0
 # The daemon imports the ptyd this command imported: ``python -m ptyd`` would put the current
 # directory first on its path, and from a source checkout import the tree there (without its
 # compiled modules: a pure daemon). The directory that holds this package goes first instead.
@@ -44,14 +48,24 @@ def connect(config: Config) -> BlockingConnection:
 
 def lost_socket(socket_path: str) -> str:
     """Why nothing listens although a daemon runs there (its socket file was deleted from under
-    it), and what to do; "" when no daemon holds that socket's lock."""
+    it), and what to do; "" when no daemon holds that socket's lock, or the one holding it
+    starts listening within ``STARTING_SECONDS`` (it had just taken the lock)."""
     holder = lock_holder(socket_path)
-    if holder is None or is_listening(socket_path):
+    if holder is None or _listens_soon(socket_path):
         return ""
     return (
         f"the ptyd daemon on {socket_path} (pid {holder}) has lost its socket file: "
         f"`kill -USR1 {holder}` makes it listen there again"
     )
+
+
+def _listens_soon(socket_path: str) -> bool:
+    deadline = time.monotonic() + STARTING_SECONDS
+    while not is_listening(socket_path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)  # a daemon binds right after taking the lock; it announces nothing
+    return True
 
 
 def start_daemon(config: Config) -> None:
