@@ -634,13 +634,13 @@ static void attach(const struct plan *plan, char **argv) {
     write_all(1, snapshot.data, snapshot.len);
 
     fcntl(fd, F_SETFD, 0); /* both descriptors cross the exec */
-    /* handoff.py reads it: descriptors, the size asked for, the saved modes, the socket path
+    /* handoff.py reads it: descriptors, the saved modes, the socket path
      * (last: it may hold spaces) */
     size_t size = 512 + 4 * NCCS + strlen(path);
     char *handoff = malloc(size);
     if (handoff) {
-        int n = snprintf(handoff, size, "%d %d %d %d %lu %lu %lu %lu %lu %lu ", fd, answers_fd,
-                         cols, rows, (unsigned long)saved.c_iflag, (unsigned long)saved.c_oflag,
+        int n = snprintf(handoff, size, "%d %d %lu %lu %lu %lu %lu %lu ", fd, answers_fd,
+                         (unsigned long)saved.c_iflag, (unsigned long)saved.c_oflag,
                          (unsigned long)saved.c_cflag, (unsigned long)saved.c_lflag,
                          (unsigned long)cfgetispeed(&saved), (unsigned long)cfgetospeed(&saved));
         for (int i = 0; i < NCCS; i++)

@@ -31,7 +31,7 @@ ENV = "PTYD_HANDOFF"
 # ``termios`` are imported where used: every command imports this module, few use it.)
 HELD_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGTSTP", "SIGWINCH")
 # The starter's fixed fields before the control characters and the socket path.
-_NUMBERS = 10
+_NUMBERS = 8
 
 
 class Handoff:
@@ -113,10 +113,10 @@ def take(environ: MutableMapping[str, str]) -> Handoff | None:
         socket_path = words[_NUMBERS + 1]
     except (ValueError, IndexError):
         return None
-    sock_fd, answers_fd = numbers[:2]  # then the size asked for, for a reader of the text
+    sock_fd, answers_fd = numbers[:2]
     if not (_is_open(sock_fd, stat.S_ISSOCK) and _is_open(answers_fd, stat.S_ISREG)):
         return None
-    handoff = Handoff(sock_fd, [*numbers[4:], control_chars], socket_path, {}, {}, {})
+    handoff = Handoff(sock_fd, [*numbers[2:], control_chars], socket_path, {}, {}, {})
     try:
         with os.fdopen(answers_fd, "rb") as answers:
             data = answers.read()

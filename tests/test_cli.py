@@ -768,7 +768,7 @@ def test_an_argument_that_is_not_utf8_is_one_line_of_error(daemon) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["1 2 3 4 5 6 7 8 9 10 1,2 /x", "0 1 2 3 4 5 6 7 8 9 1,2 /x", "garbage", "", "3 4"],
+    ["1 2 3 4 5 6 7 8 1,2 /x", "0 1 2 3 4 5 6 7 1,2 /x", "garbage", "", "3 4"],
     ids=["stdout-and-stderr", "stdin-and-stdout", "garbage", "empty", "short"],
 )
 def test_a_stray_handoff_variable_touches_nothing(daemon, value) -> None:
