@@ -211,10 +211,14 @@ def test_socket_activation_variables_and_fds_never_reach_a_session(
         def open_fds() -> list[int]:
             return sorted(int(name) for name in os.listdir(f"/proc/{info.pid}/fd"))
 
-        # Just after exec the dynamic loader opens (and closes) files of its own on fd 3: an
-        # inherited fd would stay, so wait for the program's start to settle before judging.
-        with contextlib.suppress(AssertionError):
-            wait_until(lambda: open_fds() == [0, 1, 2], 5, "the session's fds 0-2 only")
+        def asleep() -> bool:
+            """True once ``sleep`` is in its nanosleep: until then the dynamic loader and the
+            locale setup open (and close) files of their own on fd 3, and fd 3 comes and goes."""
+            stat = Path(f"/proc/{info.pid}/stat").read_text()
+            state = stat.rsplit(")", 1)[1].split()[0]
+            return os.readlink(f"/proc/{info.pid}/exe").endswith("/sleep") and state == "S"
+
+        wait_until(asleep, 5, "the session's sleep to start sleeping")
         fds = open_fds()
         print(
             f"\n{backend}: session LISTEN_* vars {len(listen_vars)}, PTYD_* vars {ptyd_vars}, "
