@@ -133,6 +133,7 @@ class Config:
     replay_bytes: int = 1024 * 1024
     scrollback: int = 2000
     exit_retention: float = 300.0
+    max_exited: int = 256
     kill_grace: float = 2.0
     input_limit: int = 4 * 1024 * 1024
     max_frame: int = 4 * 1024 * 1024
@@ -174,6 +175,7 @@ class Config:
                 )
             ),
             "replay_bytes": self.replay_bytes < 0 and "must not be negative",
+            "max_exited": self.max_exited <= 0 and "must be greater than 0",
             "input_limit": self.input_limit <= 0 and "must be greater than 0",
             "max_frame": not 1024 <= self.max_frame <= 1 << 30 and "must be 1 KiB to 1 GiB",
             "max_clients": self.max_clients <= 0 and "must be greater than 0",
@@ -229,6 +231,9 @@ SETTINGS: dict[str, Setting] = {
     "scrollback": Setting("PTYD_SCROLLBACK", parse_count, "lines", "scrollback kept per session"),
     "exit_retention": Setting(
         "PTYD_EXIT_RETENTION", parse_seconds, "seconds", "how long exited sessions stay listed"
+    ),
+    "max_exited": Setting(
+        "PTYD_MAX_EXITED", parse_count, "count", "exited sessions kept; past it the oldest goes"
     ),
     "kill_grace": Setting(
         "PTYD_KILL_GRACE", parse_seconds, "seconds", "wait between SIGHUP, SIGTERM and SIGKILL"

@@ -470,6 +470,17 @@ class Daemon:
         self._retention[session.id] = self.loop.call_later(
             self.config.exit_retention, self._forget_session, session.id
         )
+        if len(self._retention) > self.config.max_exited:
+            # Each exited session holds its screen and replay ring: a client that starts short
+            # sessions in a loop must not grow the daemon for the whole retention.
+            oldest = next(iter(self._retention))  # timers are added in the order of the exits
+            self._retention[oldest].cancel()
+            log.info(
+                "forgetting exited session %s early: %s exited sessions are kept at most",
+                self.sessions[oldest].label,
+                self.config.max_exited,
+            )
+            self._forget_session(oldest)
 
     def _forget_session(self, session_id: int) -> None:
         self._retention.pop(session_id, None)

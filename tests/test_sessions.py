@@ -506,6 +506,28 @@ def test_kill_ends_a_program_that_keeps_forking(short_tmp, backend) -> None:
         assert daemon.stop() == 0
 
 
+def test_past_the_cap_the_oldest_exited_session_is_forgotten_first(short_tmp, backend) -> None:
+    """PTYD_MAX_EXITED bounds what exited sessions hold (a screen and a replay ring each) for a
+    client that starts short sessions in a loop; running sessions never count."""
+    daemon = start_daemon(short_tmp / "d.sock", backend, "--max-exited", "2")
+    try:
+        client = daemon.client()
+        running = client.create(["sleep", "600"])
+        exited = []
+        for code in (1, 2, 3):
+            info = client.create(["sh", "-c", f"exit {code}"], name=f"job{code}")
+            assert client.wait(info.id, timeout=10).status == code
+            exited.append(info.id)
+        listed = {s.id: s.state for s in client.list_sessions()}
+        assert listed == {running.id: "running", exited[1]: "exited", exited[2]: "exited"}
+        with pytest.raises(SessionNotFound):
+            client.info("job1")
+        assert client.wait("job2", timeout=10).status == 2  # the newer ones keep their status
+        assert client.info(running.id).is_running
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_the_name_of_an_exited_session_can_be_taken_again(short_tmp, backend) -> None:
     daemon = start_daemon(short_tmp / "d.sock", backend, "--exit-retention", "1")
     try:
