@@ -148,6 +148,7 @@ def attach_terminal(
     relay = Relay(connection, terminal, options)
     if handoff is not None:
         terminal.saved_modes = handoff.saved_modes
+        terminal.is_painted = True  # with the session's screen
         relay.attached = handoff.attached
         handoff.is_taken = True  # the relay gives the terminal back from here
     ending = relay.run(target)
@@ -182,13 +183,16 @@ def terminal_size(fd: int) -> tuple[int, int]:
 
 class Terminal:
     """The user's terminal while attached: raw input, non-blocking buffered output; on release
-    RESTORE, then the saved termios and file flags."""
+    RESTORE (once a session was shown on it), then the saved termios and file flags."""
 
     def __init__(self, fd_in: int, fd_out: int, *, is_raw: bool) -> None:
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.is_raw = is_raw
         self._pending = bytearray()
+        # Whether a session was shown: an attach refused before that (no such session) leaves
+        # the screen and the cursor where they were, for the error to follow the command.
+        self.is_painted = False
         # The modes to give back; set before ``take`` when someone else made the terminal raw.
         self.saved_modes: list[Any] | None = None
         self._saved_blocking = {fd: os.get_blocking(fd) for fd in (fd_in, fd_out)}
@@ -213,7 +217,7 @@ class Terminal:
         self._pending.clear()
         with contextlib.suppress(OSError):
             os.set_blocking(self.fd_out, True)
-            final = RESTORE if self.is_raw else b""
+            final = RESTORE if self.is_raw and self.is_painted else b""
             while final:
                 final = final[os.write(self.fd_out, final) :]
         if self.saved_modes is not None:
@@ -321,6 +325,7 @@ class Relay:
         if result is None:
             assert self.ending is not None
             return self.ending
+        self.terminal.is_painted = True  # the session's screen and modes from here on
         info = SessionInfo.from_wire(result["session"])
         self.session = info.id
         self._output_prefix = protocol.output_frame_prefix(info.id)

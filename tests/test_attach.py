@@ -961,3 +961,15 @@ def test_a_starter_without_the_command_line_beside_it_attaches_nothing(daemon, t
     assert output == missing.encode()
     with daemon.client() as client:
         assert client.info("alone").last_attached is None
+
+
+def test_an_attach_to_no_session_leaves_the_screen_as_it_was(daemon) -> None:
+    """A typo in the target costs one error line below the command, as in tmux: the screen is
+    neither reset nor moved to its last row (that is for leaving a session's screen)."""
+    with attach_on_a_pty(daemon, "nosuch") as (process, master):
+        assert process.wait(timeout=30) == 1
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO: the terminal's only process has gone
+            while chunk := os.read(master, 65536):
+                shown += chunk
+    assert shown.strip() == b"ptyd: no session 'nosuch'"
