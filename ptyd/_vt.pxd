@@ -189,8 +189,9 @@ cdef class VtEmulator:
     cdef void erase_rows(self, int start, int stop) noexcept nogil
     cdef void erase_line(self, int mode) noexcept nogil
     cdef void erase_display(self, int mode) noexcept nogil
-    cdef void insert_chars(self, int n) noexcept nogil
-    cdef void delete_chars(self, int n) noexcept nogil
+    cdef void insert_cells(self, int y, int x, int n) noexcept nogil
+    cdef void delete_cells(self, int y, int x, int n) noexcept nogil
+    cdef void shift_columns(self, int x, int n, bint is_insert) noexcept nogil
     cdef void decaln(self) noexcept nogil
     cdef void sgr(self) noexcept nogil
     cdef void sgr_simple(self, int p) noexcept nogil

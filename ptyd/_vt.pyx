@@ -818,11 +818,18 @@ cdef class VtEmulator:
                 self.cursor_shape = n
         elif priv == 0 and self.ninter == 1 and self.inter[0] == 33 and final == 112:
             self.soft_reset()
+        elif priv == 0 and self.ninter == 1 and self.inter[0] == 32 and 64 <= final <= 65:
+            # SL `SP @` and SR `SP A`: DCH or ICH at column 0 (no left/right margins)
+            self.shift_columns(0, self.param(0, 1), final == 65)
+        elif priv == 0 and self.ninter == 1 and self.inter[0] == 39 and 125 <= final <= 126:
+            # DECIC `' }` and DECDC `' ~`
+            self.shift_columns(self.x, self.param(0, 1), final == 125)
 
     cdef void csi_plain(self, uint32_t final) noexcept nogil:
         cdef int n = self.param(0, 1)
         if final == 64:  # @ ICH
-            self.insert_chars(n)
+            self.pending = False
+            self.insert_cells(self.y, self.x, n)
         elif final == 65:  # A CUU
             self.move_up(n)
         elif final == 66:  # B CUD
@@ -858,7 +865,8 @@ cdef class VtEmulator:
                 self.x = 0
                 self.pending = False
         elif final == 80:  # P DCH
-            self.delete_chars(n)
+            self.pending = False
+            self.delete_cells(self.y, self.x, n)
         elif final == 83:  # S SU
             self.scroll_up(self.top, self.bottom, n)
         elif final == 84:  # T SD (one parameter only: five are xterm mouse highlighting)
@@ -1513,26 +1521,41 @@ cdef class VtEmulator:
         elif mode == 3:
             self.clear_scrollback()
 
-    cdef void insert_chars(self, int n) noexcept nogil:
-        self.pending = False
-        cdef Cell* row = self.touch(self.y, self.ncols)
-        cdef int x = self.x, cols = self.ncols
+    cdef void insert_cells(self, int y, int x, int n) noexcept nogil:
+        """ICH on row y at column x: cells shift right, blanks in the background colour."""
+        cdef Cell* row = self.touch(y, self.ncols)
+        cdef int cols = self.ncols
         n = min(n, cols - x)
         self.split_middle(row, x)
         memmove(&row[x + n], &row[x], (cols - x - n) * sizeof(Cell))
         blank_cells(&row[x], n, self.bg)
         self.clip_right(row)
 
-    cdef void delete_chars(self, int n) noexcept nogil:
-        self.pending = False
-        cdef Cell* row = self.touch(self.y, self.ncols)
-        cdef int x = self.x, cols = self.ncols
+    cdef void delete_cells(self, int y, int x, int n) noexcept nogil:
+        """DCH on row y at column x: cells shift left, blanks in the background colour."""
+        cdef Cell* row = self.touch(y, self.ncols)
+        cdef int cols = self.ncols
         n = min(n, cols - x)
         self.split(row, x)
         if x + n < cols:
             self.split(row, x + n)
         memmove(&row[x], &row[x + n], (cols - x - n) * sizeof(Cell))
         blank_cells(&row[cols - n], n, self.bg)
+
+    cdef void shift_columns(self, int x, int n, bint is_insert) noexcept nogil:
+        """DECIC/DECDC (and SR/SL at column 0): ICH or DCH at column x on every row of the
+        scroll region; nothing when the cursor is outside it. The cursor and a pending wrap
+        stay (xterm)."""
+        cdef int y
+        if self.y < self.top or self.y > self.bottom:
+            return
+        for y in range(self.top, self.bottom + 1):
+            if self.grid[y].used == 0 and self.grid[y].fill == self.bg:
+                continue  # blank in the shift's own colour: it stays without cells
+            if is_insert:
+                self.insert_cells(y, x, n)
+            else:
+                self.delete_cells(y, x, n)
 
     cdef void decaln(self) noexcept nogil:
         cdef int y, x

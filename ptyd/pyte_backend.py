@@ -506,24 +506,55 @@ class PyteScreen(pyte.Screen):
 
     def insert_characters(self, count: int | None = None) -> None:
         self.is_wrap_pending = False
-        line, x, cols = self.buffer[self.cursor.y], self.cursor.x, self.columns
-        n = min(count or 1, cols - x)
+        self._insert_cells(self.cursor.y, self.cursor.x, count or 1)
+
+    def delete_characters(self, count: int | None = None) -> None:
+        self.is_wrap_pending = False
+        self._delete_cells(self.cursor.y, self.cursor.x, count or 1)
+
+    def _insert_cells(self, y: int, x: int, n: int) -> None:
+        line, cols = self.buffer[y], self.columns
+        n = min(n, cols - x)
         row = self._cells(line)
         _split_middle(row, x)
         row[x:] = ([(" ", 0, self.cursor.attrs[2], 0)] * n + row[x:])[: cols - x]
         _clip_right(row)
         _store(line, row)
 
-    def delete_characters(self, count: int | None = None) -> None:
-        self.is_wrap_pending = False
-        line, x, cols = self.buffer[self.cursor.y], self.cursor.x, self.columns
-        n = min(count or 1, cols - x)
+    def _delete_cells(self, y: int, x: int, n: int) -> None:
+        line, cols = self.buffer[y], self.columns
+        n = min(n, cols - x)
         row = self._cells(line)
         self._split(row, x)
         if x + n < cols:
             self._split(row, x + n)
         row[x:] = row[x + n :] + [(" ", 0, self.cursor.attrs[2], 0)] * n
         _store(line, row)
+
+    def scroll_left(self, count: int | None = None) -> None:
+        """SL (pyte lacks it): the scroll region's rows move left, as DCH at column 0."""
+        self._shift_columns(0, count or 1, is_insert=False)
+
+    def scroll_right(self, count: int | None = None) -> None:
+        """SR (pyte lacks it): the scroll region's rows move right, as ICH at column 0."""
+        self._shift_columns(0, count or 1, is_insert=True)
+
+    def insert_columns(self, count: int | None = None) -> None:
+        """DECIC (pyte lacks it): blank columns at the cursor's, in the scroll region."""
+        self._shift_columns(self.cursor.x, count or 1, is_insert=True)
+
+    def delete_columns(self, count: int | None = None) -> None:
+        """DECDC (pyte lacks it): columns at the cursor's removed, in the scroll region."""
+        self._shift_columns(self.cursor.x, count or 1, is_insert=False)
+
+    def _shift_columns(self, x: int, n: int, is_insert: bool) -> None:
+        """ICH or DCH at column x on every row of the region, only from inside it; the
+        cursor and a pending wrap stay (xterm)."""
+        top, bottom = self.margins
+        if top <= self.cursor.y <= bottom:
+            shift = self._insert_cells if is_insert else self._delete_cells
+            for y in range(top, bottom + 1):
+                shift(y, x, n)
 
     def alignment_display(self) -> None:
         """DECALN: E's in default attributes, margins reset, cursor home (pyte keeps the
@@ -1060,6 +1091,10 @@ class PyteStream(pyte.ByteStream):
             screen.set_cursor_style(values[0])
         elif private == "" and inter == "!" and final == "p":
             screen.soft_reset()
+        elif private == "" and inter == " " and final in "@A":
+            (screen.scroll_left if final == "@" else screen.scroll_right)(values[0])
+        elif private == "" and inter == "'" and final in "}~":
+            (screen.insert_columns if final == "}" else screen.delete_columns)(values[0])
 
     @staticmethod
     def _dispatch_osc(screen: PyteScreen, text: list[str], is_overflow: bool) -> None:

@@ -20,10 +20,6 @@ XTERM_UNCOVERED = {
     "t0084-CBT": "xterm quirk: CBT while a wrap is pending keeps the pending wrap "
     "(also skipped by xterm.js)",
     "t0103-reverse_wrap": "reverse-wraparound mode 45 is not supported (also skipped by xterm.js)",
-    "t600-DECSTBM_SR": "SR (CSI SP A) horizontal scrolling is not supported",
-    "t601-DECSTBM_SL": "SL (CSI SP @) horizontal scrolling is not supported",
-    "t602-DECSTBM_DECIC": "DECIC (CSI ' }) column insertion is not supported",
-    "t603-DECSTBM_DECDC": "DECDC (CSI ' ~) column deletion is not supported",
 }
 
 

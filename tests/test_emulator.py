@@ -632,6 +632,7 @@ PYTE_DIFFERENCES: dict[str, tuple[bytes, int, int, tuple[int, int] | None, dict[
     "dch-fills-background": (b"\x1b[44m\x1b[3P", 8, 1, None, {"bce": True}),
     "si-so-in-utf8": (b"\x1b)0\x0eq\x0fq", 4, 1, None, {"lines": ["\u2500q"]}),
     "c1-csi-ignored": ("a\u009b2Cb".encode(), 6, 1, None, {"lines": ["a2Cb"]}),
+    "sl-and-decdc": (b"abcd\x1b[2G\x1b[ @\x1b['~", 6, 2, None, {"lines": ["bd", ""]}),
 }
 
 
