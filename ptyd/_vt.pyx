@@ -1538,7 +1538,7 @@ cdef class VtEmulator:
         n = min(n, cols - x)
         self.split(row, x)
         if x + n < cols:
-            self.split(row, x + n)
+            self.split_middle(row, x + n)  # a wide character starting there moves whole
         memmove(&row[x], &row[x + n], (cols - x - n) * sizeof(Cell))
         blank_cells(&row[cols - n], n, self.bg)
 

@@ -527,7 +527,7 @@ class PyteScreen(pyte.Screen):
         row = self._cells(line)
         self._split(row, x)
         if x + n < cols:
-            self._split(row, x + n)
+            _split_middle(row, x + n)  # a wide character starting there moves whole
         row[x:] = row[x + n :] + [(" ", 0, self.cursor.attrs[2], 0)] * n
         _store(line, row)
 

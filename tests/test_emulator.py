@@ -83,6 +83,21 @@ def test_wide_char_at_margin_wraps_whole(emu_class: type) -> None:
     assert cursor(emu) == (2, 1)
 
 
+@pytest.mark.parametrize(
+    ("column", "count", "expected"),
+    [(1, 2, "中cd"), (2, 1, "a中cd"), (2, 2, "a cd"), (3, 1, "ab cd"), (4, 1, "ab cd")],
+)
+def test_dch_keeps_a_wide_character_it_moves_whole(
+    emu_class: type, column: int, count: int, expected: str
+) -> None:
+    # xterm blanks only the halves whose other half is deleted; the cells after move intact.
+    emu = make(emu_class, b"ab\xe4\xb8\xadcd\x1b[%dG\x1b[%dP" % (column, count), cols=8, rows=1)
+    assert lines(emu) == [expected]
+    texts = [cell[0] for cell in emu.state().lines[0]]  # type: ignore[attr-defined]
+    if "中" in texts:
+        assert texts[texts.index("中") + 1] == ""  # its right half moved with it
+
+
 def test_combining_attaches_to_previous_cell(emu_class: type) -> None:
     emu = make(emu_class, "e\u0301x".encode(), cols=5, rows=1)
     assert lines(emu) == ["e\u0301x"]

@@ -141,6 +141,9 @@ def test_wide_characters_cut_by_a_shift_are_blanked(emu_class: type) -> None:
     assert lines(run(emu_class, wide + b"\x1b[4G\x1b['}", rows=1)) == ["ab   cdef"]
     # DECDC on a wide character's right half blanks its left half, as DCH does.
     assert lines(run(emu_class, wide + b"\x1b[4G\x1b['~", rows=1)) == ["ab cdef中"]
+    # A wide character right after the deleted columns moves whole.
+    assert lines(run(emu_class, wide + b"\x1b[2 @", rows=1)) == ["中cdef中"]
+    assert lines(run(emu_class, wide + b"\x1b[2G\x1b['~", rows=1)) == ["a中cdef中"]
     for op in OPS.values():
         for x in range(1, 11):
             both = [
