@@ -133,6 +133,17 @@ def test_1049_asked_again_saves_and_clears_or_restores(emu_class: type) -> None:
     assert lines(emu) == ["abZ", "", "cd", ""]
 
 
+def test_each_screen_has_its_saved_cursor_and_1049_saves_into_the_primarys(
+    emu_class: type,
+) -> None:
+    """xterm: 1049 saves "as DECSC does", into the primary screen's saved cursor, and the
+    alternate screen has its own (tmux keeps 1049's apart and one DECSC for both screens)."""
+    emu = make(emu_class, b"\x1b[1;5HX\x1b7\x1b[3;1HY\x1b[?1049h\x1b[?1049l\x1b8Z", rows=4)
+    assert lines(emu) == ["    X", "", "YZ", ""]  # 1049 replaced the DECSC of column 5
+    emu = make(emu_class, b"\x1b[1;5H\x1b7\x1b[?1049h\x1b[3;3H\x1b8W", rows=4)
+    assert lines(emu) == ["W", "", "", ""]  # the alternate screen's own: never saved, home
+
+
 def _distinct_mark_pairs(count: int, per_line: int = 70) -> bytes:
     """``count`` cells, each a letter with a different pair of combining marks (4,096 pairs
     at most), ``per_line`` to a line: the compiled engine interns each pair in a table."""
