@@ -792,7 +792,8 @@ def format_stats(stats: dict[str, Any]) -> str:
         )
     for sub in stats["subscribers"]:
         lines.append(
-            f"    client {sub['client']} -> session {sub['session']}: {sub['policy']}  "
+            f"    client {sub['client']} ({sub['client_name'] or '-'}) -> session "
+            f"{sub['session']}: {sub['policy']}  "
             f"{sub['level']}  backlog {sub['backlog']} B  warnings {sub['warnings']}  "
             f"resyncs {sub['resyncs']}  delivered {sub['bytes_delivered']} B"
         )

@@ -352,7 +352,10 @@ class Connection(asyncio.Protocol):
             if self._hello_timer is not None:
                 self._hello_timer.cancel()
         self.features = protocol.FEATURES & frozenset(features)
-        self.client_name = client[:128]
+        # Shown in stats and the log: printable characters only, so a name cannot drive the
+        # terminal of whoever reads them.
+        self.client_name = "".join(ch for ch in client[:128] if ch.isprintable())
+        log.debug("client %d is %r", self.id, self.client_name)
         return {
             "version": protocol.VERSION_TEXT,
             "features": sorted(self.features),
@@ -642,6 +645,7 @@ class Connection(asyncio.Protocol):
         return [
             {
                 "client": self.id,
+                "client_name": self.client_name,
                 "session": attachment.session.id,
                 "policy": attachment.policy,
                 "read_only": attachment.is_read_only,

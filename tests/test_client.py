@@ -569,6 +569,18 @@ def test_send_keys_types_key_names_in_the_programs_cursor_mode(daemon) -> None:
     assert b"'\\x1b[A\\x03x'" in normal and b"'\\x1bOA\\r'" in application
 
 
+def test_stats_name_each_subscriber_by_its_hello_without_control_characters(daemon) -> None:
+    """An operator reading ``ptyd stats`` sees which program each subscriber is; a name cannot
+    send escape sequences to the operator's terminal."""
+    client = daemon.client(client_name="ide-backend/2.1 \x1b]0;owned\x07\x1b[2J" + "x" * 200)
+    info = client.create(["sleep", "600"])
+    client.attach(info.id, snapshot=None)
+    (row,) = client.stats()["subscribers"]
+    assert row["client_name"] == "ide-backend/2.1 ]0;owned[2J" + "x" * 98  # 128 before
+    shown = daemon.cli("stats").stdout.decode()
+    assert f"({row['client_name']}) -> session {info.id}" in shown and "\x1b" not in shown
+
+
 def test_an_exited_sessions_read_rate_is_over_its_lifetime(daemon) -> None:
     """stats' read_rate is bytes/s over the session's life, which ends at its exit: it does
     not keep falling while the exited session is kept."""
