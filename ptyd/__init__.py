@@ -18,12 +18,15 @@ from .errors import (
     PtydError,
     PtyUnavailable,
     RequestError,
+    ScreenWaitExited,
+    ScreenWaitFailed,
+    ScreenWaitTimedOut,
     SessionNotFound,
     SpawnFailed,
     TimeoutExpired,
     VersionMismatch,
 )
-from .records import Attached, ExitStatus, SessionInfo, Snapshot
+from .records import Attached, ExitStatus, ScreenMatch, SessionInfo, Snapshot
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
@@ -59,6 +62,10 @@ __all__ = [
     "PtyUnavailable",
     "PtydError",
     "RequestError",
+    "ScreenMatch",
+    "ScreenWaitExited",
+    "ScreenWaitFailed",
+    "ScreenWaitTimedOut",
     "SessionInfo",
     "SessionNotFound",
     "Snapshot",

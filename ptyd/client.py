@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import os
+import re
 import socket
 import stat
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from . import config as config_module
-from . import errors, events, protocol
+from . import errors, events, protocol, screen_wait
 from ._version import __version__
 from .errors import (
     CallTimedOut,
@@ -36,7 +37,7 @@ from .errors import (
 )
 from .events import DisconnectedEvent, ErrorEvent, Event, ExitEvent, OutputEvent, SnapshotEvent
 from .keys import key_bytes, key_input
-from .records import Attached, ExitStatus, SessionInfo, Snapshot, Target
+from .records import Attached, ExitStatus, ScreenMatch, SessionInfo, Snapshot, Target
 from .socketdir import check_daemon_peer, check_daemon_socket
 
 EVENT_QUEUE_SIZE = 8192  # events held for the application; when full, reading the socket pauses
@@ -797,6 +798,35 @@ class AsyncClient:
         result = await self.request("wait", session=session, timeout=timeout)
         return ExitStatus(result["code"], result["signal"])
 
+    async def wait_for(
+        self,
+        session: Target,
+        pattern: str | re.Pattern[str] | None = None,
+        *,
+        quiet: float | None = None,
+        scrollback: int = 0,
+        timeout: float | None = None,
+    ) -> ScreenMatch:
+        """Wait until the session's screen shows ``pattern`` (a regular expression searched in
+        the text snapshot, ``^``/``$`` at each row; with ``scrollback``, that many lines of
+        history too) and, with ``quiet``, its program has written nothing for ``quiet``
+        seconds; either may be left out, not both. Raises ScreenWaitTimedOut (a TimeoutError)
+        after ``timeout`` seconds, ScreenWaitExited when the session exits without showing it;
+        both carry the last screen seen. Runs on a connection of its own: this client's
+        events and attachments are untouched."""
+        if pattern is None and quiet is None:
+            raise ValueError("wait_for needs a pattern, quiet seconds, or both")
+        compiled = screen_wait.compile_pattern(pattern)
+        watcher = await AsyncClient.connect(
+            self.socket_path, client_name=f"{self.client_name} wait_for", owner=self.owner
+        )
+        try:
+            return await screen_wait.watch_screen(
+                watcher, session, compiled, quiet=quiet, scrollback=scrollback, timeout=timeout
+            )
+        finally:
+            await watcher.close()
+
     async def stats(self) -> dict[str, Any]:
         return await self.request("stats")
 
@@ -950,6 +980,23 @@ class Client:
     def wait(self, session: Target, timeout: float | None = None) -> ExitStatus:
         # The daemon enforces the timeout (a lost connection fails the request).
         return self._run(self._async.wait(session, timeout), None)
+
+    def wait_for(
+        self,
+        session: Target,
+        pattern: str | re.Pattern[str] | None = None,
+        *,
+        quiet: float | None = None,
+        scrollback: int = 0,
+        timeout: float | None = None,
+    ) -> ScreenMatch:
+        """See ``AsyncClient.wait_for``; ``timeout`` is this call's own, not the client's."""
+        return self._run(
+            self._async.wait_for(
+                session, pattern, quiet=quiet, scrollback=scrollback, timeout=timeout
+            ),
+            None,
+        )
 
     def stats(self) -> dict[str, Any]:
         return self._run(self._async.stats())

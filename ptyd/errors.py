@@ -7,6 +7,8 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a comm
 if TYPE_CHECKING:
     from typing import Final
 
+    from .records import ExitStatus, Snapshot
+
 
 # Stable, machine-readable error codes (the "code" field of an error response or event).
 BAD_FRAME: Final = "bad_frame"  # body is not valid msgpack, or not a map
@@ -96,6 +98,28 @@ class CallTimedOut(PtydError, TimeoutError):
     """A call of the client library ran out of time (``Client(timeout=...)``, ``next_event``'s
     timeout, ``send``'s). Giving up does not recall a request already written: the daemon may
     still carry it out."""
+
+
+class ScreenWaitFailed(PtydError):
+    """``wait_for`` ended without the screen it waited for. ``snapshot`` is the last screen
+    seen (a text ``Snapshot``, None if none was taken): what the program showed meanwhile."""
+
+    def __init__(self, message: str, snapshot: Snapshot | None) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
+
+
+class ScreenWaitTimedOut(ScreenWaitFailed, TimeoutError):
+    """``wait_for``'s timeout passed first."""
+
+
+class ScreenWaitExited(ScreenWaitFailed):
+    """The session exited and its final screen does not show the pattern; ``status`` is its
+    ``ExitStatus``."""
+
+    def __init__(self, message: str, snapshot: Snapshot, status: ExitStatus) -> None:
+        super().__init__(message, snapshot)
+        self.status = status
 
 
 class NoDaemon(ConnectionFailed):

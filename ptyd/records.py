@@ -63,6 +63,16 @@ class Attached:
 
 
 @record
+class ScreenMatch:
+    """What ``wait_for`` waited for: the screen that showed it (a text ``Snapshot``, at the
+    offset it was taken), and the pattern's match in its text (None without a pattern)."""
+
+    snapshot: Snapshot
+    matched: str | None
+    groups: tuple[str | None, ...]
+
+
+@record
 class ExitStatus:
     code: int | None
     signal: int | None
