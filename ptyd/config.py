@@ -133,7 +133,7 @@ class Config:
     replay_bytes: int = 1024 * 1024
     scrollback: int = 2000
     exit_retention: float = 300.0
-    max_exited: int = 256
+    max_exited: int = 1000
     kill_grace: float = 2.0
     input_limit: int = 4 * 1024 * 1024
     max_frame: int = 4 * 1024 * 1024
