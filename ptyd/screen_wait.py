@@ -111,8 +111,11 @@ class _Watch:
         )
 
     async def bounded(self, awaitable: Awaitable[T]) -> T:
-        """``awaitable``, given up on at the deadline (ScreenWaitTimedOut)."""
+        """``awaitable``, given up on at the deadline (ScreenWaitTimedOut); until the first
+        screen is in, at least LAST_SCREEN_SECONDS (a timeout of 0 looks once)."""
         left = None if self.deadline is None else max(self.deadline - self.loop.time(), 0.0)
+        if left is not None and self.screen is None:
+            left = max(left, LAST_SCREEN_SECONDS)
         try:
             return await asyncio.wait_for(awaitable, left)
         except TimeoutError:
@@ -149,7 +152,7 @@ async def watch_screen(
         if (match := watch.outcome()) is not None:
             return match
         now = watch.loop.time()
-        if watch.deadline is not None and now >= watch.deadline:
+        if watch.deadline is not None and now >= watch.deadline and watch.screen is not None:
             raise ScreenWaitTimedOut(
                 watch.timeout_message(), await _last_screen(watcher, watch, target, scrollback)
             )

@@ -80,6 +80,16 @@ def test_a_timeout_raises_with_what_the_screen_showed(daemon) -> None:
     assert "'never shown' on the screen within 0.5 s" in str(timed_out.value)
 
 
+def test_a_timeout_of_0_looks_at_the_screen_once(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sh", "-c", "echo here; sleep 600"])
+    client.wait_for(info.id, "^here$", timeout=30)
+    assert client.wait_for(info.id, "^here$", timeout=0).matched == "here"
+    with pytest.raises(ScreenWaitTimedOut) as timed_out:
+        client.wait_for(info.id, "^elsewhere$", timeout=0)
+    assert timed_out.value.snapshot.data.startswith("here\n")
+
+
 def test_an_exit_without_the_pattern_raises_with_the_final_screen(daemon) -> None:
     client = daemon.client()
     info = client.create(["sh", "-c", "sleep 0.2; echo failed to build; exit 3"])
