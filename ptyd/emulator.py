@@ -263,6 +263,34 @@ def _paint(rows: list[Row], cols: int) -> list[str]:
     return out
 
 
+def _restore_pending_wrap(state: ScreenState, row: int) -> str:
+    """Bytes that leave the target's cursor at the state's column, on ``row`` (as CUP counts
+    it, so relative to the margins in origin mode), with a wrap pending, once the tab stops are
+    set.
+
+    Only writing the last column sets a pending wrap, so the last cell of the cursor's row is
+    rewritten as it is. CBT keeps the wrap (xterm) and moves to the previous tab stop, or to
+    column 0 when there is none: a wrap pending away from the last column is reached with CBT
+    from it, through a tab stop set at the column for the purpose and cleared after (TBC 0
+    keeps the wrap too) when the column has none.
+    """
+    x, y, last = state.cursor_x, state.cursor_y, state.cols - 1
+    start = last - 1 if last and state.lines[y][last][0] == "" else last
+    cell = state.lines[y][start]
+    rewrite = f"\x1b[{row + 1};{start + 1}H{_sgr(*cell[1:])}{cell[0] or ' '}"
+    if x == last:
+        return rewrite
+    stops = set(state.tabs)
+    is_stop_added = x > 0 and x not in stops
+    back_tabs = sum(1 for stop in stops if x < stop < last) + 1
+    return (
+        (f"\x1b[{row + 1};{x + 1}H\x1bH" if is_stop_added else "")
+        + rewrite
+        + f"\x1b[{back_tabs}Z"
+        + ("\x1b[0g" if is_stop_added else "")
+    )
+
+
 def render_ansi(state: ScreenState) -> bytes:
     """Bytes that repaint a blank terminal of the same size to exactly this state."""
     out = [
@@ -299,10 +327,7 @@ def render_ansi(state: ScreenState) -> bytes:
     if modes["origin"]:
         out.append("\x1b[?6h")
     if state.pending_wrap:
-        # Rewrite the last cell so that the target ends in the same pending-wrap state.
-        start = x - 1 if x and state.lines[y][x][0] == "" else x
-        cell = state.lines[y][start]
-        out.append(f"\x1b[{row + 1};{start + 1}H{_sgr(*cell[1:])}{cell[0] or ' '}")
+        out.append(_restore_pending_wrap(state, row))
     else:
         out.append(f"\x1b[{row + 1};{x + 1}H")
     fg, bg, flags = modes["attrs"]
