@@ -1172,7 +1172,9 @@ cdef class VtEmulator:
         self.index()
 
     cdef void combine(self, uint32_t cp) noexcept nogil:
-        cdef int x = self.x if self.pending else self.x - 1
+        # While a wrap is pending the last character written is at the last column, even when
+        # CBT has moved the cursor away from it since (xterm).
+        cdef int x = self.ncols - 1 if self.pending else self.x - 1
         cdef Cell* c
         cdef Cell* row
         if x < 0:
@@ -1317,7 +1319,8 @@ cdef class VtEmulator:
         self.x = x
 
     cdef void back_tab(self, int n) noexcept nogil:
-        self.pending = False
+        # CBT keeps a pending wrap too (xterm), even though it leaves the last column: the
+        # next printable character still wraps first.
         cdef int x = self.x, _step
         for _step in range(min(n, self.ncols)):
             x -= 1

@@ -285,7 +285,9 @@ class PyteScreen(pyte.Screen):
     def _combine(self, ch: str) -> None:
         """A zero-width character joins the previous cell as typed (pyte NFC-normalises and
         drops non-combining ones); at most MAX_COMBINING marks per cell."""
-        x = self.cursor.x if self.is_wrap_pending else self.cursor.x - 1
+        # While a wrap is pending the last character written is at the last column, even when
+        # CBT has moved the cursor away from it since (xterm).
+        x = self.columns - 1 if self.is_wrap_pending else self.cursor.x - 1
         if x < 0:
             return
         line = self.buffer[self.cursor.y]
@@ -371,8 +373,8 @@ class PyteScreen(pyte.Screen):
             self.tab()
 
     def cursor_back_tab(self, count: int | None = None) -> None:
-        """CBT (pyte lacks it)."""
-        self.is_wrap_pending = False
+        """CBT (pyte lacks it); like HT it keeps a pending wrap (xterm), here away from the
+        last column: the next printable character still wraps first."""
         x = self.cursor.x
         for _ in range(min(count or 1, self.columns)):
             x -= 1

@@ -17,9 +17,6 @@ VT100 = CORPUS / "vt100-rust"
 
 # xterm files outside the supported set, each with the reason.
 XTERM_UNCOVERED = {
-    "t0084-CBT": "xterm quirk: CBT while a wrap is pending keeps the pending wrap "
-    "(also skipped by xterm.js); a wrap pending away from the last column is a state the "
-    "ANSI snapshot cannot restore",
     "t0103-reverse_wrap": "reverse-wraparound mode 45 is not supported (also skipped by "
     "xterm.js); captured from an xterm older than 2023, whose mode 45 wrapped from the top "
     "line to the bottom one: current xterm wraps only within a wrapped line (1045: any line)",

@@ -77,6 +77,115 @@ def test_pending_wrap_at_right_margin(emu_class: type) -> None:
     assert lines(emu)[:2] == ["BxxxxxxxAC", "D"]
 
 
+# Lines of the xterm corpus file t0084-CBT (real xterm, 80 columns), on the second row so that
+# RI does not scroll: "abcdefgh" fills columns 72-79 and leaves a wrap pending; CBT moves to the
+# previous tab stop and keeps it, so "!" goes to the next line; RI and IND clear it, so "!"
+# lands on the tab stop. The same with a tab stop at the last column.
+_TO_72 = b"\x1b[2H" + b"\t" * 9
+CBT_CORPUS_LINES = {
+    "near-end": (b"abcdefg\x1b[Z!", ["", " " * 72 + "!bcdefg"], (73, 1)),
+    "at-end": (b"abcdefgh\x1b[Z!", ["", " " * 72 + "abcdefgh", "!"], (1, 2)),
+    "at-end-2": (b"abcdefgh\x1b[2Z!", ["", " " * 72 + "abcdefgh", "!"], (1, 2)),
+    "clipped": (b"abcdefgh\x1b[Z\x1bM\x1bD!", ["", " " * 72 + "!bcdefgh"], (73, 1)),
+    "clipped-2": (
+        b"abcdefgh\x1b[2Z\x1bM\x1bD!",
+        ["", " " * 64 + "!" + " " * 7 + "abcdefgh"],
+        (65, 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("last_stop", [False, True], ids=["default-stops", "stop-at-80"])
+@pytest.mark.parametrize("case", list(CBT_CORPUS_LINES))
+def test_cbt_keeps_a_pending_wrap_as_xterm_does(
+    emu_class: type, case: str, last_stop: bool
+) -> None:
+    data, expected, position = CBT_CORPUS_LINES[case]
+    setup = b"\x1b[1;80H\x1bH" if last_stop else b""
+    emu = make(emu_class, setup + _TO_72 + data, cols=80, rows=4)
+    assert lines(emu) == [*expected, *[""] * (4 - len(expected))]
+    assert cursor(emu) == position
+
+
+@pytest.mark.parametrize("last_stop", [False, True], ids=["default-stops", "stop-at-20"])
+@pytest.mark.parametrize(
+    ("count", "column"), [(0, 16), (1, 16), (2, 8), (3, 0), (4, 0), (99, 0), (99999, 0)]
+)
+def test_cbt_counts_keep_the_pending_wrap(
+    emu_class: type, count: int, column: int, last_stop: bool
+) -> None:
+    setup = b"\x1b[1;20H\x1bH\x1b[H" if last_stop else b""
+    emu = make(emu_class, setup + b"x" * 20 + b"\x1b[%dZ" % count, cols=20, rows=2)
+    state = emu.state()  # type: ignore[attr-defined]
+    assert (state.cursor_x, state.cursor_y, state.pending_wrap) == (column, 0, True)
+    assert emu.snapshot_json()["cursor"]["x"] == column
+    emu.feed(b"!")
+    assert lines(emu) == ["x" * 20, "!"]
+    assert cursor(emu) == (1, 1)
+
+
+def test_cbt_at_column_0(emu_class: type) -> None:
+    # Without a pending wrap CBT at column 0 stays there; with one it keeps it.
+    emu = make(emu_class, b"ab\r\x1b[Z!", cols=10, rows=2)
+    assert lines(emu) == ["!b", ""]
+    emu = make(emu_class, b"\x1b[3g" + b"x" * 10 + b"\x1b[Z", cols=10, rows=2)
+    assert emu.state().pending_wrap  # type: ignore[attr-defined]
+    assert cursor(emu) == (0, 0)
+    emu.feed(b"\x1b[Z\x1b[5Z!")
+    assert lines(emu) == ["x" * 10, "!"]
+
+
+def test_tabs_and_marks_after_cbt_with_a_pending_wrap(emu_class: type) -> None:
+    # HT and CHT keep the wrap too (xterm moves the column only); a combining mark still
+    # joins the character last written, at the last column.
+    emu = make(emu_class, ("x" * 19 + "y\x1b[2Z\u0301\t").encode(), cols=20, rows=2)
+    state = emu.state()  # type: ignore[attr-defined]
+    assert (state.cursor_x, state.pending_wrap) == (16, True)  # CBT 2 to 8, HT to 16
+    assert lines(emu)[0] == "x" * 19 + "y\u0301"
+    emu.feed(b"\x1b[9I!")
+    assert lines(emu) == ["x" * 19 + "y\u0301", "!"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"x" * 20 + b"\x1b[Z",  # a tab stop at the column
+        b"x" * 20 + b"\x1b[3Z",  # column 0, a tab stop
+        b"\x1b[3g" + b"x" * 20 + b"\x1b[Z",  # column 0, no tab stop at all
+        b"x" * 20 + b"\x1b[2Z\x1b[g",  # its tab stop cleared since
+        b"x" * 20 + b"\x1b[Z\x1b[3g",  # every tab stop cleared since
+        b"\x1b[1;20H\x1bH\x1b[H" + b"x" * 20 + b"\x1b[Z\x1b[g",  # a tab stop at the last column
+        b"x" * 20,  # at the last column
+        ("\x1b[2;3r\x1b[?6h\x1b[2;1H\x1b[31m" + "x" * 18 + "中\x1b[Z\x1b[g\x1b[0m").encode(),
+        b"x" * 20 + b"\x1b[Z\x1b[4h\x1b[?2004h\x1b)0\x0e",  # modes set after
+    ],
+    ids=[
+        "stop",
+        "col-0",
+        "no-stops",
+        "stop-cleared",
+        "all-cleared",
+        "last-stop",
+        "last-column",
+        "origin-wide",
+        "modes",
+    ],
+)
+def test_ansi_round_trip_of_a_wrap_pending_away_from_the_last_column(
+    emu_class: type, data: bytes
+) -> None:
+    emu = make(emu_class, data, cols=20, rows=4)
+    copy = make(emu_class, emu.snapshot_ansi(), cols=20, rows=4)
+    state, replayed = emu.state(), copy.state()  # type: ignore[attr-defined]
+    assert state.pending_wrap and replayed.pending_wrap
+    fields = ("cursor_x", "cursor_y", "lines", "tabs", "modes", "saved_cursor")
+    assert [getattr(replayed, f) for f in fields] == [getattr(state, f) for f in fields]
+    assert copy.snapshot_json() == emu.snapshot_json()
+    emu.feed(b"!")
+    copy.feed(b"!")
+    assert copy.snapshot_json() == emu.snapshot_json()
+
+
 def test_wide_char_at_margin_wraps_whole(emu_class: type) -> None:
     emu = make(emu_class, "abcd中".encode(), cols=5, rows=2)
     assert lines(emu) == ["abcd", "中"]
