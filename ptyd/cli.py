@@ -414,8 +414,8 @@ def _expect_problem(args: argparse.Namespace) -> str | None:
         value = getattr(args, option)
         if value is not None and not value >= 0:
             return f"--{option} must be 0 or more seconds, not {value:g}"
-    if args.scrollback < 0:
-        return f"--scrollback must be 0 or more lines, not {args.scrollback}"
+    if not 0 <= args.scrollback <= 10_000_000:
+        return f"--scrollback must be 0 to 10000000 lines, not {args.scrollback}"
     if args.pattern is not None:
         try:
             re.compile(args.pattern)
@@ -856,6 +856,8 @@ def cmd_record(client: BlockingConnection, args: argparse.Namespace) -> int:
     from .client import Client
     from .events import DisconnectedEvent, ErrorEvent, ExitEvent, OutputEvent, SnapshotEvent
 
+    if args.file == "-" and sys.stdout is None:
+        raise OSError("cannot record to standard output: it is closed")
     with Client(client.socket_path, client_name=client.client_name) as library:
         attached = library.attach(_target(args.target), snapshot="ansi")
         session = attached.session
@@ -931,7 +933,18 @@ def format_stats(stats: dict[str, Any]) -> str:
 
 
 def cmd_shutdown(client: BlockingConnection, args: argparse.Namespace) -> int:
+    """Ask, then wait for the daemon to exit (as ``tmux kill-server``): a command run next
+    starts a new daemon instead of finding this one half gone."""
+    pid = client.daemon_info["pid"]
     client.shutdown()
+    client.close()  # not one more client for the daemon to flush
+    if not launcher.has_exited(os.fspath(client.socket_path), pid, launcher.STOPPING_SECONDS):
+        print(
+            f"ptyd: the daemon (pid {pid}) is still shutting down after "
+            f"{launcher.STOPPING_SECONDS:g} s",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return 0
 
 

@@ -226,6 +226,7 @@ class AsyncClient:
         self._is_reading_paused = False  # the socket's state: full or held
         self._on_event: Callable[[Event], None] | None = None
         self._is_closed = False
+        self._is_closed_by_caller = False  # close() was called: requests say so, not "lost"
         self._resume_from: dict[int, int] = {}  # attached session -> next offset expected
         # Where each session's output seen so far ends: output can arrive in the same read as
         # the attach response, before attach() knows the session's id.
@@ -306,6 +307,7 @@ class AsyncClient:
 
     async def close(self) -> None:
         was_closed, self._is_closed = self._is_closed, True
+        self._is_closed_by_caller = True
         wire = self._wire
         if wire is not None and wire.transport is not None:
             wire.transport.close()
@@ -518,6 +520,8 @@ class AsyncClient:
         refusal (connect() reports why it was refused); once connected, ConnectionFailed
         naming the cause (a refusal that ended the connection answered the requests pending
         then, not the later ones)."""
+        if self._is_closed_by_caller:
+            return ConnectionFailed("this client was closed")
         if wire is None:
             return ConnectionFailed("not connected")
         if wire.refusal is not None and not self._is_wire_ready:
@@ -814,8 +818,9 @@ class AsyncClient:
         after ``timeout`` seconds, ScreenWaitExited when the session exits without showing it;
         both carry the last screen seen. Runs on a connection of its own: this client's
         events and attachments are untouched."""
-        if pattern is None and quiet is None:
-            raise ValueError("wait_for needs a pattern, quiet seconds, or both")
+        if self._is_closed:
+            raise self._lost_error(self._wire)
+        screen_wait.check_arguments(pattern, quiet, scrollback, timeout)
         compiled = screen_wait.compile_pattern(pattern)
         watcher = await AsyncClient.connect(
             self.socket_path, client_name=f"{self.client_name} wait_for", owner=self.owner
@@ -877,6 +882,9 @@ class Client:
         cancel the operation when giving up (CallTimedOut), so it cannot go on (or take an
         event) unseen. A request it had already written is not recalled: the daemon may
         still carry it out."""
+        if self._loop.is_closed():
+            coroutine.close()  # never to run: not "never awaited" either
+            raise ConnectionFailed("this client was closed")
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         seconds = self.timeout if timeout is _CLIENT_TIMEOUT else timeout
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a command 5 ms
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Any, Final
 
     from .records import ExitStatus, Snapshot
 
@@ -108,6 +108,9 @@ class ScreenWaitFailed(PtydError):
         super().__init__(message)
         self.snapshot = snapshot
 
+    def __reduce__(self) -> tuple[Any, ...]:  # attributes restored after __init__(message, None)
+        return type(self), (str(self), None), self.__dict__
+
 
 class ScreenWaitTimedOut(ScreenWaitFailed, TimeoutError):
     """``wait_for``'s timeout passed first."""
@@ -120,6 +123,9 @@ class ScreenWaitExited(ScreenWaitFailed):
     def __init__(self, message: str, snapshot: Snapshot, status: ExitStatus) -> None:
         super().__init__(message, snapshot)
         self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.snapshot, self.status), self.__dict__
 
 
 class NoDaemon(ConnectionFailed):
@@ -137,6 +143,9 @@ class ProtocolError(PtydError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled with both arguments (and its attributes)
+        return type(self), (self.code, str(self)), self.__dict__
+
 
 class RequestError(PtydError):
     """The daemon answered a request with an error response."""
@@ -144,6 +153,9 @@ class RequestError(PtydError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled with both arguments (and its attributes)
+        return type(self), (self.code, str(self)), self.__dict__
 
     @staticmethod
     def from_wire(code: str, message: str) -> RequestError:

@@ -17,6 +17,12 @@ READY = b"ready\n"
 # A daemon takes its lock, then binds and listens: a moment in which it holds the lock and its
 # socket does not answer yet, which is not a lost socket.
 STARTING_SECONDS = 1.0
+# A daemon shutting down has closed its listening socket but not yet removed its path: it hangs
+# its sessions up (SIGHUP, SIGTERM and SIGKILL, PTYD_KILL_GRACE apart) and flushes its clients
+# first. A command waits that long for it to exit, then starts a new one.
+STOPPING_SECONDS = 30.0
+# Its last step removes the path; its exit then releases the lock.
+EXITING_SECONDS = 0.5
 # The daemon imports the ptyd this command imported: ``python -m ptyd`` would put the current
 # directory first on its path, and from a source checkout import the tree there (without its
 # compiled modules: a pure daemon). The directory that holds this package goes first instead.
@@ -48,15 +54,35 @@ def connect(config: Config) -> BlockingConnection:
 
 def lost_socket(socket_path: str) -> str:
     """Why nothing listens although a daemon runs there (its socket file was deleted from under
-    it), and what to do; "" when no daemon holds that socket's lock, or the one holding it
-    starts listening within ``STARTING_SECONDS`` (it had just taken the lock)."""
+    it), and what to do; "" when no daemon holds that socket's lock, when the one holding it
+    starts listening within ``STARTING_SECONDS`` (it had just taken the lock), or when it is
+    shutting down (its path is still there, or just removed) and exits in time."""
     holder = lock_holder(socket_path)
     if holder is None or _listens_soon(socket_path):
+        return ""
+    if os.path.lexists(socket_path):
+        if has_exited(socket_path, holder, STOPPING_SECONDS):
+            return ""
+        return (
+            f"the ptyd daemon on {socket_path} (pid {holder}) is shutting down and still "
+            f"running after {STOPPING_SECONDS:g} s"
+        )
+    if has_exited(socket_path, holder, EXITING_SECONDS):  # its shutdown removed the path last
         return ""
     return (
         f"the ptyd daemon on {socket_path} (pid {holder}) has lost its socket file: "
         f"`kill -USR1 {holder}` makes it listen there again"
     )
+
+
+def has_exited(socket_path: str, pid: int, seconds: float) -> bool:
+    """Whether daemon ``pid`` lets go of the socket's lock (it exits) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while lock_holder(socket_path) == pid:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)  # the lock is released at exit; nothing announces it
+    return True
 
 
 def _listens_soon(socket_path: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 from typing import TYPE_CHECKING, TypeVar
 
@@ -31,6 +32,34 @@ T = TypeVar("T")
 
 SNAPSHOT_INTERVAL = 0.01  # seconds between two snapshots while output keeps coming
 LAST_SCREEN_SECONDS = 1.0  # how long a timed-out wait tries for a current last screen
+MAX_SCROLLBACK = 10_000_000  # lines a snapshot request may ask for (docs/protocol.md, Limits)
+
+
+def check_arguments(pattern: object, quiet: object, scrollback: object, timeout: object) -> None:
+    """ValueError (TypeError for a pattern that is no str) naming the first bad argument,
+    before anything is sent: the daemon's own refusal would not say which call was wrong."""
+    if pattern is None and quiet is None:
+        raise ValueError("wait_for needs a pattern, quiet seconds, or both")
+    if pattern is not None and not isinstance(pattern, (str, re.Pattern)):
+        raise TypeError(f"pattern must be a str or a compiled re.Pattern, not {pattern!r}")
+    for name, seconds in (("quiet", quiet), ("timeout", timeout)):
+        if seconds is not None and not _is_seconds(seconds):
+            raise ValueError(f"{name} must be a number of seconds, 0 or more, not {seconds!r}")
+    if not _is_count(scrollback, MAX_SCROLLBACK):
+        raise ValueError(
+            f"scrollback must be a whole number of lines from 0 to {MAX_SCROLLBACK:,}, "
+            f"not {scrollback!r}"
+        )
+
+
+def _is_seconds(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return 0 <= value < math.inf  # NaN is neither
+
+
+def _is_count(value: object, most: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
 
 
 def compile_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
@@ -57,6 +86,7 @@ class _Watch:
         self.lost: str | None = None  # why the watch cannot go on
         self.changed = asyncio.Event()
         self.screen: Snapshot | None = None
+        self.found: re.Match[str] | None = None  # the pattern on a screen seen
         self.taken_at = -SNAPSHOT_INTERVAL  # when the last snapshot was asked for
 
     def on_event(self, event: Event) -> None:
@@ -86,24 +116,28 @@ class _Watch:
         return self.last_output + self.quiet - self.loop.time()
 
     def outcome(self) -> ScreenMatch | None:
-        """The match, once the last screen meets the condition; raises ScreenWaitExited once
-        the final screen does not."""
+        """The match, once the condition is met; raises ScreenWaitExited once the final
+        screen is in and the pattern never showed. With ``quiet`` the pattern is kept from the
+        screen that showed it (it may scroll away before the program goes quiet), and the
+        match's screen is the quiet one."""
         screen = self.screen
         if screen is None:
             return None
-        found = self.pattern.search(screen.data) if self.pattern is not None else None
-        if found is None and self.pattern is not None:
-            if self.is_fresh and self.exit is not None:
-                status = ExitStatus(self.exit.code, self.exit.signal)
-                raise ScreenWaitExited(
-                    f"session {screen.session} exited ({_describe(status)}) without showing "
-                    f"{self.pattern.pattern!r}",
-                    screen,
-                    status,
-                )
-            return None
+        if self.pattern is not None and self.found is None:
+            self.found = self.pattern.search(screen.data)
+            if self.found is None:
+                if self.is_fresh and self.exit is not None:
+                    status = ExitStatus(self.exit.code, self.exit.signal)
+                    raise ScreenWaitExited(
+                        f"session {screen.session} exited ({_describe(status)}) without "
+                        f"showing {self.pattern.pattern!r}",
+                        screen,
+                        status,
+                    )
+                return None
         if self.quiet is not None and not (self.is_fresh and self.quiet_left() <= 0):
             return None
+        found = self.found
         return ScreenMatch(
             screen,
             found.group(0) if found is not None else None,

@@ -82,3 +82,31 @@ def test_recording_to_stdout_and_errors(daemon, tmp_path) -> None:
     out = daemon.cli("record", "nosuch", str(missing))
     assert out.returncode == 1 and b"no session 'nosuch'" in out.stderr
     assert not missing.exists()
+
+
+def test_recording_to_a_closed_stdout_is_one_error_line(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sleep", "600"])
+    closed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; os.close(1); os.execv(sys.argv[1], sys.argv[1:])",
+            sys.executable,
+            "-m",
+            "ptyd",
+            "-S",
+            str(daemon.socket),
+            "--no-autostart",
+            "record",
+            str(info.id),
+            "-",
+        ],
+        env=daemon.env,
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        timeout=60,
+        check=False,
+    )
+    assert closed.returncode == 1
+    assert closed.stderr == b"ptyd: cannot record to standard output: it is closed\n"

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from ptyd.socketdir import is_listening, lock_holder
+
 from .helpers import Stream, contains, installed_ptyd, read_until, until_exit, wait_until
 
 
@@ -407,6 +409,23 @@ def test_shutdown_with_no_daemon_starts_none(short_tmp) -> None:
         f"ptyd: no ptyd daemon is listening on {sock}: nothing to shut down"
     )
     assert not sock.exists()
+
+
+def test_shutdown_returns_once_the_daemon_has_exited(daemon) -> None:
+    """As tmux kill-server: a program that ignores SIGHUP and SIGTERM holds the daemon for two
+    kill graces, and shutdown waits for it; a command meanwhile waits too, then finds no
+    daemon (here: autostart is off), not a daemon that "lost its socket"."""
+    client = daemon.client()
+    client.create(["sh", "-c", "trap '' HUP TERM; sleep 600"])
+    command = [sys.executable, "-m", "ptyd", "-S", str(daemon.socket), "--no-autostart"]
+    stopping = subprocess.Popen([*command, "shutdown"], env=daemon.env)
+    wait_until(lambda: not is_listening(daemon.socket), 30, "the daemon to stop listening")
+    meanwhile = daemon.cli("ls")
+    assert stopping.wait(timeout=60) == 0
+    assert daemon.process.wait(timeout=10) == 0 and not daemon.socket.exists()
+    assert lock_holder(daemon.socket) is None
+    assert meanwhile.returncode == 1 and b"autostart is off" in meanwhile.stderr
+    assert b"lost its socket" not in meanwhile.stderr
 
 
 @pytest.mark.parametrize("uids", ["-1", "1000,-5", "4294967295", "x"])

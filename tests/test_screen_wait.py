@@ -4,12 +4,19 @@ program to go quiet, over a connection of the wait's own (real daemon, both back
 from __future__ import annotations
 
 import asyncio
+import pickle
 import re
 import time
 
 import pytest
 
-from ptyd import AsyncClient, ScreenWaitExited, ScreenWaitTimedOut, SessionNotFound
+from ptyd import (
+    AsyncClient,
+    ConnectionFailed,
+    ScreenWaitExited,
+    ScreenWaitTimedOut,
+    SessionNotFound,
+)
 from ptyd.events import OutputEvent
 
 from .helpers import wait_until
@@ -177,3 +184,74 @@ def test_expect_prints_the_match_or_the_screen_and_says_why_it_failed(daemon) ->
         out = daemon.cli("expect", "web", *args)
         assert out.returncode == 2 and message in out.stderr
     assert daemon.cli("expect", "nosuch", "x").returncode == 1
+
+
+def test_with_quiet_a_pattern_that_scrolled_away_still_counts(daemon) -> None:
+    """The pattern is kept from the screen that showed it; the match's screen is the quiet
+    one (a harness waits for DONE, then for the program to settle)."""
+    client = daemon.client()
+    script = "sleep 0.3; echo READY 1; sleep 0.3; clear; echo gone; sleep 600"
+    info = client.create(["sh", "-c", script])
+    match = client.wait_for(info.id, r"^READY (\d)$", quiet=1.0, timeout=30)
+    assert match.matched == "READY 1" and match.groups == ("1",)
+    assert match.snapshot.data.startswith("gone\n") and "READY" not in match.snapshot.data
+
+
+def test_arguments_are_checked_before_anything_is_sent(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sleep", "600"])
+    for bad in (
+        {"quiet": -1},
+        {"quiet": float("nan")},
+        {"quiet": True},
+        {"timeout": -1},
+        {"timeout": "1"},
+        {"scrollback": -5},
+        {"scrollback": 1.5},
+        {"scrollback": 10**8},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            client.wait_for(info.id, "x", **bad)
+    with pytest.raises(TypeError, match="pattern must be a str"):
+        client.wait_for(info.id, 5)
+    assert client.info(info.id).clients == 0  # nothing attached
+
+
+def test_a_closed_client_says_so(daemon) -> None:
+    client = daemon.client()
+    info = client.create(["sleep", "600"])
+    client.close()
+    for call in (lambda: client.wait_for(info.id, "x"), client.list_sessions):
+        with pytest.raises(ConnectionFailed, match="this client was closed"):
+            call()
+
+    async def closed_async() -> None:
+        async_client = await AsyncClient.connect(daemon.socket)
+        await async_client.close()
+        with pytest.raises(ConnectionFailed, match="this client was closed"):
+            await async_client.wait_for(info.id, "x")
+
+    asyncio.run(closed_async())
+
+
+def test_the_errors_cross_processes(daemon) -> None:
+    """Harnesses hand results to other processes: the errors pickle with what they carry."""
+    client = daemon.client()
+    info = client.create(["sh", "-c", "echo shown; sleep 600"])
+    with pytest.raises(ScreenWaitTimedOut) as timed_out:
+        client.wait_for(info.id, "^never", timeout=0.3)
+    copy = pickle.loads(pickle.dumps(timed_out.value))
+    assert str(copy) == str(timed_out.value) and copy.snapshot == timed_out.value.snapshot
+    with pytest.raises(SessionNotFound) as missing:
+        client.info("nosuch")
+    copy = pickle.loads(pickle.dumps(missing.value))
+    assert (type(copy), copy.code, str(copy)) == (
+        SessionNotFound,
+        "no_such_session",
+        str(missing.value),
+    )
+
+
+def test_expect_refuses_scrollback_past_the_protocols_limit(daemon) -> None:
+    out = daemon.cli("expect", "1", "x", "--scrollback", "100000000")
+    assert out.returncode == 2 and b"--scrollback must be 0 to 10000000 lines" in out.stderr
