@@ -517,6 +517,8 @@ def _main(argv: Sequence[str] | None, handoff: Handoff | None) -> int:
     command_parser = _command_parser(parser, args.command)
     if extra and args.command == "send":
         args.text += extra  # words after --keys/--stdin: argparse stops at the first option
+    elif args.command == "expect" and args.pattern is None and extra[:1] == ["--"] == extra[:-1]:
+        args.pattern = extra[1]  # TARGET --timeout S -- -PATTERN: argparse took TARGET alone
     elif extra:
         command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if (problem := _usage_problem(args)) is not None:

@@ -168,6 +168,8 @@ def test_expect_prints_the_match_or_the_screen_and_says_why_it_failed(daemon) ->
     client.create(["sh", "-c", "sleep 0.2; echo 'ready on port 8080'; sleep 600"], name="web")
     out = daemon.cli("expect", "web", r"port (\d+)", "--timeout", "30")
     assert (out.returncode, out.stdout) == (0, b"port 8080\n")
+    out = daemon.cli("expect", "web", "--timeout", "30", "--", "-?ready on")  # after options
+    assert (out.returncode, out.stdout) == (0, b"ready on\n")
     out = daemon.cli("expect", "web", "--quiet", "0.2", "--screen")
     assert out.returncode == 0 and out.stdout.startswith(b"ready on port 8080\n")
     out = daemon.cli("expect", "web", "^never", "--timeout", "0.3", "--screen")
