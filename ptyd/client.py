@@ -49,6 +49,9 @@ LONG_REQUESTS = frozenset({"wait"})
 # daemon's backlog before each answer is read into it): the limit again, and at least this.
 ANSWER_HEADROOM_BYTES = 4 * 1024 * 1024
 ANSWER_HEADROOM_EVENTS = 1024
+# wait_for's own connections being opened at once by one client: the daemon closes connections
+# past PTYD_MAX_UNAUTHENTICATED (64) still waiting for hello, so a burst of waits queues here.
+WAIT_FOR_CONNECTS = 16
 CLOSE_GRACE = 1.0  # seconds close() lets unsent requests go to a daemon that does not read
 # send(): a chunk refused with input_overflow after earlier ones went in is sent again after
 # this pause, doubled up to INPUT_RETRY_MAX while the program has not read enough to take it.
@@ -88,6 +91,11 @@ def check_socket_owner(path: Path, owner: int | None = None) -> None:
             f"{path.parent}: owned by uid {directory_owner}, not by uid {owner}; refusing to "
             "connect"
         )
+
+
+def _describe(event: Event) -> str:
+    """An event in a log line: its kind and session, not its data (which may be megabytes)."""
+    return f"{type(event).__name__} (session {getattr(event, 'session', None)})"
 
 
 def _data_size(event: Event) -> int:
@@ -233,6 +241,9 @@ class AsyncClient:
         self._seen_end: dict[int, int] = {}
         self._response_hooks: dict[int, Callable[[dict[str, Any]], None]] = {}
         self._attach_options: dict[int, dict[str, Any]] = {}
+        self._abandoned: set[int] = set()  # sessions of cancelled attaches, being detached
+        self._final_event: DisconnectedEvent | None = None  # told again to later readers
+        self._connect_slots: asyncio.Semaphore | None = None  # wait_for's connects at once
         self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -320,7 +331,7 @@ class AsyncClient:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if not was_closed:  # whoever waits in events()/next_event() is told, not left waiting
-            self._deliver(DisconnectedEvent("closed"))
+            self._end_events(DisconnectedEvent("closed"))
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -402,7 +413,7 @@ class AsyncClient:
             return
         if kind == "event":
             event = events.from_wire(message)
-            if event is None:
+            if event is None or getattr(event, "session", None) in self._abandoned:
                 return
             if isinstance(event, OutputEvent | SnapshotEvent):
                 end = event.end if isinstance(event, OutputEvent) else event.offset
@@ -413,6 +424,10 @@ class AsyncClient:
                 self._resume_from.pop(event.session, None)
                 self._attach_options.pop(event.session, None)
             self._deliver(event)
+
+    def _end_events(self, event: DisconnectedEvent) -> None:
+        self._final_event = event
+        self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
         if self._on_event is not None and not self._is_held and self._events.empty():
@@ -443,7 +458,10 @@ class AsyncClient:
             on_event(event)
         except Exception as exc:
             asyncio.get_running_loop().call_exception_handler(
-                {"message": f"ptyd deliver_to() callback failed on {event!r}", "exception": exc}
+                {
+                    "message": f"ptyd deliver_to() callback failed on {_describe(event)}",
+                    "exception": exc,
+                }
             )
 
     def _apply_reading(self) -> None:
@@ -537,7 +555,7 @@ class AsyncClient:
         if self._is_closed:
             return
         self._is_closed = True
-        self._deliver(DisconnectedEvent(reason))
+        self._end_events(DisconnectedEvent(reason))
 
     async def _reconnect(self, attempts: int = 50) -> bool:
         """Re-establish the connection and resume every attached session."""
@@ -594,6 +612,8 @@ class AsyncClient:
     async def next_event(self, timeout: float | None = None) -> Event:
         """The next event; raises CallTimedOut (a TimeoutError) after ``timeout`` seconds."""
         self._require_queue()
+        if self._final_event is not None and self._events.empty():
+            return self._final_event  # the stream has ended: said again, never waited for
         try:
             event = await asyncio.wait_for(self._events.get(), timeout)
         except asyncio.TimeoutError:
@@ -604,7 +624,7 @@ class AsyncClient:
         """All events in order, ending after a DisconnectedEvent."""
         self._require_queue()
         while True:
-            event = self._taken(await self._events.get())
+            event = await self.next_event()
             yield event
             if isinstance(event, DisconnectedEvent):
                 return
@@ -659,9 +679,27 @@ class AsyncClient:
             "cols": cols,
             "rows": rows,
         }
-        result = await self.request(
-            "attach", session=session, snapshot=snapshot, from_offset=from_offset, **options
+        asked: list[asyncio.Future[dict[str, Any]]] = []
+
+        def on_answer(result: dict[str, Any]) -> None:
+            if asked[0].cancelled():  # given up on: attached all the same, so undo it
+                self._drop_attachment(result["session"]["id"])
+
+        asked.append(
+            self.submit(
+                "attach",
+                on_answer,
+                session=session,
+                snapshot=snapshot,
+                from_offset=from_offset,
+                **options,
+            )
         )
+        try:
+            result = await self._answer(asked[0])
+        except asyncio.CancelledError:
+            asked[0].cancel()  # so that an answer still to come is undone (on_answer)
+            raise
         info = SessionInfo.from_wire(result["session"])
         # Output of this attachment may have been read with the response: never go back.
         self._resume_from[info.id] = max(result["offset"], self._seen_end.get(info.id, 0))
@@ -673,6 +711,21 @@ class AsyncClient:
             result.get("format"),
             bool(result.get("resumed")),
         )
+
+    def _drop_attachment(self, session: int) -> None:
+        """Detach a session whose attach was cancelled, and drop its events until then: the
+        application never saw the attach, so it must see none of what it brings."""
+        try:
+            detached = self.submit("detach", session=session)
+        except PtydError:  # the connection is gone, and the attachment with it
+            return
+        self._abandoned.add(session)
+        detached.add_done_callback(partial(self._abandoned_detached, session))
+
+    def _abandoned_detached(self, session: int, detached: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(session)
+        if not detached.cancelled():
+            detached.exception()  # retrieved: a session that exited meanwhile is no error here
 
     async def detach(self, session: Target) -> None:
         result = await self.request("detach", session=session)
@@ -822,9 +875,12 @@ class AsyncClient:
             raise self._lost_error(self._wire)
         screen_wait.check_arguments(pattern, quiet, scrollback, timeout)
         compiled = screen_wait.compile_pattern(pattern)
-        watcher = await AsyncClient.connect(
-            self.socket_path, client_name=f"{self.client_name} wait_for", owner=self.owner
-        )
+        if self._connect_slots is None:
+            self._connect_slots = asyncio.Semaphore(WAIT_FOR_CONNECTS)
+        async with self._connect_slots:  # past PTYD_MAX_UNAUTHENTICATED the daemon refuses
+            watcher = await AsyncClient.connect(
+                self.socket_path, client_name=f"{self.client_name} wait_for", owner=self.owner
+            )
         try:
             return await screen_wait.watch_screen(
                 watcher, session, compiled, quiet=quiet, scrollback=scrollback, timeout=timeout
@@ -906,8 +962,10 @@ class Client:
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        self._run(self._async.close())
-        self._stop_loop()
+        try:
+            self._run(self._async.close(), None)  # bounded by its own grace, not the timeout
+        finally:
+            self._stop_loop()
 
     def __enter__(self) -> Client:
         return self

@@ -574,7 +574,7 @@ class Connection(asyncio.Protocol):
         if attachment is not None:
             if attachment.is_read_only:
                 raise RequestError(errors.READ_ONLY, "this attachment is read-only")
-            if self.config.size_policy == "latest":
+            if self.config.size_policy == "latest" and data:  # typing, not a check for nothing
                 target.apply_size_policy(attachment)
         target.send_input(data, keys)
         self.daemon.bytes_in += len(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -14,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from ptyd import AsyncClient, Client, ConnectionFailed, DaemonBusy, RequestError, errors
+from ptyd import (
+    AsyncClient,
+    CallTimedOut,
+    Client,
+    ConnectionFailed,
+    DaemonBusy,
+    RequestError,
+    errors,
+)
 from ptyd.events import ExitEvent, OutputEvent
 from ptyd.protocol import MAX_INPUT_CHUNK
 
@@ -602,3 +611,87 @@ def test_an_exited_sessions_read_rate_is_over_its_lifetime(daemon) -> None:
     with pytest.raises(TypeError, match="not bytes"):
         client.send_keys(info.id, "Up", b"x")  # type: ignore[arg-type]
     assert client.info(info.id).state == "running"
+
+
+def test_a_cancelled_attach_is_undone(daemon) -> None:
+    """A web backend gives up on an attach (a tab closed, a timeout): the daemon attached all
+    the same, so the client detaches it, shows none of its events, and a later attach works."""
+
+    async def run() -> tuple[int, list[Any]]:
+        client = await AsyncClient.connect(daemon.socket)
+        try:
+            info = await client.create(["sh", "-c", "while :; do echo tick; sleep 0.05; done"])
+            for _ in range(5):
+                task = asyncio.create_task(client.attach(info.id))
+                await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await asyncio.sleep(0.5)
+            stray = []
+            with contextlib.suppress(CallTimedOut):
+                while True:
+                    stray.append(await client.next_event(timeout=0.2))
+            subscribers = len((await client.stats())["subscribers"])
+            attached = await client.attach(info.id, snapshot=None)
+            first = await client.next_event(timeout=10)
+            assert isinstance(first, OutputEvent) and first.offset == attached.offset
+            return subscribers, stray
+        finally:
+            await client.close()
+
+    subscribers, stray = asyncio.run(run())
+    assert subscribers == 0 and stray == []
+
+
+def test_the_end_of_the_events_is_told_to_every_later_reader(daemon) -> None:
+    client = daemon.client()
+    client.close()
+    with pytest.raises(ConnectionFailed, match="this client was closed"):
+        client.next_event(timeout=5)  # a closed blocking client has no loop left to ask
+
+    async def run() -> list[Any]:
+        async_client = await AsyncClient.connect(daemon.socket)
+        await async_client.close()
+        told = [await async_client.next_event(timeout=5) for _ in range(2)]
+        told += [event async for event in async_client.events()]
+        return told
+
+    told = asyncio.run(run())
+    assert [type(event).__name__ for event in told] == ["DisconnectedEvent"] * 3
+
+
+def test_a_hundred_waits_at_once_on_one_client(daemon) -> None:
+    """Each wait has a connection of its own; a burst of them must not be refused as
+    connections waiting for hello (PTYD_MAX_UNAUTHENTICATED, 64)."""
+
+    async def run() -> int:
+        client = await AsyncClient.connect(daemon.socket)
+        try:
+            info = await client.create(["sh", "-c", "echo ready; sleep 600"])
+            found = await asyncio.gather(
+                *(client.wait_for(info.id, "^ready$", timeout=60) for _ in range(100))
+            )
+            return sum(match.matched == "ready" for match in found)
+        finally:
+            await client.close()
+
+    assert asyncio.run(run()) == 100
+
+
+def test_empty_input_checks_the_session_but_takes_no_size(backend, short_tmp) -> None:
+    """Under the latest policy typing gives a client's size to the session; sending nothing is
+    no typing."""
+    running = start_daemon(short_tmp / "d.sock", backend)
+    try:
+        big, small = running.client(), running.client()
+        info = big.create(["sleep", "600"])
+        big.attach(info.id, cols=120, rows=40)
+        small.attach(info.id, cols=60, rows=20)  # the latest to attach: its size
+        assert (big.info(info.id).cols, big.info(info.id).rows) == (60, 20)
+        big.send(info.id, "")
+        assert (big.info(info.id).cols, big.info(info.id).rows) == (60, 20)
+        big.send(info.id, " ")
+        assert (big.info(info.id).cols, big.info(info.id).rows) == (120, 40)
+    finally:
+        assert running.stop() == 0
