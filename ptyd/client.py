@@ -93,6 +93,12 @@ def check_socket_owner(path: Path, owner: int | None = None) -> None:
         )
 
 
+def _retrieve(answer: asyncio.Future[Any]) -> None:
+    """Take a fire-and-forget request's outcome: asyncio would log one nobody took."""
+    if not answer.cancelled():
+        answer.exception()
+
+
 def _describe(event: Event) -> str:
     """An event in a log line: its kind and session, not its data (which may be megabytes)."""
     return f"{type(event).__name__} (session {getattr(event, 'session', None)})"
@@ -851,9 +857,26 @@ class AsyncClient:
         return Snapshot(result["session"], result["offset"], result["format"], result["data"])
 
     async def wait(self, session: Target, timeout: float | None = None) -> ExitStatus:
-        """Wait until the session's program exits; raises TimeoutExpired after ``timeout``."""
-        result = await self.request("wait", session=session, timeout=timeout)
+        """Wait until the session's program exits; raises TimeoutExpired after ``timeout``.
+        Cancelled, the wait is withdrawn from the daemon too (``cancel``)."""
+        asked = self.submit("wait", session=session, timeout=timeout)
+        try:
+            result = await self._answer(asked)
+        except asyncio.CancelledError:
+            self._withdraw(asked)
+            raise
         return ExitStatus(result["code"], result["signal"])
+
+    def _withdraw(self, asked: asyncio.Future[dict[str, Any]]) -> None:
+        """Ask the daemon to end a request given up on, so that it does not hold one of the
+        connection's 32 requests in progress until it ends by itself."""
+        request_id = next((key for key, value in self._pending.items() if value is asked), None)
+        if request_id is None or "cancel" not in self.features:
+            return
+        asked.cancel()
+        with contextlib.suppress(PtydError):  # the connection is gone, and the request with it
+            answer = self.submit("cancel", request=request_id)
+            answer.add_done_callback(_retrieve)
 
     async def wait_for(
         self,

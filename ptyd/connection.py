@@ -51,6 +51,7 @@ class Connection(asyncio.Protocol):
         self.attachments: dict[int, Attachment] = {}
         self._decoder = protocol.FrameDecoder(self.config.max_frame, protocol.MAX_REQUEST_CONTAINER)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waits: dict[int, asyncio.Task[None]] = {}  # by request id: what cancel can end
         self._hello_timer: asyncio.TimerHandle | None = None
         self._frame_timer: asyncio.TimerHandle | None = None  # a partial frame's deadline
         self._held = 0  # bytes of a partial frame counted in daemon.partial_frame_bytes
@@ -301,11 +302,14 @@ class Connection(asyncio.Protocol):
             )
             return
         if asyncio.iscoroutine(result):
-            self._spawn(request.id, result)
+            task = self._spawn(request.id, result)
+            if request.type == "wait":
+                self._waits[request.id] = task
+                task.add_done_callback(lambda _: self._waits.pop(request.id, None))
         elif result is not None:
             self.write(protocol.ok_response(request.id, result))
 
-    def _spawn(self, request_id: int, coroutine: Any) -> None:
+    def _spawn(self, request_id: int, coroutine: Any) -> asyncio.Task[None]:
         async def run() -> None:
             try:
                 result = await coroutine
@@ -327,6 +331,7 @@ class Connection(asyncio.Protocol):
         if len(self._tasks) >= MAX_IN_FLIGHT:
             self._pause_reading("in-flight")
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -633,6 +638,16 @@ class Connection(asyncio.Protocol):
                 errors.TIMEOUT, f"session {target.label} still running after {timeout} seconds"
             ) from None
         return {"session": target.id, "code": target.exit_code, "signal": target.exit_signal}
+
+    def _op_cancel(self, request_id: int, request: int) -> dict[str, Any]:
+        """End this connection's ``wait`` with id ``request``: it is answered ``cancelled``
+        (before this answer), and stops counting against the requests in progress."""
+        task = self._waits.pop(request, None)
+        if task is None or task.done():
+            return {"cancelled": False}
+        task.cancel()
+        self.write(protocol.error_response(request, errors.CANCELLED, "cancelled by the client"))
+        return {"cancelled": True}
 
     def _op_stats(self, request_id: int) -> dict[str, Any]:
         return self.daemon.stats()

@@ -32,6 +32,7 @@ NOT_ATTACHED: Final = "not_attached"
 FLOW_LIMIT: Final = "flow_limit"  # disconnect policy: the client fell too far behind
 SHUTTING_DOWN: Final = "shutting_down"
 INTERNAL: Final = "internal"
+CANCELLED: Final = "cancelled"  # a wait the client withdrew with a cancel request
 
 ALL_CODES: Final = frozenset(
     {
@@ -56,6 +57,7 @@ ALL_CODES: Final = frozenset(
         FLOW_LIMIT,
         SHUTTING_DOWN,
         INTERNAL,
+        CANCELLED,
     }
 )
 

@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-VERSION: Final = (1, 1)  # 1.1: "key-modes" (input may carry `keys`)
+VERSION: Final = (1, 2)  # 1.1: "key-modes" (input may carry `keys`); 1.2: "cancel"
 VERSION_TEXT: Final = f"{VERSION[0]}.{VERSION[1]}"
 # Optional capabilities; a client and a daemon use the intersection of what both announce.
 FEATURES: Final = frozenset(
-    {"replay", "flow-control", "stats", "size-policy", "read-only", "key-modes"}
+    {"replay", "flow-control", "stats", "size-policy", "read-only", "key-modes", "cancel"}
 )
 
 HEADER: Final = struct.Struct(">I")

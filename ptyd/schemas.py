@@ -177,6 +177,7 @@ SCHEMAS: Final[dict[str, dict[str, tuple[Validator, Any]]]] = {
         "scrollback": (_int_range(0, 10_000_000), 0),
     },
     "wait": {"session": (_target, REQUIRED), "timeout": (_optional(_number), None)},
+    "cancel": {"request": (_int_range(0, 2**64 - 1), REQUIRED)},
     "stats": {},
     "shutdown": {},
 }

@@ -28,7 +28,7 @@ from ptyd.events import ExitEvent, OutputEvent
 from ptyd.protocol import MAX_INPUT_CHUNK
 
 from .conftest import start_daemon
-from .helpers import Stream, contains, needs_root, read_until, wait_until
+from .helpers import RawClient, Stream, contains, needs_root, read_until, wait_until
 
 NOBODY = 65534
 
@@ -695,3 +695,36 @@ def test_empty_input_checks_the_session_but_takes_no_size(backend, short_tmp) ->
         assert (big.info(info.id).cols, big.info(info.id).rows) == (120, 40)
     finally:
         assert running.stop() == 0
+
+
+def test_cancelled_waits_are_withdrawn_from_the_daemon(daemon) -> None:
+    """A web backend bounds waits with asyncio timeouts: each cancelled wait is withdrawn
+    (``cancel``), so forty of them do not hold the connection's 32 requests in progress."""
+
+    async def run() -> tuple[str, Any]:
+        client = await AsyncClient.connect(daemon.socket)
+        try:
+            info = await client.create(["sleep", "600"])
+            for _ in range(40):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(client.wait(info.id), 0.01)
+            answered = await asyncio.wait_for(client.info(info.id), 10)
+            unknown = await client.request("cancel", request=10**9)
+            return answered.state, unknown
+        finally:
+            await client.close()
+
+    state, unknown = asyncio.run(run())
+    assert state == "running" and unknown == {"cancelled": False}
+
+
+def test_a_cancelled_wait_is_answered_cancelled(daemon) -> None:
+    raw = RawClient(daemon.socket, hello=True)
+    info = daemon.client().create(["sleep", "600"])
+    wait_id = raw.send("wait", session=info.id)
+    assert raw.call("cancel", request=wait_id) == {"cancelled": True}
+    answer = raw.read_message()  # the wait's answer came first; call() kept it
+    assert answer is not None and answer["id"] == wait_id
+    assert answer["error"]["code"] == "cancelled"
+    assert raw.call("cancel", request=wait_id) == {"cancelled": False}  # withdrawn already
+    raw.close()
