@@ -730,8 +730,7 @@ class AsyncClient:
 
     def _abandoned_detached(self, session: int, detached: asyncio.Future[Any]) -> None:
         self._abandoned.discard(session)
-        if not detached.cancelled():
-            detached.exception()  # retrieved: a session that exited meanwhile is no error here
+        _retrieve(detached)  # a session that exited meanwhile is no error here
 
     async def detach(self, session: Target) -> None:
         result = await self.request("detach", session=session)
